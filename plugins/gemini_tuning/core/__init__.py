@@ -1,0 +1,1 @@
+"""Pure core: dataset rules, metrics, promotion gate. No Airflow, no network."""

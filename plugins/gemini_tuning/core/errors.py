@@ -1,0 +1,40 @@
+"""Line-numbered findings shared by every input validator (training data, prompt sets)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One finding: which file, which line (1-based; None for whole-file rules), which rule, what is wrong."""
+
+    file: str
+    line: int | None
+    rule: str
+    message: str
+    severity: Severity = "error"
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where}: [{self.rule}] {self.message}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class DataValidationError(ValueError):
+    """Raised when input data breaks at least one fatal rule. Carries every issue found (up to a bound)."""
+
+    def __init__(self, issues: list[Issue], *, truncated: bool = False, max_shown: int = 20):
+        self.issues = list(issues)
+        self.truncated = truncated
+        errors = [i for i in self.issues if i.severity == "error"]
+        head = f"{len(errors)} error(s)" + (" (stopped collecting: limit reached)" if truncated else "")
+        lines = [str(i) for i in errors[:max_shown]]
+        if len(errors) > max_shown:
+            lines.append(f"... and {len(errors) - max_shown} more")
+        super().__init__(head + ":\n" + "\n".join(lines))

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Creates ./.venv with the pinned requirements. Idempotent: does nothing when the requirements are unchanged.
+# Usage: scripts/setup.sh            (runtime + test tools)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+"$PY" -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] < (3, 14) else "Python 3.10-3.13 is required")'
+want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
+if [ -x .venv/bin/python ] && [ "$(cat .venv/.installed 2>/dev/null)" = "$want" ]; then
+  exit 0
+fi
+echo "==> creating .venv and installing pinned requirements (uv)"
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check uv
+.venv/bin/python -m uv pip install -q --python .venv/bin/python -r requirements-dev.txt
+echo "$want" > .venv/.installed
+echo "==> .venv ready"
