@@ -1,0 +1,120 @@
+"""Shared test setup. Runs before anything imports Airflow or a Google client."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "include" / "demo"
+
+# Offline by construction: google-auth never probes the metadata server, no real credentials are picked up.
+os.environ["NO_GCE_CHECK"] = "true"
+os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+for var in ("GOOGLE_CLOUD_PROJECT", "GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI"):
+    os.environ.pop(var, None)
+
+# Airflow: a private home and SQLite DB per test session, set before airflow is imported.
+_AF_HOME = tempfile.mkdtemp(prefix="gemini-tuning-airflow-")
+os.environ.setdefault("AIRFLOW_HOME", _AF_HOME)
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
+os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "plugins"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_AF_HOME}/airflow.db")
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from emulator.app import EmulatorConfig  # noqa: E402
+from emulator.server import EmulatorServer  # noqa: E402
+
+PROJECT, LOCATION, BUCKET = "test-project", "us-central1", "gemini-tuning-test"
+
+# Fast jobs for tests: pending 120 s × 0.004 = 0.5 s, each step 15 s × 0.004 = 0.06 s.
+TEST_TIME_SCALE = 0.004
+
+
+@pytest.fixture(scope="session")
+def emulator_server():
+    srv = EmulatorServer(config=EmulatorConfig(time_scale=TEST_TIME_SCALE), default_bucket=BUCKET)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def emulator(emulator_server, monkeypatch):
+    """The session emulator, with its env vars set and its faults and config restored after each test."""
+    for key, value in emulator_server.endpoints.env().items():
+        monkeypatch.setenv(key, value)
+    emu = emulator_server.emulator
+    saved = dict(vars(emu.config))
+    yield emulator_server
+    emu.faults.clear()
+    emu.config.update({k: v for k, v in saved.items()})
+
+
+@pytest.fixture
+def gcs_client(emulator):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    return storage.Client(credentials=AnonymousCredentials(), project=PROJECT)
+
+
+@pytest.fixture
+def upload(gcs_client):
+    """Uploads bytes/a file to the emulator's GCS under a unique name; returns the gs:// URI."""
+
+    def _upload(data: bytes | str | Path, name: str | None = None) -> str:
+        name = name or f"data/{uuid.uuid4().hex}.jsonl"
+        blob = gcs_client.bucket(BUCKET).blob(name)
+        if isinstance(data, Path):
+            blob.upload_from_filename(str(data))
+        else:
+            blob.upload_from_string(data.encode() if isinstance(data, str) else data)
+        return f"gs://{BUCKET}/{name}"
+
+    return _upload
+
+
+def demo_rows(name: str, n: int | None = None) -> list[dict]:
+    rows = [json.loads(line) for line in (DEMO / name).read_text().splitlines() if line.strip()]
+    return rows[:n] if n else rows
+
+
+@pytest.fixture
+def small_train_uri(upload):
+    """A small Vertex training file (24 examples: 3 steps per epoch) for fast job lifecycles."""
+    return upload("".join(json.dumps(r) + "\n" for r in demo_rows("train.jsonl", 24)))
+
+
+def genai_vertex_client(url: str, *, attempts: int | None = None):
+    import google.oauth2.credentials
+    from google import genai
+    from google.genai import types
+
+    http = types.HttpOptions(base_url=url)
+    if attempts:
+        http = types.HttpOptions(base_url=url, retry_options=types.HttpRetryOptions(
+            attempts=attempts, initial_delay=0.05, max_delay=0.2))
+    return genai.Client(vertexai=True, project=PROJECT, location=LOCATION,
+                        credentials=google.oauth2.credentials.Credentials(token="test-token"), http_options=http)
+
+
+def gapic_kwargs(url: str) -> dict:
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+
+    return dict(credentials=AnonymousCredentials(), transport="rest", client_options=ClientOptions(api_endpoint=url))
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
