@@ -72,7 +72,7 @@ def _int64(value, field: str) -> int:
 
 
 def _gcs_jsonl_uri(uri, field: str) -> str:
-    if not isinstance(uri, str) or not re.match(r"^gs://[a-z0-9][a-z0-9._-]{1,220}/.+", uri) or not uri.endswith(".jsonl"):
+    if not isinstance(uri, str) or not re.match(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/.+", uri) or not uri.endswith(".jsonl"):
         raise invalid_argument(field, f"{field.rsplit('.', 1)[-1]} should be a GCS object of type JSONL.")
     return uri
 

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Sets up .venv (idempotent) and runs the pipeline end to end on the local emulator. No Google Cloud account needed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+exec .venv/bin/python scripts/demo_smoke.py
