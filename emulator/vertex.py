@@ -104,6 +104,7 @@ class VertexService:
         self._models: dict[str, learner.TunedModel] = {}
         self._active: set[str] = set()
         self._batch_running: set[str] = set()
+        self._metrics_written: dict[str, int] = {}
         emu.tickers.append(self.tick)
         emu.startup_hooks.append(self.resume)
         r = emu.router
@@ -273,6 +274,7 @@ class VertexService:
                 self._active.discard(name)
                 continue
             tl = timeline(obj["emu"], now, self.trainer.progress.get(name))
+            self._maybe_write_metrics(name, obj, tl.completed_steps)
             state = "JOB_STATE_" + tl.state
             res = obj["resource"]
             if state == res["state"]:
@@ -289,6 +291,32 @@ class VertexService:
                     self._finalize(obj, now)
                 self._active.discard(name)
             self.store.put("tuningJobs", name, obj)
+
+    @staticmethod
+    def _metrics_uri(obj: dict) -> str:
+        bucket = obj["emu"]["train_uri"][len("gs://"):].split("/", 1)[0]
+        return f"gs://{bucket}/tuning-metrics/{obj['resource']['name'].rsplit('/', 1)[1]}/"
+
+    def _maybe_write_metrics(self, name: str, obj: dict, completed: int) -> None:
+        """Writes ``{gcsMetricsUri}metrics.jsonl`` (one row per step: step, epoch, train_total_loss) as training
+        progresses, at most every 5% of the steps and once at the end. [unverified format: see README]"""
+        e = obj["emu"]
+        losses = e.get("losses")
+        if not losses or not self.emu.config.gcs_url:
+            return
+        written = self._metrics_written.get(name, 0)
+        completed = min(completed, len(losses))
+        if completed <= written or (completed < len(losses) and completed - written < max(1, len(losses) // 20)):
+            return
+        self._metrics_written[name] = completed
+        start = e.get("data_ready") or e["created"]
+        rows = "".join(json.dumps({"step": st, "epoch": ep, "train_total_loss": loss,
+                                   "wall_time": serving.rfc3339(start + st * e["step_s"])}) + "\n"
+                       for st, ep, loss in losses[:completed])
+        uri = self._metrics_uri(obj) + "metrics.jsonl"
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(self.emu.executor, _gcs_write, self.emu.config.gcs_url, uri, rows.encode())
+        fut.add_done_callback(lambda f: f.exception() and log.warning("metrics write failed: %s", f.exception()))
 
     def _finalize(self, obj: dict, now: float) -> None:
         """A tuning job succeeded: register the tuned model (version 1) and deploy it to an endpoint of its own."""
@@ -327,8 +355,13 @@ class VertexService:
         res, e = dict(obj["resource"]), obj["emu"]
         if e.get("n_examples") is not None:
             res["tuningDataStats"] = {"supervisedTuningDataStats": self._data_stats(e)}
+        tl = timeline(e, self.emu.now(), self.trainer.progress.get(name))
+        if ver == "v1beta1" and e.get("steps"):
+            per_epoch = max(1, e["steps"] // e["hp"]["epochs"])
+            res["tuningJobMetadata"] = {"completedStepCount": str(tl.completed_steps),
+                                        "completedEpochCount": str(tl.completed_steps // per_epoch)}
+            res["gcsMetricsUri"] = self._metrics_uri(obj)
         if ver == "v1beta1" and res["state"] in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING"):
-            tl = timeline(e, self.emu.now(), self.trainer.progress.get(name))
             if res["state"] == "JOB_STATE_PENDING":
                 res["tuningJobState"] = "TUNING_JOB_STATE_PROCESSING_DATASET"
             else:

@@ -1,0 +1,251 @@
+"""Gemini API ``tunedModels`` over REST, by hand (google-genai drops ``trainingData`` on this API).
+
+Each call is a ``Request`` built by one function and parsed by one function; ``_send`` (requests, for operators)
+and ``_asend`` (aiohttp, for triggers) only move bytes. Auth: an API key in the ``x-goog-api-key`` header (never
+in the URL, where it would land in logs), or OAuth credentials with the tuning scope and ``x-goog-user-project``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import weakref
+from dataclasses import dataclass, field
+
+from ..core.states import CANCELLED, FAILED, RUNNING, SUCCEEDED, JobStatus, LossPoint
+from ..core.tuning import TuningSpec
+from . import retry
+from .errors import (AlreadyExistsError, InsufficientScopesError, NotFoundError, TuningApiError,
+                     TuningDiscontinuedError, parse_retry_after)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+TUNING_SCOPE = "https://www.googleapis.com/auth/generative-language.tuning"
+_DISCONTINUED = re.compile(r"no longer (supported|available|offered)|not supported|discontinued|deprecated|vertex",
+                           re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    params: dict = field(default_factory=dict)
+    json: dict | None = None
+    creating: bool = False
+
+
+# ------------------------------------------------------------------------------------------ request definitions
+def tuned_model_id(key: str, attempt: int) -> str:
+    """Deterministic id per (task instance, attempt): a retried create answers 409 instead of paying twice."""
+    return f"gt-{key.lower()[:24]}-{attempt}"
+
+
+def create_request(spec: TuningSpec, examples: list[dict], model_id: str, marker: str) -> Request:
+    hyper = {}
+    if spec.epochs is not None:
+        hyper["epochCount"] = int(spec.epochs)
+    if spec.batch_size is not None:
+        hyper["batchSize"] = int(spec.batch_size)
+    if spec.learning_rate is not None:
+        hyper["learningRate"] = float(spec.learning_rate)
+    elif spec.learning_rate_multiplier is not None:
+        hyper["learningRateMultiplier"] = float(spec.learning_rate_multiplier)
+    body = {"baseModel": spec.base_model,
+            "description": " ".join(filter(None, [spec.description, marker])),
+            "tuningTask": {"hyperparameters": hyper,
+                           "trainingData": {"examples": {"examples": [
+                               {"textInput": e.get("text_input", e.get("textInput")), "output": e["output"]}
+                               for e in examples]}}}}
+    if spec.display_name:
+        body["displayName"] = spec.display_name
+    return Request("POST", "/v1beta/tunedModels", {"tunedModelId": model_id}, body, creating=True)
+
+
+def get_operation_request(operation: str) -> Request:
+    return Request("GET", f"/v1/{operation}")
+
+
+def list_operations_request(model: str) -> Request:
+    return Request("GET", f"/v1beta/{model}/operations")
+
+
+def get_model_request(model: str) -> Request:
+    return Request("GET", f"/v1beta/{model}")
+
+
+def cancel_request(operation: str) -> Request:
+    return Request("POST", f"/v1/{operation}:cancel", json={})
+
+
+def delete_request(model: str) -> Request:
+    return Request("DELETE", f"/v1beta/{model}")
+
+
+# ------------------------------------------------------------------------------------------ response parses
+def parse_operation(op: dict) -> JobStatus:
+    meta = op.get("metadata") or {}
+    model = meta.get("tunedModel") or op.get("name", "").split("/operations/")[0]
+    snaps = tuple(LossPoint(int(s["step"]), int(s["epoch"]) if s.get("epoch") is not None else None,
+                            float(s["meanLoss"])) for s in meta.get("snapshots") or [] if "meanLoss" in s)
+    err = op.get("error") or {}
+    if not op.get("done"):
+        state = RUNNING
+    elif err:
+        state = CANCELLED if err.get("code") == 1 else FAILED
+    else:
+        state = SUCCEEDED
+    response = op.get("response") or {}
+    return JobStatus(backend="gemini_api", name=model, state=state, operation=op.get("name"),
+                     completed_steps=meta.get("completedSteps"), total_steps=meta.get("totalSteps"),
+                     progress_percent=meta.get("completedPercent"), loss_history=snaps,
+                     tuned_model=response.get("name") or (model if state == SUCCEEDED else None),
+                     error_code=err.get("code"), error_message=err.get("message"),
+                     create_time=response.get("createTime"), end_time=(response.get("tuningTask") or {}).get("completeTime"))
+
+
+def raise_for(status: int, text: str, headers, req: Request) -> None:
+    if status < 400:
+        return
+    try:
+        err = json.loads(text).get("error", {})
+    except (ValueError, AttributeError):
+        err = {}
+    message = err.get("message") or text[:500] or f"HTTP {status}"
+    canonical = err.get("status")
+    ra = parse_retry_after(headers.get("Retry-After") if headers else None)
+    if status == 403 and "scope" in message.lower():
+        raise InsufficientScopesError(status, f"{message} Tuning on the Gemini API needs OAuth credentials with the "
+                                              f"scope {TUNING_SCOPE} (or use an API key).", status=canonical)
+    if req.creating and status in (400, 403, 404) and _DISCONTINUED.search(message):
+        raise TuningDiscontinuedError(status, f"Google refused Gemini API tuning: {message} Google stopped "
+                                              "offering tuning on the Gemini API in 2025; use backend='vertex' "
+                                              "(Vertex AI supervised tuning) instead.", status=canonical)
+    cls = {404: NotFoundError, 409: AlreadyExistsError}.get(status, TuningApiError)
+    raise cls(status, message, status=canonical, retry_after=ra)
+
+
+_async_sessions: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]" = weakref.WeakKeyDictionary()
+
+
+class GeminiApiTuningBackend:
+    kind = "gemini_api"
+
+    def __init__(self, *, base_url: str | None = None, api_key: str | None = None, credentials=None,
+                 quota_project: str | None = None, retry_policy: retry.RetryPolicy | None = None,
+                 timeout: float = 60.0):
+        if not api_key and credentials is None:
+            raise ValueError("the Gemini API needs an API key or OAuth credentials")
+        self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        self.api_key, self.credentials, self.quota_project = api_key, credentials, quota_project
+        self.retry_policy = retry_policy or retry.RetryPolicy()
+        self.timeout = timeout
+        self._session = None
+
+    def __repr__(self) -> str:  # never show the key
+        return f"GeminiApiTuningBackend(base_url={self.base_url!r}, auth={'api_key' if self.api_key else 'oauth'})"
+
+    # ------------------------------------------------------------------ transport
+    def _headers(self) -> dict:
+        if self.api_key:
+            return {"x-goog-api-key": self.api_key}
+        if not self.credentials.valid:
+            import google.auth.transport.requests
+
+            self.credentials.refresh(google.auth.transport.requests.Request())
+        headers = {"Authorization": f"Bearer {self.credentials.token}"}
+        if self.quota_project:
+            headers["x-goog-user-project"] = self.quota_project
+        return headers
+
+    def _send(self, req: Request) -> dict:
+        import requests
+
+        if self._session is None:
+            self._session = requests.Session()
+        resp = self._session.request(req.method, self.base_url + req.path, params=req.params or None,
+                                     json=req.json, headers=self._headers(), timeout=self.timeout)
+        raise_for(resp.status_code, resp.text, resp.headers, req)
+        return resp.json() if resp.content else {}
+
+    async def _asend(self, req: Request) -> dict:
+        import aiohttp
+
+        loop = asyncio.get_running_loop()
+        session = _async_sessions.get(loop)
+        if session is None or session.closed:
+            session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+            _async_sessions[loop] = session
+        headers = self._headers() if (self.api_key or self.credentials.valid) else \
+            await asyncio.to_thread(self._headers)
+        async with session.request(req.method, self.base_url + req.path, params=req.params or None,
+                                   json=req.json, headers=headers) as resp:
+            text = await resp.text()
+            raise_for(resp.status, text, resp.headers, req)
+            return json.loads(text) if text else {}
+
+    # ------------------------------------------------------------------ plans: each call written once
+    # A plan is a generator that yields Requests and receives their JSON answers; ``_run`` drives it with
+    # requests (operators), ``_arun`` with aiohttp (triggers).
+    @staticmethod
+    def _status_plan(name: str):
+        """``name`` is the operation (preferred) or the tuned model."""
+        if "/operations/" in name:
+            return parse_operation((yield get_operation_request(name)))
+        ops = (yield list_operations_request(name)).get("operations") or []
+        if not ops:
+            raise NotFoundError(404, f"no tuning operation found for {name}")
+        return parse_operation(ops[0])
+
+    @classmethod
+    def _cancel_plan(cls, name: str):
+        op = name if "/operations/" in name else (yield from cls._status_plan(name)).operation
+        yield cancel_request(op)
+
+    def _run(self, plan):
+        try:
+            req = next(plan)
+            while True:
+                req = plan.send(self._send(req))
+        except StopIteration as stop:
+            return stop.value
+
+    async def _arun(self, plan):
+        try:
+            req = next(plan)
+            while True:
+                req = plan.send(await self._asend(req))
+        except StopIteration as stop:
+            return stop.value
+
+    # ------------------------------------------------------------------ sync (operators)
+    def create(self, spec: TuningSpec, examples: list[dict], *, model_id: str, marker: str) -> JobStatus:
+        """Not retried: a deterministic ``model_id`` makes a repeated create answer 409 (AlreadyExistsError)."""
+        return parse_operation(self._send(create_request(spec, examples, model_id, marker)))
+
+    def get(self, name: str) -> JobStatus:
+        return retry.call(self.retry_policy, lambda: self._run(self._status_plan(name)))
+
+    def cancel(self, name: str) -> None:
+        retry.call(self.retry_policy, lambda: self._run(self._cancel_plan(name)))
+
+    def delete(self, model: str) -> bool:
+        """Deletes a tuned model. Returns False when it was already gone (idempotent)."""
+        try:
+            retry.call(self.retry_policy, lambda: self._send(delete_request(model)))
+            return True
+        except NotFoundError:
+            return False
+
+    # ------------------------------------------------------------------ async (triggers)
+    async def aget(self, name: str) -> JobStatus:
+        return await self._arun(self._status_plan(name))
+
+    async def acancel(self, name: str) -> None:
+        await retry.acall(self.retry_policy, lambda: self._arun(self._cancel_plan(name)))
+
+    def console_url(self, name: str) -> str:
+        model = name.split("/operations/")[0]
+        return f"https://aistudio.google.com/app/{model.replace('tunedModels/', 'tuned_models/')}"  # [unverified]

@@ -1,0 +1,52 @@
+"""How often to ask a service about a long job: often at first, rarely in the middle, often again near the end.
+
+With progress (percent done) the next poll lands at ``eta_fraction`` of the estimated remaining time, clamped to
+[min, max]; without it the interval grows geometrically to ``fallback_max``. A 1 h job then costs ~20 status
+requests and its end is noticed within ``min_seconds``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    initial_seconds: float = 10.0
+    min_seconds: float = 15.0
+    max_seconds: float = 300.0
+    factor: float = 2.0
+    eta_fraction: float = 0.5
+    fallback_max_seconds: float = 60.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PollState:
+    interval: float | None = None
+    first: tuple[float, float] | None = None      # (time, percent) of the first progress sample > 0
+
+    def next_interval(self, policy: PollPolicy, now: float, percent: float | None) -> float:
+        geometric = policy.initial_seconds if self.interval is None else self.interval * policy.factor
+        eta = self.eta(now, percent)
+        if eta is None:
+            interval = min(geometric, policy.fallback_max_seconds)
+        else:
+            interval = min(policy.max_seconds, max(policy.min_seconds, eta * policy.eta_fraction), geometric)
+        self.interval = interval
+        return interval
+
+    def eta(self, now: float, percent: float | None) -> float | None:
+        """Seconds left, from the rate of progress since the first sample; None while it cannot be told."""
+        if percent is None or percent <= 0:
+            return None
+        if self.first is None:
+            self.first = (now, percent)
+            return None
+        t0, p0 = self.first
+        if percent <= p0 or now <= t0:
+            return None
+        rate = (percent - p0) / (now - t0)
+        return max(0.0, (100.0 - percent) / rate)

@@ -1,0 +1,119 @@
+"""One job-status type for both services, and the one place that decides what a terminal state is.
+
+The SDKs disagree (google-genai: SUCCEEDED/FAILED/CANCELLED/EXPIRED; aiplatform adds PAUSED; the Airflow provider
+stops on anything but PENDING/RUNNING, so QUEUED ends its wait). Here: QUEUED, PENDING, RUNNING, CANCELLING,
+UPDATING and PAUSED are *not* terminal (a paused job may resume; the wait's timeout bounds it); only SUCCEEDED is
+success; FAILED, CANCELLED, EXPIRED and PARTIALLY_SUCCEEDED are terminal failures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+SUCCEEDED = "JOB_STATE_SUCCEEDED"
+FAILED = "JOB_STATE_FAILED"
+CANCELLED = "JOB_STATE_CANCELLED"
+EXPIRED = "JOB_STATE_EXPIRED"
+PARTIALLY_SUCCEEDED = "JOB_STATE_PARTIALLY_SUCCEEDED"
+RUNNING = "JOB_STATE_RUNNING"
+PENDING = "JOB_STATE_PENDING"
+QUEUED = "JOB_STATE_QUEUED"
+PAUSED = "JOB_STATE_PAUSED"
+
+TERMINAL_STATES = frozenset({SUCCEEDED, FAILED, CANCELLED, EXPIRED, PARTIALLY_SUCCEEDED})
+FAILURE_STATES = TERMINAL_STATES - {SUCCEEDED}
+KNOWN_STATES = TERMINAL_STATES | {RUNNING, PENDING, QUEUED, PAUSED, "JOB_STATE_CANCELLING", "JOB_STATE_UPDATING",
+                                  "JOB_STATE_UNSPECIFIED"}
+
+# Gemini API TunedModel.state -> job state (CREATING is running; a cancelled operation reports error code 1)
+GEMINI_API_STATES = {"CREATING": RUNNING, "ACTIVE": SUCCEEDED, "FAILED": FAILED, "STATE_UNSPECIFIED": PENDING}
+
+
+def is_terminal(state: str) -> bool:
+    return state in TERMINAL_STATES
+
+
+def normalize_state(state) -> str:
+    """Accepts an enum member, its name or its value; returns the ``JOB_STATE_*`` name."""
+    name = getattr(state, "name", None) or getattr(state, "value", None) or str(state)
+    name = str(name)
+    if name in GEMINI_API_STATES:
+        return GEMINI_API_STATES[name]
+    if not name.startswith("JOB_STATE_"):
+        name = "JOB_STATE_" + name
+    return name
+
+
+@dataclass(frozen=True)
+class LossPoint:
+    step: int
+    epoch: int | None
+    loss: float
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What either service says about one tuning job, normalised."""
+
+    backend: str                      # "vertex" | "gemini_api"
+    name: str                         # tuningJobs/… (Vertex) or tunedModels/… (Gemini API)
+    state: str                        # JOB_STATE_*
+    sub_state: str | None = None      # Vertex v1beta1 tuningJobState, e.g. TUNING_JOB_STATE_TUNING
+    completed_steps: int | None = None
+    total_steps: int | None = None
+    progress_percent: float | None = None
+    loss_history: tuple[LossPoint, ...] = ()
+    tuned_model: str | None = None    # models/M@1 (Vertex) or tunedModels/x (Gemini API)
+    endpoint: str | None = None       # Vertex endpoint that serves the tuned model
+    error_code: int | None = None
+    error_message: str | None = None
+    labels: dict = field(default_factory=dict)
+    create_time: str | None = None
+    end_time: str | None = None
+    example_count: int | None = None
+    metrics_uri: str | None = None    # Vertex: gcsMetricsUri, where the job writes its training metrics
+    operation: str | None = None      # Gemini API: the create operation that reports progress and loss
+
+    @property
+    def terminal(self) -> bool:
+        return is_terminal(self.state)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == SUCCEEDED
+
+    @property
+    def latest_loss(self) -> float | None:
+        return self.loss_history[-1].loss if self.loss_history else None
+
+    def describe(self) -> str:
+        """One log line: state, progress and latest loss."""
+        bits = [self.state.removeprefix("JOB_STATE_")]
+        if self.sub_state:
+            bits.append(self.sub_state.removeprefix("TUNING_JOB_STATE_"))
+        if self.progress_percent is not None:
+            bits.append(f"{self.progress_percent:.1f}%")
+        if self.completed_steps is not None and self.total_steps:
+            bits.append(f"step {self.completed_steps}/{self.total_steps}")
+        if self.latest_loss is not None:
+            bits.append(f"loss {self.latest_loss:.4f}")
+        if self.error_message:
+            bits.append(f"error {self.error_code}: {self.error_message}")
+        return " | ".join(bits)
+
+    def summary(self, max_loss_points: int = 200) -> dict:
+        """Small JSON for XCom: no data, no credentials; the loss history is thinned to ``max_loss_points``."""
+        d = asdict(self)
+        hist = list(self.loss_history)
+        if len(hist) > max_loss_points:
+            stride = -(-len(hist) // max_loss_points)
+            hist = hist[::stride] + ([hist[-1]] if (len(hist) - 1) % stride else [])
+        d["loss_history"] = [[p.step, p.epoch, p.loss] for p in hist]
+        d["latest_loss"] = self.latest_loss
+        return d
+
+    @classmethod
+    def from_summary(cls, d: dict) -> "JobStatus":
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        d["loss_history"] = tuple(LossPoint(*p) for p in d.get("loss_history") or ())
+        return cls(**d)

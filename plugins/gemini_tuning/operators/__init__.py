@@ -1,0 +1,1 @@
+"""Operators: each a thin layer over the core and the backends."""

@@ -1,0 +1,109 @@
+"""Both backends' request shapes and response parses (pure: no network)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gemini_tuning.backends import gemini_api as g
+from gemini_tuning.backends.errors import (AlreadyExistsError, InsufficientScopesError, NotFoundError, TuningApiError,
+                                           TuningDiscontinuedError, is_transient)
+from gemini_tuning.backends.vertex import VertexTuningBackend, job_status, parse_metrics
+from gemini_tuning.core.tuning import TuningSpec
+
+
+def test_gemini_api_create_request_carries_training_data_and_hyperparameters():
+    spec = TuningSpec(backend="gemini_api", base_model="models/gemini-1.5-flash-001-tuning", training_uri="gs://b/x",
+                      epochs=5, batch_size=4, learning_rate=0.001, display_name="numbers")
+    req = g.create_request(spec, [{"text_input": "1", "output": "2"}], "gt-k-1", "[m]")
+    assert (req.method, req.path, req.params) == ("POST", "/v1beta/tunedModels", {"tunedModelId": "gt-k-1"})
+    assert req.json["tuningTask"]["trainingData"]["examples"]["examples"] == [{"textInput": "1", "output": "2"}]
+    assert req.json["tuningTask"]["hyperparameters"] == {"epochCount": 5, "batchSize": 4, "learningRate": 0.001}
+    assert req.json["displayName"] == "numbers" and "[m]" in req.json["description"]
+    assert "key" not in (req.params or {})           # never an API key in the URL
+
+
+def test_gemini_api_paths():
+    assert g.get_operation_request("tunedModels/a/operations/b").path == "/v1/tunedModels/a/operations/b"
+    assert g.cancel_request("tunedModels/a/operations/b").path == "/v1/tunedModels/a/operations/b:cancel"
+    assert g.delete_request("tunedModels/a").method == "DELETE"
+    assert len(g.tuned_model_id("k" + "a" * 20, 12)) <= 40
+
+
+def test_parse_operation_states():
+    running = g.parse_operation({"name": "tunedModels/m/operations/o", "metadata": {
+        "tunedModel": "tunedModels/m", "totalSteps": 10, "completedSteps": 4, "completedPercent": 40.0,
+        "snapshots": [{"step": 1, "epoch": 1, "meanLoss": 2.0}, {"step": 2, "epoch": 1, "meanLoss": 1.5}]}})
+    assert running.state == "JOB_STATE_RUNNING" and running.progress_percent == 40.0 and running.latest_loss == 1.5
+    assert running.operation == "tunedModels/m/operations/o" and running.name == "tunedModels/m"
+    done = g.parse_operation({"name": "o", "done": True, "metadata": {"tunedModel": "tunedModels/m"},
+                              "response": {"name": "tunedModels/m", "state": "ACTIVE"}})
+    assert done.succeeded and done.tuned_model == "tunedModels/m"
+    failed = g.parse_operation({"name": "o", "done": True, "error": {"code": 13, "message": "boom"}})
+    assert failed.state == "JOB_STATE_FAILED" and failed.error_message == "boom"
+    cancelled = g.parse_operation({"name": "o", "done": True, "error": {"code": 1, "message": "CANCELLED"}})
+    assert cancelled.state == "JOB_STATE_CANCELLED"
+
+
+@pytest.mark.parametrize("status, body, creating, exc", [
+    (404, '{"error": {"message": "nope"}}', False, NotFoundError),
+    (409, '{"error": {"message": "exists"}}', True, AlreadyExistsError),
+    (403, '{"error": {"message": "Request had insufficient authentication scopes."}}', False, InsufficientScopesError),
+    (400, '{"error": {"message": "Model tuning is no longer supported. Use Vertex AI."}}', True, TuningDiscontinuedError),
+    (400, '{"error": {"message": "Model tuning is no longer supported."}}', False, TuningApiError),
+    (503, "not json", False, TuningApiError),
+])
+def test_error_mapping(status, body, creating, exc):
+    with pytest.raises(exc) as info:
+        g.raise_for(status, body, {"Retry-After": "3"}, g.Request("POST", "/x", creating=creating))
+    if exc is InsufficientScopesError:
+        assert g.TUNING_SCOPE in str(info.value)
+    if exc is TuningDiscontinuedError:
+        assert "backend='vertex'" in str(info.value)
+    if status == 503:
+        assert info.value.retry_after == 3.0 and is_transient(info.value)
+
+
+def test_api_key_never_in_repr():
+    b = g.GeminiApiTuningBackend(api_key="SECRET-KEY")
+    assert "SECRET" not in repr(b) and b._headers() == {"x-goog-api-key": "SECRET-KEY"}
+
+
+def test_vertex_create_args():
+    spec = TuningSpec(backend="vertex", base_model="gemini-2.5-flash", training_uri="gs://b/t.jsonl",
+                      validation_uri="gs://b/v.jsonl", epochs=2, learning_rate_multiplier=0.5, adapter_size=8,
+                      display_name="d", labels={"team": "ml"})
+    args = VertexTuningBackend._create_args(spec, {"gemini-tuning-key": "k1"})
+    cfg = args["config"]
+    assert args["base_model"] == "gemini-2.5-flash" and args["training_dataset"].gcs_uri == "gs://b/t.jsonl"
+    assert cfg.epoch_count == 2 and cfg.learning_rate_multiplier == 0.5 and cfg.adapter_size.value == "ADAPTER_SIZE_EIGHT"
+    assert cfg.validation_dataset.gcs_uri == "gs://b/v.jsonl" and cfg.labels == {"team": "ml", "gemini-tuning-key": "k1"}
+    assert VertexTuningBackend._list_config({"b": "2", "a": "1"})["filter"] == 'labels.a="1" AND labels.b="2"'
+
+
+def test_vertex_job_status_parse():
+    from google.genai import types
+
+    job = types.TuningJob._from_response(response={
+        "name": "projects/p/locations/l/tuningJobs/1", "state": "JOB_STATE_RUNNING",
+        "tuningJobState": "TUNING_JOB_STATE_TUNING", "labels": {"a": "b"},
+        "tuningDataStats": {"supervisedTuningDataStats": {"tuningStepCount": "40", "tuningDatasetExampleCount": "100"}},
+        "tuningJobMetadata": {"completedStepCount": "10"}, "gcsMetricsUri": "gs://b/m/"}, kwargs={})
+    s = job_status(job)
+    assert (s.state, s.sub_state, s.completed_steps, s.total_steps, s.progress_percent) == (
+        "JOB_STATE_RUNNING", "TUNING_JOB_STATE_TUNING", 10, 40, 25.0)
+    assert s.metrics_uri == "gs://b/m/" and s.labels == {"a": "b"} and not s.terminal
+
+
+def test_parse_metrics_tolerates_junk():
+    pts = parse_metrics('{"step": 2, "epoch": 1, "train_total_loss": 0.5}\nnot json\n{"step": 1, "loss": 0.9}\n[]\n')
+    assert [(p.step, p.loss) for p in pts] == [(1, 0.9), (2, 0.5)]
+
+
+def test_transient_classification():
+    import aiohttp
+    import httpx
+
+    assert is_transient(TuningApiError(429, "x")) and is_transient(TuningApiError(503, "x"))
+    assert not is_transient(TuningApiError(400, "x")) and not is_transient(ValueError("x"))
+    assert is_transient(ConnectionResetError()) and is_transient(httpx.RemoteProtocolError("x"))
+    assert is_transient(aiohttp.ServerDisconnectedError())

@@ -1,0 +1,185 @@
+"""TuningJobTrigger as a unit: scripted statuses and errors, a fake clock; no network."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from gemini_tuning import triggers
+from gemini_tuning.backends.errors import TuningApiError
+from gemini_tuning.core.states import JobStatus, LossPoint
+from gemini_tuning.triggers import TuningJobTrigger
+
+
+class Script:
+    """A backend whose aget answers from a script of statuses/exceptions."""
+
+    kind = "gemini_api"
+
+    def __init__(self, *steps):
+        self.steps, self.calls, self.cancelled = list(steps), 0, []
+
+    async def aget(self, name):
+        self.calls += 1
+        step = self.steps.pop(0) if len(self.steps) > 1 else self.steps[0]
+        if isinstance(step, BaseException):
+            raise step
+        return step
+
+    async def acancel(self, name):
+        self.cancelled.append(name)
+
+
+def s(state, pct=None, loss=None):
+    hist = (LossPoint(1, 1, loss),) if loss is not None else ()
+    return JobStatus(backend="gemini_api", name="tunedModels/m", state=state, progress_percent=pct,
+                     loss_history=hist, error_message="boom" if state == "JOB_STATE_FAILED" else None)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    t = {"now": 1000.0, "sleeps": []}
+
+    async def sleep(d):
+        t["sleeps"].append(d)
+        t["now"] += d
+
+    monkeypatch.setattr(triggers, "_sleep", sleep)
+    monkeypatch.setattr(triggers, "_now", lambda: t["now"])
+    monkeypatch.setattr(triggers, "_BACKENDS", {})
+    return t
+
+
+def use(monkeypatch, backend):
+    monkeypatch.setattr(triggers, "build_backend", lambda *a, **k: (backend, None))
+
+
+def trig(**kw):
+    return TuningJobTrigger(backend="gemini_api", job_name="tunedModels/m/operations/o", **kw)
+
+
+async def first_event(t):
+    gen = t.run()
+    ev = await gen.__anext__()
+    await gen.aclose()
+    return ev.payload
+
+
+def test_serialize_round_trips_through_airflow_serde():
+    from airflow.sdk.serde import deserialize, serialize
+    from airflow.sdk.module_loading import import_string
+
+    t = trig(deadline=123.0, poll={"initial_seconds": 1.0}, impersonation_chain=["sa@p.iam.gserviceaccount.com"])
+    path, kwargs = t.serialize()
+    assert path == "gemini_tuning.triggers.TuningJobTrigger"
+    again = import_string(path)(**deserialize(serialize(kwargs)))
+    assert again.serialize() == (path, kwargs)
+    assert not any("key" in k.lower() and "conn" not in k.lower() for k in kwargs)   # no secret fields
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("state, status", [("JOB_STATE_SUCCEEDED", "success"), ("JOB_STATE_FAILED", "failed"),
+                                           ("JOB_STATE_CANCELLED", "failed"), ("JOB_STATE_EXPIRED", "failed")])
+async def test_terminal_states(monkeypatch, clock, state, status):
+    b = Script(s("JOB_STATE_PENDING"), s("JOB_STATE_RUNNING", 50.0, 0.7), s(state, 100.0, 0.2))
+    use(monkeypatch, b)
+    ev = await first_event(trig())
+    assert ev["status"] == status and ev["job"]["state"] == state and b.calls == 3
+    assert ev["job"]["latest_loss"] == 0.2
+    assert not b.cancelled
+
+
+@pytest.mark.asyncio
+async def test_paused_and_queued_are_not_terminal(monkeypatch, clock):
+    b = Script(s("JOB_STATE_QUEUED"), s("JOB_STATE_PAUSED"), s("JOB_STATE_SUCCEEDED"))
+    use(monkeypatch, b)
+    assert (await first_event(trig()))["status"] == "success" and b.calls == 3
+
+
+@pytest.mark.asyncio
+async def test_transient_errors_are_retried_with_retry_after(monkeypatch, clock):
+    b = Script(TuningApiError(429, "slow down", retry_after=7.0), ConnectionResetError("reset"),
+               TuningApiError(503, "unavailable"), s("JOB_STATE_SUCCEEDED"))
+    use(monkeypatch, b)
+    ev = await first_event(trig())
+    assert ev["status"] == "success" and b.calls == 4
+    assert clock["sleeps"][0] == 7.0
+
+
+@pytest.mark.asyncio
+async def test_gives_up_after_error_budget_without_cancelling(monkeypatch, clock):
+    b = Script(TuningApiError(503, "down"))
+    use(monkeypatch, b)
+    ev = await first_event(trig(error_budget_seconds=120))
+    assert ev["status"] == "error" and "NOT cancelled" in ev["message"] and not b.cancelled
+    assert 120 < sum(clock["sleeps"]) < 400
+
+
+@pytest.mark.asyncio
+async def test_non_transient_error_ends_at_once_without_cancelling(monkeypatch, clock):
+    b = Script(TuningApiError(403, "permission denied"))
+    use(monkeypatch, b)
+    ev = await first_event(trig())
+    assert ev["status"] == "error" and "permission denied" in ev["message"] and b.calls == 1 and not b.cancelled
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("cancel", [True, False])
+async def test_deadline_cancels_only_if_asked(monkeypatch, clock, cancel):
+    b = Script(s("JOB_STATE_RUNNING"))
+    use(monkeypatch, b)
+    ev = await first_event(trig(deadline=clock["now"] + 100, cancel_on_timeout=cancel))
+    assert ev["status"] == "timeout" and ev["cancelled"] is cancel
+    assert b.cancelled == (["tunedModels/m/operations/o"] if cancel else [])
+    assert clock["now"] == pytest.approx(1100.0)      # never slept past the deadline
+
+
+@pytest.mark.asyncio
+async def test_logs_progress_and_loss_each_poll(monkeypatch, clock, capsys):
+    b = Script(s("JOB_STATE_RUNNING", 40.0, 0.9), s("JOB_STATE_SUCCEEDED", 100.0, 0.1))
+    use(monkeypatch, b)
+    await first_event(trig())
+    text = capsys.readouterr().out   # Airflow's structlog writes to stdout
+    assert "40.0%" in text and "loss 0.9000" in text and "loss 0.1000" in text
+
+
+class FakeTI:
+    dag_id, task_id, run_id, map_index = "d", "tune", "r1", -1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("ti_state, cancels", [("deferred", False), ("failed", True), ("success", True),
+                                               (None, True), ("raise", False)])
+async def test_on_kill_guards_against_triggerer_handover(monkeypatch, clock, ti_state, cancels):
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    def states(**kw):
+        if ti_state == "raise":
+            raise RuntimeError("no supervisor")
+        return {"r1": {"tune": ti_state}}
+
+    monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(states))
+    b = Script(s("JOB_STATE_RUNNING"))
+    use(monkeypatch, b)
+    t = trig()
+    t.task_instance = FakeTI()
+    await t.on_kill()
+    assert bool(b.cancelled) is cancels
+
+
+@pytest.mark.asyncio
+async def test_on_kill_respects_cancel_on_kill_false(monkeypatch, clock):
+    b = Script(s("JOB_STATE_RUNNING"))
+    use(monkeypatch, b)
+    await trig(cancel_on_kill=False).on_kill()
+    assert not b.cancelled
+
+
+def test_summary_thins_loss_history_but_keeps_last():
+    st = JobStatus(backend="vertex", name="j", state="JOB_STATE_SUCCEEDED",
+                   loss_history=tuple(LossPoint(i, 1, 1.0 / i) for i in range(1, 1001)))
+    d = st.summary(max_loss_points=100)
+    assert len(d["loss_history"]) <= 101 and d["loss_history"][-1][0] == 1000
+    assert JobStatus.from_summary(d).loss_history[-1].step == 1000
+    assert dataclasses.replace(st).latest_loss == pytest.approx(0.001)
