@@ -86,6 +86,13 @@ class GeminiTuningHook(GoogleBaseHook):
             return self.gemini_api(project_id)
         raise ValueError(f"unknown backend {kind!r}; expected 'vertex' or 'gemini_api'")
 
+    def registry(self, project_id: str | None, location: str):
+        """Vertex AI Model Registry + endpoints (GAPIC REST)."""
+        from .backends.vertex_registry import VertexRegistry
+
+        return VertexRegistry(project=self.resolve_project(project_id), location=location,
+                              credentials=self.get_credentials(), base_url=self.api_base_url)
+
     def storage(self):
         """google.cloud.storage.Client with the connection's credentials (honours STORAGE_EMULATOR_HOST)."""
         from airflow.providers.google.cloud.hooks.gcs import GCSHook

@@ -14,6 +14,7 @@ import re
 import weakref
 from dataclasses import dataclass, field
 
+from ..core.generation import GenerationSettings, response_text
 from ..core.states import CANCELLED, FAILED, RUNNING, SUCCEEDED, JobStatus, LossPoint
 from ..core.tuning import TuningSpec
 from . import retry
@@ -82,6 +83,11 @@ def cancel_request(operation: str) -> Request:
 
 def delete_request(model: str) -> Request:
     return Request("DELETE", f"/v1beta/{model}")
+
+
+def generate_request(model: str, prompt: str, settings: GenerationSettings) -> Request:
+    """``model``: ``tunedModels/x`` or ``models/gemini-…`` (a base model)."""
+    return Request("POST", f"/v1beta/{model}:generateContent", json=settings.request_body(prompt))
 
 
 # ------------------------------------------------------------------------------------------ response parses
@@ -245,6 +251,10 @@ class GeminiApiTuningBackend:
 
     async def acancel(self, name: str) -> None:
         await retry.acall(self.retry_policy, lambda: self._arun(self._cancel_plan(name)))
+
+    async def agenerate(self, model: str, prompt: str, settings: GenerationSettings) -> str:
+        """One generateContent call, not retried here (the evaluation engine owns retries and rate limits)."""
+        return response_text(await self._asend(generate_request(model, prompt, settings)))
 
     def console_url(self, name: str) -> str:
         model = name.split("/operations/")[0]

@@ -10,6 +10,7 @@ import json
 import logging
 from functools import cached_property
 
+from ..core.generation import GenerationSettings
 from ..core.states import JobStatus, LossPoint, normalize_state
 from ..core.tuning import ADAPTER_SIZES, TuningSpec
 from . import retry
@@ -181,6 +182,23 @@ class VertexTuningBackend:
                 raise _api_error(exc) from exc
 
         await retry.acall(self.retry_policy, once)
+
+    @staticmethod
+    def _generate_config(settings: GenerationSettings):
+        from google.genai import types
+
+        return types.GenerateContentConfig(temperature=settings.temperature, top_p=settings.top_p,
+                                           max_output_tokens=settings.max_output_tokens, seed=settings.seed,
+                                           system_instruction=settings.system_instruction)
+
+    async def agenerate(self, model: str, prompt: str, settings: GenerationSettings) -> str:
+        """``model``: the tuned model's endpoint, or a base model id. Not retried here (the engine does)."""
+        try:
+            resp = await self.client.aio.models.generate_content(model=model, contents=prompt,
+                                                                 config=self._generate_config(settings))
+        except Exception as exc:  # noqa: BLE001
+            raise _api_error(exc) from exc
+        return resp.text or ""
 
     def console_url(self, name: str) -> str:
         job_id = name.rsplit("/", 1)[-1]

@@ -39,7 +39,8 @@ class GeminiTuningOperator(BaseOperator):
 
     template_fields = ("backend", "base_model", "training_uri", "validation_uri", "training_sha256", "epochs",
                        "learning_rate_multiplier", "learning_rate", "adapter_size", "batch_size", "display_name",
-                       "description", "labels", "project_id", "location", "state_uri", "job_timeout")
+                       "description", "labels", "project_id", "location", "state_uri", "job_timeout", "poll_policy",
+                       "on_fingerprint_change")
     operator_extra_links = (TuningJobLink(),)
     ui_color = "#d6e4ff"
 
@@ -55,8 +56,6 @@ class GeminiTuningOperator(BaseOperator):
                  cancel_on_kill: bool = True, cancel_on_timeout: bool = True,
                  on_fingerprint_change: str = "cancel_and_resubmit", error_budget_seconds: float = 1800.0, **kwargs):
         super().__init__(**kwargs)
-        if on_fingerprint_change not in ("cancel_and_resubmit", "fail"):
-            raise ValueError("on_fingerprint_change must be 'cancel_and_resubmit' or 'fail'")
         self.backend, self.base_model, self.training_uri, self.validation_uri = backend, base_model, training_uri, validation_uri
         self.training_sha256, self.epochs, self.learning_rate_multiplier = training_sha256, epochs, learning_rate_multiplier
         self.learning_rate, self.adapter_size, self.batch_size = learning_rate, adapter_size, batch_size
@@ -64,7 +63,7 @@ class GeminiTuningOperator(BaseOperator):
         self.project_id, self.location, self.gcp_conn_id = project_id, location, gcp_conn_id
         self.impersonation_chain, self.gemini_api_conn_id, self.api_base_url = impersonation_chain, gemini_api_conn_id, api_base_url
         self.state_uri, self.deferrable = state_uri, deferrable
-        self.poll_policy = PollPolicy(**(poll_policy or {}))
+        self.poll_policy = poll_policy or {}
         self.job_timeout, self.cancel_on_kill, self.cancel_on_timeout = job_timeout, cancel_on_kill, cancel_on_timeout
         self.on_fingerprint_change, self.error_budget_seconds = on_fingerprint_change, error_budget_seconds
         self._job_ref: str | None = None
@@ -97,6 +96,9 @@ class GeminiTuningOperator(BaseOperator):
 
     # ---------------------------------------------------------------------------------------------- execute
     def execute(self, context):
+        if self.on_fingerprint_change not in ("cancel_and_resubmit", "fail"):
+            raise ValueError("on_fingerprint_change must be 'cancel_and_resubmit' or 'fail', "
+                             f"got {self.on_fingerprint_change!r}")
         spec = self._spec()
         hook = self.hook()
         backend = hook.backend(spec.backend, project_id=self.project_id, location=self.location)
@@ -127,7 +129,7 @@ class GeminiTuningOperator(BaseOperator):
                 backend=spec.backend, job_name=self._job_ref, project_id=project, location=self.location,
                 gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain,
                 api_base_url=self.api_base_url, gemini_api_conn_id=self.gemini_api_conn_id,
-                poll=self.poll_policy.to_dict(), error_budget_seconds=self.error_budget_seconds, deadline=deadline,
+                poll=PollPolicy(**self.poll_policy).to_dict(), error_budget_seconds=self.error_budget_seconds, deadline=deadline,
                 cancel_on_kill=self.cancel_on_kill, cancel_on_timeout=self.cancel_on_timeout),
                 method_name="execute_complete",
                 timeout=timedelta(seconds=max(60.0, deadline - time.time() + 600)))  # safety net; the trigger owns the deadline
@@ -156,7 +158,7 @@ class GeminiTuningOperator(BaseOperator):
                     backend.cancel(self._job_ref)
                 raise AirflowException(f"{self._job_ref} did not finish within {self._timeout_seconds():.0f}s"
                                        + ("; it was cancelled" if self.cancel_on_timeout else ""))
-            time.sleep(max(0.0, min(state.next_interval(self.poll_policy, time.time(), status.progress_percent),
+            time.sleep(max(0.0, min(state.next_interval(PollPolicy(**self.poll_policy), time.time(), status.progress_percent),
                                     deadline - time.time())))
 
     def execute_complete(self, context, event: dict, **_):

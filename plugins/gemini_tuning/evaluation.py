@@ -1,0 +1,133 @@
+"""Online evaluation engine: every prompt × every model, async, rate-limited, retried; no Airflow.
+
+- A shared token bucket keeps all calls under ``rpm`` requests per minute; ``concurrency`` bounds calls in flight.
+- Transient failures (429, 5xx, resets, timeouts) are retried with backoff, honouring Retry-After; each retry
+  goes through the rate limiter again. A prompt that still fails is recorded as an *error* (Answer.error), never
+  as a wrong answer, and the quality metrics leave it out (``core.metrics``).
+- One result row per prompt, whatever happened to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from .backends.errors import is_transient, retry_after_of
+from .core.metrics import Answer, ExampleScores
+from .core.promptset import Prompt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Target:
+    label: str          # "challenger" | "champion" | "base"
+    backend: str        # "vertex" | "gemini_api"
+    model: str          # endpoint / tunedModels/x / base model id
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    concurrency: int = 16
+    rpm: float = 600.0
+    attempts: int = 8
+    initial_backoff: float = 1.0
+    max_backoff: float = 30.0
+    progress_every_s: float = 10.0
+
+
+class RateLimiter:
+    """Token bucket: ``rate_per_s`` tokens per second, at most ``burst`` banked."""
+
+    def __init__(self, rpm: float, burst: float | None = None, clock=time.monotonic):
+        self.rate = rpm / 60.0
+        self.capacity = burst if burst is not None else max(1.0, self.rate)
+        self.tokens = self.capacity
+        self.clock = clock
+        self.updated = clock()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            while True:
+                now = self.clock()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= 1.0:
+                    self.tokens -= 1.0
+                    return
+                await asyncio.sleep((1.0 - self.tokens) / self.rate)
+
+
+Generate = Callable[[Target, Prompt], Awaitable[str]]
+
+
+async def run_online(generate: Generate, prompts: Sequence[Prompt], targets: Sequence[Target],
+                     cfg: EngineConfig = EngineConfig()) -> dict[str, dict[str, Answer]]:
+    """Returns ``{target label: {prompt id: Answer}}`` with an Answer for every (target, prompt)."""
+    limiter = RateLimiter(cfg.rpm)
+    gate = asyncio.Semaphore(cfg.concurrency)
+    results: dict[str, dict[str, Answer]] = {t.label: {} for t in targets}
+    total = len(prompts) * len(targets)
+    stats = {"done": 0, "errors": 0, "retries": 0}
+    start = time.monotonic()
+
+    async def one(target: Target, prompt: Prompt) -> None:
+        error = None
+        for attempt in range(1, cfg.attempts + 1):
+            await limiter.acquire()
+            async with gate:
+                t0 = time.monotonic()
+                try:
+                    text = await generate(target, prompt)
+                    results[target.label][prompt.id] = Answer(prompt.id, text, None, time.monotonic() - t0)
+                    break
+                except Exception as exc:  # noqa: BLE001
+                    error = exc
+            if not is_transient(error) or attempt == cfg.attempts:
+                results[target.label][prompt.id] = Answer(prompt.id, None, f"{type(error).__name__}: {error}", None)
+                stats["errors"] += 1
+                break
+            stats["retries"] += 1
+            ra = retry_after_of(error)
+            backoff = min(cfg.max_backoff, cfg.initial_backoff * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+            await asyncio.sleep(min(cfg.max_backoff, ra) if ra is not None else backoff)
+        stats["done"] += 1
+
+    async def progress() -> None:
+        while True:
+            await asyncio.sleep(cfg.progress_every_s)
+            elapsed = time.monotonic() - start
+            log.info("evaluation: %d/%d calls done (%.0f%%), %d errors, %d retries, %.1f calls/s", stats["done"],
+                     total, 100.0 * stats["done"] / max(1, total), stats["errors"], stats["retries"],
+                     stats["done"] / max(elapsed, 1e-9))
+
+    reporter = asyncio.create_task(progress())
+    try:
+        await asyncio.gather(*(one(t, p) for p in prompts for t in targets))
+    finally:
+        reporter.cancel()
+    elapsed = time.monotonic() - start
+    log.info("evaluation finished: %d calls in %.1fs (%.1f/s), %d errors, %d retries", total, elapsed,
+             total / max(elapsed, 1e-9), stats["errors"], stats["retries"])
+    return results
+
+
+def result_rows(prompts: Iterable[Prompt], answers: dict[str, dict[str, Answer]],
+                scores: dict[str, dict[str, ExampleScores]]) -> Iterable[dict]:
+    """Exactly one row per prompt: the prompt, its reference, each model's answer (or error) and scores."""
+    for p in prompts:
+        row = {"prompt_id": p.id, "prompt": p.prompt, "reference": p.reference, "tags": list(p.tags),
+               "metric": p.metric, "models": {}}
+        for label, by_id in answers.items():
+            a = by_id.get(p.id)
+            s = scores.get(label, {}).get(p.id)
+            row["models"][label] = {
+                "status": "missing" if a is None else ("error" if a.error else "answered"),
+                "answer": a.text if a else None, "error": a.error if a else "no answer recorded",
+                "latency_s": a.latency_s if a else None, "scores": s.scores if s else None}
+        yield row
