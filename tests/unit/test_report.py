@@ -1,0 +1,362 @@
+"""The per-run HTML report: content, escaping, plots as embedded PNGs, graceful degradation."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from gemini_tuning import report
+from gemini_tuning.core.gate import GateConfig, decide
+from gemini_tuning.core.metrics import Answer, score_all, summarize
+from gemini_tuning.core.promptset import Prompt
+from gemini_tuning.report import MAX_EXAMPLE_ROWS, render_report, report_filename
+
+DEMO = Path(__file__).resolve().parents[2] / "include" / "demo"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+IMG_RE = re.compile(r'<img[^>]*\ssrc="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+MALICIOUS = "<script>alert(1)</script>"
+LABELS = ("billing", "shipping", "technical", "account", "refund", "other")
+
+
+# ------------------------------------------------------------------------------------------ data
+
+def _answers(prompts, rng, p_right, p_error, who):
+    out = {}
+    for p in prompts:
+        if rng.random() < p_error:
+            out[p.id] = Answer(p.id, None, "503 UNAVAILABLE: backend overloaded", None)
+            continue
+        hard = "hard" in p.tags or "ambiguous" in p.tags
+        right = rng.random() < (p_right - (0.2 if hard else 0))
+        text = p.reference if right else rng.choice([x for x in LABELS if x != p.reference])
+        if who == "champion" and right and rng.random() < 0.3:
+            text = p.reference.capitalize() + "."  # normalized match, not exact
+        out[p.id] = Answer(p.id, text, None, rng.uniform(0.3, 1.6))
+    return out
+
+
+def build_data(*, n_prompts=120, champion=True, malicious=False, seed=7, p_challenger=0.95, p_champion=0.75,
+               challenger_error_rate=0.01) -> dict:
+    """Report input made by the real metrics and gate from the demo prompt set and simulated answers."""
+    rows = [json.loads(x) for x in (DEMO / "eval_prompts.jsonl").read_text().splitlines() if x.strip()][:n_prompts]
+    prompts = [Prompt(f"p{i:03d}", r["prompt"], r["reference"], None, tuple(r["tags"])) for i, r in enumerate(rows)]
+    if malicious:
+        prompts[0] = Prompt("p000", MALICIOUS + " & \"quotes\"", prompts[0].reference, None, ("<b>tag</b>",))
+    rng = random.Random(seed)
+    ans_ch = _answers(prompts, rng, p_challenger, challenger_error_rate, "challenger")
+    ans_cp = _answers(prompts, rng, p_champion, 0.02, "champion") if champion else None
+    if malicious:
+        ans_ch["p000"] = Answer("p000", "<img src=x onerror=alert(2)>", None, 0.5)
+    sum_ch = summarize(prompts, ans_ch)
+    sum_cp = summarize(prompts, ans_cp) if champion else None
+    sc_ch = {s.prompt_id: s for s in score_all(prompts, ans_ch)}
+    sc_cp = {s.prompt_id: s for s in score_all(prompts, ans_cp)} if champion else {}
+    gate = decide(list(sc_ch.values()), list(sc_cp.values()) if champion else None,
+                  GateConfig(min_prompts=20, thresholds={"normalized_match": 0.6, "macro_f1": 0.5}),
+                  challenger_summary=sum_ch).to_dict()
+    examples = []
+    for p in prompts:
+        a, b = ans_ch[p.id], (ans_cp or {}).get(p.id)
+        sa, sb = sc_ch[p.id], sc_cp.get(p.id)
+        examples.append({
+            "prompt_id": p.id, "prompt": p.prompt, "reference": p.reference, "tags": list(p.tags),
+            "challenger": a.text, "champion": b.text if b else None,
+            "challenger_score": sa.scores["normalized_match"] if sa.scores else None,
+            "champion_score": sb.scores["normalized_match"] if sb and sb.scores else None,
+            "challenger_error": a.error, "champion_error": b.error if b else None})
+    loss = [[s, 1 + (s - 1) // 15, 2.4 * 0.93 ** s + 0.15 + 0.05 * rng.random()] for s in range(1, 46)]
+    return {
+        "title": "Gemini tuning: support-ticket router",
+        "dag_id": "gemini_tune_evaluate_promote", "run_id": "manual__2025-06-01T12:00:00+00:00",
+        "generated_at": "2025-06-01T13:05:42+00:00",
+        "tuning": {"backend": "vertex", "job_name": "projects/p/locations/us-central1/tuningJobs/123",
+                   "base_model": "gemini-2.0-flash-001", "tuned_model": "projects/p/locations/us-central1/models/9@1",
+                   "endpoint": "projects/p/locations/us-central1/endpoints/42", "loss_history": loss,
+                   "hyperparameters": {"epoch_count": 3, "learning_rate_multiplier": 1.0, "adapter_size": 4},
+                   "example_count": 360},
+        "evaluation": {"n_prompts": len(prompts), "results_uri": "gs://bucket/runs/r1/eval/results.jsonl",
+                       "models": {"challenger": "projects/p/locations/us-central1/models/9@1",
+                                  "champion": "projects/p/locations/us-central1/models/7@1" if champion else None},
+                       "summary": {"challenger": sum_ch, "champion": sum_cp}},
+        "gate": gate,
+        "decision": gate["decision"],
+        "action_taken": "promoted to champion" if gate["decision"] == "promote" else "deleted model and endpoint",
+        "examples": examples,
+    }
+
+
+@pytest.fixture(scope="module")
+def full():
+    return build_data()
+
+
+@pytest.fixture(scope="module")
+def full_html(full):
+    return render_report(full)
+
+
+# ------------------------------------------------------------------------------------------ checks
+
+class _Checker(HTMLParser):
+    VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"})
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.starts: dict[str, int] = {}
+        self.ends: dict[str, int] = {}
+        self.imgs: list[dict] = []
+        self.text: list[str] = []
+        self.scripts = 0
+
+    def handle_starttag(self, tag, attrs):
+        self.starts[tag] = self.starts.get(tag, 0) + 1
+        if tag == "script":
+            self.scripts += 1
+        if tag == "img":
+            self.imgs.append(dict(attrs))
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        self.ends[tag] = self.ends.get(tag, 0) + 1
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1] if self.stack else 'nothing'}")
+        else:
+            self.stack.pop()
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(page: str) -> _Checker:
+    c = _Checker()
+    c.feed(page)
+    c.close()
+    assert c.errors == [], c.errors[:5]
+    assert c.stack == [], f"unclosed: {c.stack}"
+    for tag in ("table", "tr", "td", "section", "div", "html", "body"):
+        assert c.starts.get(tag, 0) == c.ends.get(tag, 0), tag
+    return c
+
+
+def pngs(page: str) -> list[bytes]:
+    out = []
+    for b64 in IMG_RE.findall(page):
+        raw = base64.b64decode(b64, validate=True)
+        assert raw[:8] == PNG_MAGIC
+        out.append(raw)
+    return out
+
+
+def png_size(raw: bytes) -> tuple[int, int]:
+    assert raw[12:16] == b"IHDR"
+    return int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
+
+
+# ------------------------------------------------------------------------------------------ tests
+
+def test_filename():
+    assert report_filename() == "index.html"
+
+
+def test_full_report_structure(full, full_html):
+    page = full_html
+    assert page.startswith("<!DOCTYPE html>")
+    c = parse(page)
+    assert c.scripts == 0
+    assert "<link" not in page and "http://" not in page and "https://" not in page  # no external assets
+    # loss curve, metrics bars, per-tag bars (9 tags <= 20)
+    images = pngs(page)
+    assert len(images) == 3 == len(c.imgs)
+    assert all(i["src"].startswith("data:image/png;base64,") and i.get("alt") for i in c.imgs)
+    for raw in images:
+        w, h = png_size(raw)
+        assert 300 <= w <= 1400 and 150 <= h <= 1400, (w, h)
+    # tables: rules, tuning kv, evaluation kv, metrics, per-tag, examples
+    assert c.starts["table"] == 6
+    text = " ".join(c.text)
+    for name in ("min_prompts", "max_error_rate", "threshold:normalized_match", "threshold:macro_f1",
+                 "champion_min_pairs", "champion_margin", "champion_significance"):
+        assert name in text
+    for r in full["gate"]["rules"]:
+        assert r["name"] in text
+    assert full["gate"]["summary"] in text
+    assert full["action_taken"] in text
+    assert "Tuning loss" in text and "Per-tag breakdown" in text and "Examples where the models differ" in text
+    for tag in ("billing", "shipping", "technical", "account", "refund", "other", "easy", "hard", "ambiguous"):
+        assert f"<td>{tag}</td>" in page
+    assert "macro F1" in text and "latency p95" in text and "error rate" in text
+
+
+@pytest.mark.parametrize("decision,colour_class", [("promote", "decision promote"), ("delete", "decision delete")])
+def test_decision_banner(full, decision, colour_class):
+    data = dict(full, decision=decision, action_taken=f"action for {decision}")
+    page = render_report(data)
+    parse(page)
+    assert f'class="{colour_class}"' in page
+    assert f'<div class="decision-word">{decision.upper()}</div>' in page
+    assert f"action for {decision}" in page
+    other = "delete" if decision == "promote" else "promote"
+    assert f'class="decision {other}"' not in page
+
+
+def test_rule_verdicts_coloured(full_html, full):
+    verdicts = [r["verdict"] for r in full["gate"]["rules"]]
+    for v in set(verdicts):
+        assert page_count(full_html, f'<span class="badge {v}">{v}</span>') == verdicts.count(v)
+
+
+def page_count(page: str, s: str) -> int:
+    return page.count(s)
+
+
+def test_minimal_data():
+    page = render_report({"title": "t", "run_id": "r"})
+    c = parse(page)
+    assert pngs(page) == [] and c.imgs == []
+    assert "UNKNOWN" in page
+    assert "No loss history" in page and "No evaluation summary" in page
+    assert "No gate rules" in page and "No examples" in page
+
+
+def test_no_champion_no_loss_no_examples():
+    data = build_data(champion=False, n_prompts=40)
+    assert data["gate"]["decision"] == "promote"
+    data["tuning"].update(loss_history=[], backend="gemini_api", endpoint=None, job_name="tunedModels/abc")
+    data["evaluation"]["models"]["challenger"] = "tunedModels/abc"
+    data["examples"] = []
+    page = render_report(data)
+    c = parse(page)
+    assert len(pngs(page)) == 2  # metrics + per tag; no loss curve
+    text = " ".join(c.text)
+    assert "No loss history" in text
+    assert "Gemini API" in text
+    assert "none (first model: no comparison)" in text
+    assert "skipped (no champion)" in text
+    assert "Champion" in text and "champion answer" not in text.lower()
+    assert "No examples were recorded" in text
+    assert "PROMOTE" in text
+    # champion columns absent from the metric table
+    assert "Metrics: challenger (no champion)" in text
+
+
+def test_no_champion_shows_challenger_mistakes():
+    data = build_data(champion=False, n_prompts=60)
+    page = render_report(data)
+    parse(page)
+    wrong = [x for x in data["examples"] if x["challenger_error"] or (x["challenger_score"] or 0) < 1]
+    assert wrong, "fixture should contain some mistakes"
+    assert "Examples the challenger got wrong" in page
+    assert f"{len(wrong)} of 60 example(s)" in page
+    assert "<th>Champion answer</th>" not in page
+
+
+def test_malicious_strings_are_escaped():
+    data = build_data(malicious=True, n_prompts=40)
+    data["title"] = MALICIOUS
+    data["gate"]["rules"][0]["reason"] = MALICIOUS
+    data["tuning"]["hyperparameters"]["<script>x</script>"] = MALICIOUS
+    data["evaluation"]["summary"]["challenger"]["per_tag"]["$\\frac{a}{$"] = \
+        data["evaluation"]["summary"]["challenger"]["per_tag"]["billing"]  # mathtext-hostile tag
+    page = render_report(data)
+    c = parse(page)
+    assert "<script" not in page.lower() and c.scripts == 0
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(2)&gt;" in page
+    assert "<b>tag</b>" not in page and "&lt;b&gt;tag&lt;/b&gt;" in page
+    assert "&amp; &quot;quotes&quot;" in page
+    # the malicious prompt is shown (it differs) and its text round-trips through the parser as plain text
+    assert any(MALICIOUS in t for t in c.text)
+    assert all(i["src"].startswith("data:image/png;base64,") for i in c.imgs)
+
+
+def test_example_rows_capped_with_note(full):
+    data = dict(full)
+    base = full["examples"][0]
+    data["examples"] = [dict(base, prompt_id=f"x{i}", challenger="billing", champion="refund",
+                             challenger_score=float(i % 2), champion_score=float(1 - i % 2),
+                             challenger_error=None, champion_error=None) for i in range(MAX_EXAMPLE_ROWS + 37)]
+    page = render_report(data)
+    parse(page)
+    body = page.split('<table class="grid examples">', 1)[1].split("</table>", 1)[0]
+    assert body.count("<tr>") == MAX_EXAMPLE_ROWS + 1  # + header row
+    assert "and 37 more example(s) not shown" in page
+    assert full["evaluation"]["results_uri"] in page
+    # regressions (champion better) come first
+    first_row = body.split("<tbody>", 1)[1].split("</tr>", 1)[0]
+    assert "champion better" in first_row
+
+
+def test_only_differing_examples_listed(full):
+    ex = full["examples"]
+    same = [x for x in ex if x["challenger"] == x["champion"] and not x["challenger_error"] and not x["champion_error"]]
+    assert same
+    page = render_report(full)
+    body = page.split('<table class="grid examples">', 1)[1].split("</table>", 1)[0]
+    n_rows = body.count("<tr>") - 1
+    differ = [x for x in ex if report._classify(x) is not None]
+    assert n_rows == min(len(differ), MAX_EXAMPLE_ROWS)
+    assert len(differ) < len(ex)
+    for x in same[:5]:
+        assert f'<div class="pid">{x["prompt_id"]}</div>' not in body
+
+
+def test_long_texts_truncated(full):
+    data = dict(full, examples=[dict(full["examples"][0], challenger="a" * 5000, champion="b",
+                                     challenger_error=None, champion_error=None)])
+    page = render_report(data)
+    parse(page)
+    assert "a" * report.MAX_TEXT_CHARS in page and "a" * (report.MAX_TEXT_CHARS + 1) not in page
+    assert f"{5000 - report.MAX_TEXT_CHARS} more characters" in page
+
+
+def test_many_tags_table_without_chart(full):
+    data = json.loads(json.dumps(full))
+    for side in ("challenger", "champion"):
+        pt = data["evaluation"]["summary"][side]["per_tag"]
+        base = pt["billing"]
+        for i in range(25):
+            pt[f"tag{i:02d}"] = base
+    page = render_report(data)
+    parse(page)
+    assert len(pngs(page)) == 2  # loss + metrics, no per-tag chart
+    assert "more than 20, so no chart" in page
+    assert "<td>tag24</td>" in page
+
+
+def test_loss_history_variants(full):
+    data = json.loads(json.dumps(full))
+    # unknown epochs, junk rows, dict rows, unsorted
+    data["tuning"]["loss_history"] = [[3, None, 1.0], [1, None, 2.0], ["x", 1, 3.0], [2, None, None],
+                                      {"step": 2, "epoch": None, "loss": 1.5}, [4, None, float("nan")]]
+    page = render_report(data)
+    parse(page)
+    assert len(pngs(page)) == 3
+    assert "3 point(s), steps 1–3" in page
+    assert "epoch(s)" not in page
+    data["tuning"]["loss_history"] = [[5, 1, 0.7]]  # a single point still plots
+    assert len(pngs(render_report(data))) == 3
+
+
+def test_weird_values_do_not_break(full):
+    data = json.loads(json.dumps(full))
+    data["gate"]["rules"].append({"name": "custom", "verdict": "odd", "observed": {"a": [1, 2]},
+                                  "threshold": float("inf"), "reason": None, "details": None})
+    data["evaluation"]["summary"]["champion"]["metrics"]["contains"] = None
+    data["examples"].append({"prompt": None})
+    data["decision"] = None
+    page = render_report(data)
+    parse(page)
+    assert "custom" in page and full["gate"]["decision"].upper() in page
+
+
+def test_report_is_deterministic(full, full_html):
+    assert render_report(full) == full_html
