@@ -113,6 +113,16 @@ class Emulator:
             await asyncio.sleep(delay)
         status = 0
         try:
+            if rule is not None and rule.kind in ("reset_after", "stall_after"):
+                self.tick()
+                resp = await self.router.dispatch(request)   # processed for real...
+                status = -1
+                if rule.kind == "stall_after":
+                    await asyncio.sleep(rule.delay_s)
+                    return resp
+                if request.transport is not None:             # ...but the answer is lost
+                    request.transport.abort()
+                raise ConnectionResetError("fault injection: connection reset after processing")
             if rule is not None:
                 if rule.kind == "reset":
                     status = -1

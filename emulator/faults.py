@@ -5,6 +5,8 @@ A rule:  {"kind": "status"|"reset"|"latency"|"stall", "path": "<regex searched i
           "status": 503, "message": "...", "retry_after": 2, "count": 3, "probability": 1.0, "delay_s": 0.5}
 ``count`` is how many times the rule fires before it is exhausted (null = forever). ``latency`` rules delay and
 let the request go on (several can add up); the first matching ``status``/``reset``/``stall`` rule ends it.
+``reset_after``/``stall_after`` let the request be *processed* and then drop or hold the response: the call went
+through but the client never hears of it (a create whose answer is lost).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 from .errors import STATUS_BY_CODE
 
-KINDS = ("status", "reset", "latency", "stall")
+KINDS = ("status", "reset", "latency", "stall", "reset_after", "stall_after")
 
 
 @dataclass
@@ -41,7 +43,7 @@ class FaultRule:
             raise ValueError(f"unsupported status {self.status}")
         if not 0.0 <= self.probability <= 1.0:
             raise ValueError("probability must be within [0, 1]")
-        if self.kind == "stall" and not self.delay_s:
+        if self.kind in ("stall", "stall_after") and not self.delay_s:
             self.delay_s = 3600.0
         self._rx = re.compile(self.path)
 

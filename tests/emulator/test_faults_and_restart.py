@@ -178,3 +178,27 @@ def test_restart_mid_job_keeps_every_resource_and_finishes(tmp_path):
         assert gcs.bucket("restart-bucket").blob("train.jsonl").download_as_text() == data
     finally:
         launcher.kill()
+
+
+def test_reset_after_processing_loses_the_answer_not_the_work(emulator, small_train_uri):
+    url = emulator.endpoints.url
+    _faults(url, {"kind": "reset_after", "path": "tuningJobs$", "method": "POST", "count": 1})
+    label = f"l{time.time_ns()}"
+    body = {"baseModel": "gemini-2.5-flash", "labels": {"probe": label},
+            "supervisedTuningSpec": {"trainingDatasetUri": small_train_uri}}
+    with pytest.raises(requests.ConnectionError):
+        requests.post(url + JOBS, json=body, timeout=10)
+    jobs = requests.get(url + JOBS, params={"filter": f'labels.probe="{label}"'}, timeout=10).json()["tuningJobs"]
+    assert len(jobs) == 1        # the job exists although the client never saw its name
+
+
+def test_stall_after_processing(emulator, small_train_uri):
+    url = emulator.endpoints.url
+    _faults(url, {"kind": "stall_after", "path": "tuningJobs$", "method": "POST", "count": 1, "delay_s": 5})
+    label = f"l{time.time_ns()}"
+    body = {"baseModel": "gemini-2.5-flash", "labels": {"probe": label},
+            "supervisedTuningSpec": {"trainingDatasetUri": small_train_uri}}
+    with pytest.raises(requests.Timeout):
+        requests.post(url + JOBS, json=body, timeout=0.5)
+    jobs = requests.get(url + JOBS, params={"filter": f'labels.probe="{label}"'}, timeout=10).json()["tuningJobs"]
+    assert len(jobs) == 1
