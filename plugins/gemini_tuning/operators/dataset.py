@@ -1,0 +1,136 @@
+"""Step 1 of the pipeline: validate a JSONL training set, convert it for the target, upload it create-only to GCS.
+
+A thin layer: the rules live in ``core.dataset`` (and ``core.promptset``), every GCS call in ``backends.gcs``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import replace
+
+from airflow.sdk import Asset, AssetAlias, BaseOperator
+
+from ..backends import gcs
+from ..core.dataset import DatasetOptions, iter_lines, prepare_dataset
+from ..core.promptset import parse_prompt_set
+
+
+def _none(value):
+    return None if value in (None, "", "None") else value
+
+
+def _by_rule(warnings) -> dict[str, int]:
+    """Warnings per rule, counting the core's "N more <rule> warning(s) not listed" summaries as N."""
+    counts: Counter = Counter()
+    for w in warnings:
+        head = w.message.split(" ", 1)[0]
+        counts[w.rule] += int(head) if w.line is None and head.isdigit() and "not listed" in w.message else 1
+    return dict(counts)
+
+
+class PrepareTuningDatasetOperator(BaseOperator):
+    """Validates ``source`` (a local path or ``gs://`` object; JSONL, optionally gzip), converts it to the
+    ``target`` format ("vertex" or "gemini_api"), optionally splits off or adds a validation set, and uploads the
+    result to ``destination`` (``gs://bucket/prefix``) under content-addressed names:
+    ``<prefix>/<sha256(train)[:16]>/train.jsonl`` and ``.../validation-<sha256(validation)[:16]>.jsonl``.
+
+    Uploads are create-only: a rerun, a retry or another run with the same data reuses the existing objects
+    (``created`` False) and never overwrites; bad data raises ``DataValidationError`` (file:line: [rule] message)
+    and leaves no object. Returns a small summary (URIs, digests, counts, stats, warnings) and attaches the
+    training object as an Asset event to the ``asset_alias`` outlet.
+    """
+
+    template_fields = ("source", "destination", "target", "validation_source", "validation_fraction", "eval_prompts",
+                       "duplicates", "unknown_fields", "leakage", "max_errors", "epochs", "gcp_conn_id",
+                       "impersonation_chain")
+    ui_color = "#e3f2e1"
+
+    def __init__(self, *, source: str, destination: str, target: str = "vertex", validation_source: str | None = None,
+                 validation_fraction: float | str = 0.0, eval_prompts: str | None = None, duplicates: str = "warn",
+                 unknown_fields: str = "warn", leakage: str = "warn", max_errors: int | str = 50,
+                 epochs: int | str = 1, gcp_conn_id: str = "google_cloud_default", impersonation_chain=None,
+                 asset_alias: str | None = "gemini-tuning-training-data", **kwargs):
+        if asset_alias:
+            outlets = list(kwargs.pop("outlets", None) or [])
+            kwargs["outlets"] = outlets + [AssetAlias(asset_alias)]
+        super().__init__(**kwargs)
+        self.source, self.destination, self.target = source, destination, target
+        self.validation_source, self.validation_fraction = validation_source, validation_fraction
+        self.eval_prompts = eval_prompts
+        self.duplicates, self.unknown_fields, self.leakage = duplicates, unknown_fields, leakage
+        self.max_errors, self.epochs, self.asset_alias = max_errors, epochs, asset_alias
+        self.gcp_conn_id, self.impersonation_chain = gcp_conn_id, impersonation_chain
+
+    def _prepare(self, client, source: str, options: DatasetOptions, train, validation=None, eval_prompts=None):
+        self.log.info("validating %s for %s (%s)", source, options.target, options)
+        progress = gcs.ProgressLog(f"read {source}", logger=self.log)
+        with gcs.open_source(source, client) as raw:
+            counted = gcs.CountingReader(raw, progress)
+            result = prepare_dataset(iter_lines(counted), source_name=source, options=options, train_sink=train,
+                                     validation_sink=validation, eval_prompts=eval_prompts)
+        progress(counted.count, final=True)
+        return result
+
+    def execute(self, context):
+        from airflow.providers.google.cloud.hooks.gcs import GCSHook
+
+        options = DatasetOptions(target=self.target, validation_fraction=float(_none(self.validation_fraction) or 0),
+                                 duplicates=self.duplicates, unknown_fields=self.unknown_fields, leakage=self.leakage,
+                                 max_errors=int(self.max_errors), epochs=int(self.epochs))
+        validation_source = _none(self.validation_source)
+        if validation_source and options.validation_fraction:
+            raise ValueError("give either validation_source or validation_fraction, not both")
+        bucket, prefix = gcs.parse_gs_uri(self.destination)
+        prefix = prefix.strip("/")
+        client = GCSHook(gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain).get_conn()
+        evals = None
+        if _none(self.eval_prompts) and options.leakage != "off":
+            with gcs.open_source(self.eval_prompts, client) as fh:
+                evals = [p.prompt for p in parse_prompt_set(iter_lines(fh), source_name=self.eval_prompts)]
+            self.log.info("leakage check (%s) against %d prompts of %s", options.leakage, len(evals), self.eval_prompts)
+
+        def path(*parts):
+            return gcs.gs_uri(bucket, "/".join(p for p in (prefix, *parts) if p))
+
+        staging = path("_staging", uuid.uuid4().hex)  # parts uploaded while validating; deleted on every exit
+        progress = gcs.ProgressLog("uploaded train.jsonl", logger=self.log)
+        with gcs.StagedUpload(client, f"{staging}/train.jsonl", progress=progress) as t_up, \
+                gcs.StagedUpload(client, f"{staging}/validation.jsonl") as v_up:
+            split = v_up if options.validation_fraction else None
+            res = self._prepare(client, self.source, options, t_up, split, evals)
+            val_sha, val_count, warnings = res.validation_sha256, res.validation_count, list(res.warnings)
+            if validation_source:
+                vres = self._prepare(client, validation_source, replace(options, leakage="off"), v_up)
+                val_sha, val_count, warnings = vres.train_sha256, vres.train_count, warnings + list(vres.warnings)
+            key = res.train_sha256[:16]
+            train = t_up.finish(path(key, "train.jsonl"), sha256=res.train_sha256)
+            val = v_up.finish(path(key, f"validation-{val_sha[:16]}.jsonl"), sha256=val_sha) if val_count else None
+
+        ex_tokens = res.stats.get("roles", {}).get("example", {}).get("tokens", {})
+        self.log.info("formats %s; %d train + %d validation examples, %d duplicates dropped; tokens per example "
+                      "(estimate) median %s, p95 %s, max %s; billable tokens %s (%s epochs)", res.formats,
+                      res.train_count, val_count, res.dropped_duplicates, ex_tokens.get("median"),
+                      ex_tokens.get("p95"), ex_tokens.get("max"), res.stats.get("billable_tokens"), options.epochs)
+        by_rule = _by_rule(warnings)
+        if warnings:
+            self.log.warning("%d warning(s) %s; first ones:\n%s", sum(by_rule.values()), by_rule,
+                             "\n".join(map(str, warnings[:20])))
+        for up in filter(None, (train, val)):
+            self.log.info("%s %s (generation %s, %s bytes)", "uploaded" if up.created else "reused existing",
+                          up.uri, up.generation, f"{up.bytes:,}")
+        summary = {"train_uri": train.uri, "validation_uri": val.uri if val else None,
+                   "train_sha256": res.train_sha256, "validation_sha256": val_sha if val else None,
+                   "train_count": res.train_count, "validation_count": val_count,
+                   "dropped_duplicates": res.dropped_duplicates,
+                   "created": {"train": train.created, "validation": val.created if val else None},
+                   "stats": res.stats,
+                   "warnings": {"count": sum(by_rule.values()), "by_rule": by_rule,
+                                "first": [str(w) for w in warnings[:20]]},
+                   "formats": dict(res.formats), "target": options.target}
+        if self.asset_alias:
+            context["outlet_events"][AssetAlias(self.asset_alias)].add(
+                Asset(name=train.uri, uri=train.uri),
+                extra={k: summary[k] for k in ("train_sha256", "train_count", "validation_uri", "validation_count",
+                                               "target")})
+        return summary
