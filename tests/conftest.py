@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import atexit
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -22,6 +24,7 @@ for var in ("GOOGLE_CLOUD_PROJECT", "GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_
 
 # Airflow: a private home and SQLite DB per test session, set before airflow is imported.
 _AF_HOME = tempfile.mkdtemp(prefix="gemini-tuning-airflow-")
+atexit.register(shutil.rmtree, _AF_HOME, ignore_errors=True)
 os.environ.setdefault("AIRFLOW_HOME", _AF_HOME)
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "plugins"))

@@ -550,3 +550,25 @@ def read_jsonl(client: Client, uri: str, *, max_bytes: int) -> list[dict]:
                 raise ValueError(f"{uri}:{n}: expected a JSON object, got {type(row).__name__}")
             rows.append(row)
     return rows
+
+
+def write_bytes(client: Client, uri: str, data: bytes, content_type: str = "application/octet-stream") -> int:
+    """Writes a small object (evaluation results, gate decision, report), replacing any earlier version: these are
+    derived per run and a retry recomputes them. Returns the new generation."""
+    bucket, name = parse_gs_uri(uri, object_required=True)
+    blob = client.bucket(bucket).blob(name)
+    blob.upload_from_string(data, content_type=content_type)
+    return int(blob.generation or 0)
+
+
+def browser_url(uri: str) -> str:
+    """Where a person opens the object: the GCS emulator's download URL when ``STORAGE_EMULATOR_HOST`` is set,
+    else the authenticated Cloud console URL."""
+    import os
+    from urllib.parse import quote
+
+    bucket, name = parse_gs_uri(uri, object_required=True)
+    host = os.environ.get("STORAGE_EMULATOR_HOST")
+    if host:
+        return f"{host.rstrip('/')}/download/storage/v1/b/{bucket}/o/{quote(name, safe='')}?alt=media"
+    return f"https://storage.cloud.google.com/{bucket}/{quote(name)}"
