@@ -1,0 +1,362 @@
+"""Champion bookkeeping: which tuned model is in production, promotion of a challenger, deletion of a loser.
+
+Backend-agnostic (Vertex AI or Gemini API), no Airflow import. The backends do the remote work: GCS for the
+pointer (:mod:`.backends.gcs`), the Model Registry for aliases and labels (:mod:`.backends.vertex_registry`),
+``GeminiApiTuningBackend.delete`` for Gemini API models.
+
+The pointer
+-----------
+One small JSON object in GCS per pipeline (``pointer_uri``) is the **source of truth** for "who is champion"::
+
+    {"backend": "vertex"|"gemini_api", "tuned_model": "projects/.../models/M@1"|"tunedModels/x",
+     "endpoint": ".../endpoints/E"|null, "display_name": ..., "promoted_at": "2026-11-03T10:00:00Z",
+     "run_id": ..., "dag_id": ..., "metrics": {...}, "previous": {<the previous pointer without its "previous">}|null}
+
+It is only ever replaced with a generation precondition (``ifGenerationMatch``), so of two writers that read the
+same generation exactly one wins. On Vertex the registry carries a *projection* of it: the version alias
+``champion`` and the labels ``gemini-tuning-role=champion|retired``, ``gemini-tuning-run=<run>`` and
+``gemini-tuning-pointer=<hash of pointer_uri>`` (several pipelines can share a project; the hash keeps their
+champions apart).
+
+Order of operations in :func:`promote`, and why
+-----------------------------------------------
+1. Validate the candidate; on Vertex, check its model exists (nothing is written yet, so failing here is clean).
+2. **Compare-and-swap the pointer** from ``expected_generation`` (the generation the *evaluation* read) to the new
+   pointer. A failed swap raises :class:`ChampionChanged` before anything in the registry is touched, so a losing
+   run's model never gets the alias or the champion label.
+3. Only then bring the registry in line with the pointer (:func:`reconcile`): alias + ``role=champion`` on the
+   pointer's model first, then ``role=retired`` and alias removal on the previous champion and on any other
+   model of this pipeline still labelled champion. Adding before retiring means the old ``M@champion`` keeps
+   resolving until the new one does (never zero champions); the cost is a short window with two.
+4. Re-read the pointer; if its generation moved while we were writing labels (a newer promotion raced our
+   registry writes), converge again to the newer pointer. So whichever promoter finishes last leaves the
+   registry matching the latest pointer, even if registry writes of two runs interleave.
+
+Crash windows (all repaired by re-running the task: :func:`promote` recognises a pointer written by an earlier try
+of the *same* run and model and then only redoes step 3; :func:`reconcile` can also be run on its own):
+
+* after 2, before 3: the pointer names the new champion, the registry still shows the old one;
+* inside 3: both models carry the alias / champion label (new added, old not yet retired);
+* a stale promoter that wrote old labels and crashed before step 4: the registry is wrong until the next
+  promotion or reconcile, whose stray sweep (models of this pipeline labelled champion that the pointer does not
+  name) fixes it. The sweep sees each model's default version only.
+
+Doing registry writes *before* the swap would be worse: a loser would have moved the alias to its model and
+would have to undo it (and a crash in between would leave two champions with nothing to say which is right).
+
+A champion change between evaluation and promotion
+-------------------------------------------------
+``expected_generation`` is the pointer generation the evaluation compared against. If another run promoted in
+between, this challenger was measured against a model that is no longer champion. :func:`promote` then **fails**
+with :class:`ChampionChanged` rather than promoting on a stale comparison; re-running the evaluation (clear the
+run from the evaluate task) compares it with the new champion. Re-evaluating inside ``promote`` would hide that
+decision from the run's history.
+
+Deleting
+--------
+:func:`delete_candidate` refuses the model the pointer names (:class:`ChampionDeletionRefused`), then deletes
+(Vertex: undeploy, delete the tuning job's endpoint, delete the model, each LRO awaited; Gemini API:
+``tunedModels.delete``). Already gone counts as done. The check and the delete are not atomic: a model promoted
+*between* them would be deleted. The pipeline never promotes and deletes the same candidate (they are the two
+branches of one run's gate), so this window is not reachable from the DAG.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from .backends.errors import NotFoundError
+from .backends.gcs import GenerationMismatch, read_json, write_json
+
+if TYPE_CHECKING:
+    from .backends.gemini_api import GeminiApiTuningBackend
+    from .backends.vertex_registry import VertexRegistry
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("vertex", "gemini_api")
+POINTER_FIELDS = ("backend", "tuned_model", "endpoint", "display_name", "promoted_at", "run_id", "dag_id",
+                  "metrics", "previous")
+CHAMPION_ALIAS = "champion"
+ROLE_LABEL = "gemini-tuning-role"
+RUN_LABEL = "gemini-tuning-run"
+POINTER_LABEL = "gemini-tuning-pointer"
+ROLE_CHAMPION = "champion"
+ROLE_RETIRED = "retired"
+RECONCILE_ROUNDS = 5
+
+
+# ----------------------------------------------------------------------------------------------- errors
+class ChampionChanged(Exception):
+    """The pointer moved since the evaluation read it: this run's model was not promoted."""
+
+    def __init__(self, pointer_uri: str, candidate: dict, current: dict | None, expected_generation: int,
+                 actual_generation: int):
+        self.pointer_uri, self.candidate, self.current = pointer_uri, candidate, current
+        self.expected_generation, self.actual_generation = expected_generation, actual_generation
+        mine = candidate.get("tuned_model")
+        if current is None:
+            what = f"the champion pointer {pointer_uri} was removed since the evaluation read it"
+        else:
+            by = f"run {current.get('run_id')!r}" + (f" of DAG {current.get('dag_id')!r}" if current.get("dag_id")
+                                                     else "")
+            what = f"another run promoted {current.get('tuned_model')} at {current.get('promoted_at')} ({by})"
+        super().__init__(
+            f"{what}; this run's model {mine} was not promoted. The evaluation compared it against pointer "
+            f"generation {expected_generation}, which is now {actual_generation}: re-run the evaluation to compare "
+            "it with the current champion.")
+
+
+class ChampionDeletionRefused(Exception):
+    """The model to delete is the current champion."""
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def label_value(value: str) -> str:
+    """A string as a GCP label value: lowercase ``[a-z0-9_-]``, at most 63 characters (hash-suffixed if cut)."""
+    raw = str(value)
+    clean = re.sub(r"[^a-z0-9_-]", "-", raw.lower())
+    if len(clean) > 63:
+        clean = clean[:54] + "-" + hashlib.sha256(raw.encode()).hexdigest()[:8]
+    return clean
+
+
+def pointer_label(pointer_uri: str) -> str:
+    """Which pipeline a champion belongs to, as a label value: a short hash of its pointer URI."""
+    return "p" + hashlib.sha256(pointer_uri.encode()).hexdigest()[:16]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def normalize_candidate(candidate: dict) -> dict:
+    """Check a tuning result (``backend``, ``tuned_model``, ``endpoint``, ``display_name``) and return a copy."""
+    if not isinstance(candidate, dict):
+        raise TypeError(f"candidate must be a dict, got {type(candidate).__name__}")
+    backend = candidate.get("backend")
+    model = candidate.get("tuned_model")
+    if backend not in BACKENDS:
+        raise ValueError(f"candidate backend must be one of {BACKENDS}, got {backend!r}")
+    if not isinstance(model, str) or not model:
+        raise ValueError(f"candidate has no tuned_model: {candidate!r}")
+    if backend == "vertex" and not re.match(r"^projects/[^/]+/locations/[^/]+/models/[^/@]+(@[^/@]+)?$", model):
+        raise ValueError(f"not a Vertex AI model name: {model!r} (expected projects/P/locations/L/models/M@1)")
+    if backend == "gemini_api" and not re.match(r"^tunedModels/[^/]+$", model):
+        raise ValueError(f"not a Gemini API tuned model name: {model!r} (expected tunedModels/x)")
+    endpoint = candidate.get("endpoint") or None
+    if endpoint is not None and backend == "vertex" and "/endpoints/" not in endpoint:
+        raise ValueError(f"not a Vertex AI endpoint name: {endpoint!r}")
+    return {**candidate, "backend": backend, "tuned_model": model, "endpoint": endpoint,
+            "display_name": candidate.get("display_name") or None}
+
+
+def _model_key(entry: dict) -> tuple[str, str, str | None]:
+    """(backend, model without project, version or None). The project is left out: the same model can be named
+    by project id or by project number."""
+    backend, name = entry.get("backend"), entry.get("tuned_model") or ""
+    if backend == "vertex":
+        base, _, version = name.partition("@")
+        return backend, base.split("/locations/", 1)[-1], version or None
+    return str(backend), name, None
+
+
+def same_model(a: dict | None, b: dict | None) -> bool:
+    """Whether two pointer/candidate entries may name the same model. Conservative: ``M`` (no version) or a
+    non-numeric version (an alias) matches every version of ``M``; ``M@1`` and ``M@2`` do not match."""
+    if not a or not b:
+        return False
+    ba, na, va = _model_key(a)
+    bb, nb, vb = _model_key(b)
+    if ba != bb or na != nb:
+        return False
+    if va is None or vb is None or not va.isdigit() or not vb.isdigit():
+        return True
+    return va == vb
+
+
+def _is_ours(entry: dict | None, candidate: dict, run: dict) -> bool:
+    return bool(entry) and same_model(entry, candidate) and entry.get("run_id") == run.get("run_id") \
+        and entry.get("dag_id") == run.get("dag_id")
+
+
+def build_pointer(candidate: dict, run: dict, previous: dict | None, *, now: str | None = None) -> dict:
+    """The pointer that makes ``candidate`` champion; ``previous`` (the current pointer) is kept one level deep."""
+    cand = normalize_candidate(candidate)
+    metrics = run.get("metrics") if run.get("metrics") is not None else cand.get("metrics")
+    return {
+        "backend": cand["backend"],
+        "tuned_model": cand["tuned_model"],
+        "endpoint": cand["endpoint"],
+        "display_name": cand["display_name"],
+        "promoted_at": now or _now(),
+        "run_id": run.get("run_id"),
+        "dag_id": run.get("dag_id"),
+        "metrics": dict(metrics or {}),
+        "previous": {k: v for k, v in previous.items() if k != "previous"} if previous else None,
+    }
+
+
+def validate_pointer(obj: dict, uri: str = "pointer") -> dict:
+    if obj.get("backend") not in BACKENDS or not isinstance(obj.get("tuned_model"), str):
+        raise ValueError(f"{uri} is not a champion pointer (needs backend in {BACKENDS} and tuned_model): "
+                         f"{sorted(obj)}")
+    return obj
+
+
+# ----------------------------------------------------------------------------------------------- read
+def read_champion(storage_client, pointer_uri: str) -> tuple[dict | None, int]:
+    """The current champion pointer and its generation; ``(None, 0)`` when there is no champion yet.
+
+    Pass the generation on to :func:`promote` as ``expected_generation``.
+    """
+    obj, generation = read_json(storage_client, pointer_uri)
+    if obj is None:
+        return None, 0
+    return validate_pointer(obj, pointer_uri), generation
+
+
+# ----------------------------------------------------------------------------------------------- promote
+def promote(storage_client, pointer_uri: str, candidate: dict, *, expected_generation: int,
+            registry: VertexRegistry | None, run: dict, alias: str = CHAMPION_ALIAS, now: str | None = None) -> dict:
+    """Make ``candidate`` the champion (see the module docstring for the order of operations and crash windows).
+
+    ``run``: ``{"run_id", "dag_id", "metrics": {...}}`` (metrics optional; else ``candidate["metrics"]``).
+    ``registry`` is required for a Vertex candidate; with a Gemini API candidate it is used (if given) to retire a
+    previous Vertex champion. Raises :class:`ChampionChanged` when the pointer is no longer at
+    ``expected_generation``. Returns ``{"status", "pointer_uri", "generation", "champion", "previous_champion",
+    "registry"}`` with status ``promoted``, ``already_promoted`` (an earlier try of this run did it),
+    ``superseded`` (an earlier try did it and a later run has replaced it since) or ``already_champion``.
+    """
+    cand = normalize_candidate(candidate)
+    if not isinstance(run, dict) or not run.get("run_id"):
+        raise ValueError("promote needs run={'run_id': ..., 'dag_id': ...}")
+    if expected_generation is None or int(expected_generation) < 0:
+        raise ValueError(f"expected_generation must be >= 0 (0: no champion yet), got {expected_generation!r}")
+    expected_generation = int(expected_generation)
+    if cand["backend"] == "vertex":
+        if registry is None:
+            raise ValueError(f"promoting the Vertex AI model {cand['tuned_model']} needs a VertexRegistry")
+        try:
+            registry.get_model(cand["tuned_model"])  # exists, right location: checked before anything is written
+        except NotFoundError as exc:
+            raise NotFoundError(exc.code, f"cannot promote {cand['tuned_model']}: it does not exist in the Model "
+                                          f"Registry ({exc.message})", status=exc.status) from exc
+
+    current, generation = read_champion(storage_client, pointer_uri)
+    pointer = current
+    if _is_ours(current, cand, run):
+        status = "already_promoted"
+    elif current and _is_ours(current.get("previous"), cand, run):
+        status = "superseded"
+    elif generation != expected_generation:
+        raise ChampionChanged(pointer_uri, cand, current, expected_generation, generation)
+    elif current and same_model(current, cand):
+        status = "already_champion"
+    else:
+        pointer = build_pointer(cand, run, current, now=now)
+        try:
+            generation = write_json(storage_client, pointer_uri, pointer, if_generation_match=expected_generation)
+        except GenerationMismatch as exc:
+            latest, latest_gen = read_champion(storage_client, pointer_uri)
+            raise ChampionChanged(pointer_uri, cand, latest, expected_generation, latest_gen) from exc
+        status = "promoted"
+        log.info("%s is now the champion (pointer %s generation %s; previous: %s)", cand["tuned_model"],
+                 pointer_uri, generation, (current or {}).get("tuned_model"))
+
+    if registry is not None:
+        reg = reconcile(storage_client, pointer_uri, registry, alias=alias)
+    else:
+        reg = {"skipped": "no Model Registry (Gemini API backend)"}
+    out = {"status": status, "pointer_uri": pointer_uri, "generation": generation,
+           "champion": {k: v for k, v in pointer.items() if k != "previous"},
+           "previous_champion": (pointer.get("previous") or {}).get("tuned_model"), "registry": reg}
+    if status == "superseded":  # the pointer is the later run's; ours is its "previous"
+        out["champion"], out["previous_champion"] = {k: v for k, v in pointer["previous"].items()}, None
+        out["superseded_by"] = pointer["tuned_model"]
+    return out
+
+
+def reconcile(storage_client, pointer_uri: str, registry: VertexRegistry, *, alias: str = CHAMPION_ALIAS) -> dict:
+    """Bring the Model Registry in line with the pointer (alias and labels), until the pointer stops moving.
+
+    Idempotent; the repair step after a crash between the pointer swap and the registry writes.
+    """
+    scope = pointer_label(pointer_uri)
+    for round_ in range(1, RECONCILE_ROUNDS + 1):
+        pointer, generation = read_champion(storage_client, pointer_uri)
+        actions = _apply(pointer, registry, scope, alias)
+        _, after = read_champion(storage_client, pointer_uri)
+        if after == generation:
+            return {"generation": generation, "rounds": round_, **actions}
+        log.info("champion pointer moved (generation %s -> %s) while updating the registry; converging again",
+                 generation, after)
+    raise RuntimeError(f"{pointer_uri} kept changing during {RECONCILE_ROUNDS} registry updates; run reconcile again")
+
+
+def _apply(pointer: dict | None, registry: VertexRegistry, scope: str, alias: str) -> dict:
+    out = {"champion": None, "retired": [], "missing": []}
+    champ = pointer if pointer and pointer.get("backend") == "vertex" else None
+    if champ:
+        labels = {ROLE_LABEL: ROLE_CHAMPION, POINTER_LABEL: scope}
+        if champ.get("run_id"):
+            labels[RUN_LABEL] = label_value(champ["run_id"])
+        try:
+            registry.set_alias(champ["tuned_model"], alias)
+            registry.set_labels(champ["tuned_model"], labels)
+            out["champion"] = champ["tuned_model"]
+        except NotFoundError:
+            log.warning("the champion %s named by the pointer is not in the Model Registry", champ["tuned_model"])
+            out["missing"].append(champ["tuned_model"])
+    # retire: the previous champion, and any other model of this pipeline still labelled champion
+    to_retire: dict[str, dict] = {}
+    prev = (pointer or {}).get("previous")
+    if prev and prev.get("backend") == "vertex":
+        to_retire[prev["tuned_model"]] = prev
+    for mv in registry.find_models({ROLE_LABEL: ROLE_CHAMPION, POINTER_LABEL: scope}):
+        to_retire.setdefault(mv.resource, {"backend": "vertex", "tuned_model": mv.resource})
+    for name, entry in to_retire.items():
+        if same_model(entry, champ):  # the champion itself (or a name that may resolve to it): never retire
+            continue
+        try:
+            registry.remove_alias(name, alias)
+            registry.set_labels(name, {ROLE_LABEL: ROLE_RETIRED, POINTER_LABEL: scope})
+            out["retired"].append(name)
+        except NotFoundError:
+            out["missing"].append(name)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- delete
+def delete_candidate(candidate: dict, *, storage_client, pointer_uri: str, registry: VertexRegistry | None = None,
+                     gemini_api: GeminiApiTuningBackend | None = None, timeout: float = 600.0) -> dict:
+    """Delete a tuned model that is not the champion. Idempotent: already gone is done.
+
+    Raises :class:`ChampionDeletionRefused` when the pointer names this model (compared without the project, and
+    conservatively: a bare ``M`` matches every version of ``M``). Returns what was done:
+    ``{"backend", "tuned_model", "model_deleted", "already_gone", "champion", ...}`` plus, on Vertex, the
+    registry's report (``undeployed``, ``endpoint_deleted``, ...).
+    """
+    cand = normalize_candidate(candidate)
+    current, generation = read_champion(storage_client, pointer_uri)
+    if current is not None and same_model(current, cand):
+        raise ChampionDeletionRefused(
+            f"refusing to delete {cand['tuned_model']}: it is the current champion (promoted at "
+            f"{current.get('promoted_at')} by run {current.get('run_id')!r}; {pointer_uri} generation "
+            f"{generation}). Promote another model first.")
+    if cand["backend"] == "vertex":
+        if registry is None:
+            raise ValueError(f"deleting the Vertex AI model {cand['tuned_model']} needs a VertexRegistry")
+        report = registry.delete_tuned_model(cand["tuned_model"], cand["endpoint"], timeout=timeout)
+    else:
+        if gemini_api is None:
+            raise ValueError(f"deleting the Gemini API model {cand['tuned_model']} needs a GeminiApiTuningBackend")
+        deleted = gemini_api.delete(cand["tuned_model"])
+        report = {"model_deleted": deleted, "already_gone": not deleted}
+    log.info("delete %s: %s", cand["tuned_model"], report)
+    return {"backend": cand["backend"], "tuned_model": cand["tuned_model"],
+            "champion": current.get("tuned_model") if current else None, **report}
