@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -25,7 +26,13 @@ log = logging.getLogger(__name__)
 
 _sleep = asyncio.sleep   # indirections so tests can drive the clock
 _now = time.time
-_BACKENDS: dict[tuple, Any] = {}   # one backend (client, session) per config, shared by all triggers in a triggerer
+# One backend (client, HTTP session) per config and event loop, shared by the triggers running in that loop, and
+# closed when the loop's last trigger ends (a triggerer has one long-lived loop; dag.test() one loop per trigger).
+_LOOPS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref.WeakKeyDictionary()
+
+
+def _loop_state() -> dict:
+    return _LOOPS.setdefault(asyncio.get_running_loop(), {"backends": {}, "users": 0})
 
 
 def build_backend(kind: str, project_id: str | None, location: str, gcp_conn_id: str,
@@ -65,13 +72,30 @@ class TuningJobTrigger(BaseTrigger):
     async def _client(self):
         key = (self.backend, self.project_id, self.location, self.gcp_conn_id, str(self.impersonation_chain),
                self.api_base_url, self.gemini_api_conn_id)
-        if key not in _BACKENDS:
-            _BACKENDS[key] = await sync_to_async(build_backend)(
+        backends = _loop_state()["backends"]
+        if key not in backends:
+            backends[key] = await sync_to_async(build_backend)(
                 self.backend, self.project_id, self.location, self.gcp_conn_id, self.impersonation_chain,
                 self.api_base_url, self.gemini_api_conn_id)
-        return _BACKENDS[key]
+        return backends[key]
 
     async def run(self):
+        state = _loop_state()
+        state["users"] += 1
+        try:
+            async for event in self._poll():
+                yield event
+        finally:
+            state["users"] -= 1
+            if state["users"] == 0:
+                backends, state["backends"] = list(state["backends"].values()), {}
+                for backend, _ in backends:
+                    try:
+                        await backend.aclose()
+                    except Exception as exc:  # noqa: BLE001
+                        log.debug("closing %r failed: %s", backend, exc)
+
+    async def _poll(self):
         policy = PollPolicy(**self.poll)
         state = PollState()
         failing_since: float | None = None

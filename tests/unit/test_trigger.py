@@ -30,6 +30,9 @@ class Script:
     async def acancel(self, name):
         self.cancelled.append(name)
 
+    async def aclose(self):
+        self.closed = getattr(self, "closed", 0) + 1
+
 
 def s(state, pct=None, loss=None):
     hist = (LossPoint(1, 1, loss),) if loss is not None else ()
@@ -47,7 +50,9 @@ def clock(monkeypatch):
 
     monkeypatch.setattr(triggers, "_sleep", sleep)
     monkeypatch.setattr(triggers, "_now", lambda: t["now"])
-    monkeypatch.setattr(triggers, "_BACKENDS", {})
+    import weakref
+
+    monkeypatch.setattr(triggers, "_LOOPS", weakref.WeakKeyDictionary())
     return t
 
 
@@ -86,6 +91,7 @@ async def test_terminal_states(monkeypatch, clock, state, status):
     use(monkeypatch, b)
     ev = await first_event(trig())
     assert ev["status"] == status and ev["job"]["state"] == state and b.calls == 3
+    assert b.closed == 1        # the loop's shared client is closed when its last trigger ends
     assert ev["job"]["latest_loss"] == 0.2
     assert not b.cancelled
 

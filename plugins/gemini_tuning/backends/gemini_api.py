@@ -256,6 +256,12 @@ class GeminiApiTuningBackend:
         """One generateContent call, not retried here (the evaluation engine owns retries and rate limits)."""
         return response_text(await self._asend(generate_request(model, prompt, settings)))
 
+    async def aclose(self) -> None:
+        """Closes this event loop's shared aiohttp session (call before the loop ends)."""
+        session = _async_sessions.pop(asyncio.get_running_loop(), None)
+        if session is not None and not session.closed:
+            await session.close()
+
     def console_url(self, name: str) -> str:
         model = name.split("/operations/")[0]
         return f"https://aistudio.google.com/app/{model.replace('tunedModels/', 'tuned_models/')}"  # [unverified]

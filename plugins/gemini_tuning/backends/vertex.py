@@ -200,6 +200,12 @@ class VertexTuningBackend:
             raise _api_error(exc) from exc
         return resp.text or ""
 
+    async def aclose(self) -> None:
+        """Closes the async HTTP sessions of this event loop (call before the loop ends)."""
+        if "client" in self.__dict__:
+            await self.client.aio.aclose()
+            del self.__dict__["client"]
+
     def console_url(self, name: str) -> str:
         job_id = name.rsplit("/", 1)[-1]
         return (f"https://console.cloud.google.com/vertex-ai/generative/language/locations/{self.location}"

@@ -83,8 +83,15 @@ class GeminiEvaluateOperator(BaseOperator):
         async def generate(target, prompt):
             return await backends[target.backend].agenerate(target.model, prompt.prompt, settings)
 
-        answers = asyncio.run(run_online(generate, prompts, targets,
-                                         EngineConfig(concurrency=int(self.concurrency), rpm=float(self.rpm))))
+        async def evaluate():
+            try:
+                return await run_online(generate, prompts, targets,
+                                        EngineConfig(concurrency=int(self.concurrency), rpm=float(self.rpm)))
+            finally:
+                for backend in backends.values():
+                    await backend.aclose()
+
+        answers = asyncio.run(evaluate())
         scores = {label: {s.prompt_id: s for s in score_all(prompts, by_id)} for label, by_id in answers.items()}
         summary = {label: summarize(prompts, by_id) for label, by_id in answers.items()}
         rows = list(result_rows(prompts, answers, scores))

@@ -1,0 +1,172 @@
+"""Gemini supervised tuning pipeline.
+
+prepare_dataset → tune (deferred) → evaluate → gate ─► promote ─┐
+                                                    └► delete ──┴► report
+                                    cleanup_on_failure: deletes the tuned model if any later step fails
+
+Wiring and Params only: the logic lives in ``plugins/gemini_tuning``. No Google SDK is imported at parse time.
+Runs on a schedule (Mondays 03:00 UTC), when new raw training data is announced (the Asset below), or from the UI
+with the typed Params form.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG, Asset, Param
+from airflow.timetables.assets import AssetOrTimeSchedule
+from airflow.timetables.trigger import CronTriggerTimetable
+
+from gemini_tuning.operators.champion import (GeminiDeleteTunedModelOperator, GeminiPromoteOperator,
+                                              GeminiTuningReportOperator)
+from gemini_tuning.operators.dataset import PrepareTuningDatasetOperator
+from gemini_tuning.operators.evaluation import GeminiEvaluateOperator, GeminiGateOperator
+from gemini_tuning.operators.tuning import GeminiTuningOperator
+
+DEMO = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "include", "demo")
+RAW_TRAINING_DATA = Asset(name="gemini_tuning_raw_training_data")   # emitted by whatever produces new raw data
+RUN_DIR = "{{ params.gcs_prefix }}/runs/{{ run_id | replace(':', '-') | replace('+', '-') }}"
+TUNED = "{{ ti.xcom_pull(task_ids='tune') }}"
+EVALUATION = "{{ ti.xcom_pull(task_ids='evaluate') }}"
+GOOGLE = {"project_id": "{{ params.project_id }}", "location": "{{ params.location }}"}
+
+with DAG(
+    dag_id="gemini_tuning_pipeline",
+    description="Validate + upload a training set, tune a Gemini model (deferred), evaluate, promote or delete",
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"),
+                                 assets=[RAW_TRAINING_DATA]),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    render_template_as_native_obj=True,
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
+    tags=["gemini", "tuning"],
+    params={
+        # --- where and what
+        "backend": Param("vertex", enum=["vertex", "gemini_api"], title="Backend",
+                         description="Vertex AI tuningJobs (recommended) or the Gemini API tunedModels flow"),
+        "project_id": Param(None, type=["null", "string"], title="Project",
+                            description="Google Cloud project; empty = the connection's project"),
+        "location": Param("us-central1", type="string", title="Location"),
+        "base_model": Param("gemini-2.5-flash", type="string", title="Base model",
+                            examples=["gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.5-pro",
+                                      "gemini-3.1-flash-lite", "models/gemini-1.5-flash-001-tuning"]),
+        "gcs_prefix": Param("gs://gemini-tuning-demo/pipeline", type="string",
+                            pattern=r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$", title="GCS prefix",
+                            description="Datasets, job state, evaluation results, reports and the champion pointer"),
+        # --- data
+        "training_data": Param(os.path.join(DEMO, "train.jsonl"), type="string", title="Training data",
+                               description="Local path or gs:// URI of a JSONL (optionally gzip) training set"),
+        "validation_fraction": Param(0.0, type="number", minimum=0, maximum=0.5, title="Validation fraction"),
+        "eval_prompts": Param(os.path.join(DEMO, "eval_prompts.jsonl"), type="string", title="Evaluation prompt set",
+                              description="JSONL of {prompt, reference, tags?, metric?}; also checked for leakage"),
+        "system_instruction": Param(os.path.join(DEMO, "system_instruction.txt"), type=["null", "string"],
+                                    title="System instruction for evaluation (text, or a .txt path / gs:// URI)"),
+        # --- tuning
+        "epochs": Param(3, type="integer", minimum=1, maximum=100, title="Epochs"),
+        "learning_rate_multiplier": Param(1.0, type="number", exclusiveMinimum=0, maximum=100,
+                                          title="Learning-rate multiplier"),
+        "adapter_size": Param(4, enum=[1, 2, 4, 8, 16], title="Adapter size (Vertex)"),
+        "batch_size": Param(None, type=["null", "integer"], minimum=1, maximum=64, title="Batch size (Gemini API)"),
+        "display_name": Param("support-router", type="string", maxLength=40, title="Tuned model display name"),
+        "job_timeout_hours": Param(24, type="number", exclusiveMinimum=0, maximum=168, title="Tuning timeout (h)"),
+        "poll_policy": Param({"initial_seconds": 10, "min_seconds": 15, "max_seconds": 300}, type="object",
+                             title="Status polling (seconds)",
+                             description="initial, min (near the end), max (mid-job); see gemini_tuning.core.polling"),
+        "on_fingerprint_change": Param("cancel_and_resubmit", enum=["cancel_and_resubmit", "fail"],
+                                       title="If a retry finds a job with other inputs"),
+        # --- evaluation
+        "compare_base_model": Param(False, type="boolean", title="Also evaluate the untuned base model"),
+        "temperature": Param(0.0, type="number", minimum=0, maximum=2, title="Evaluation temperature"),
+        "max_output_tokens": Param(256, type="integer", minimum=1, maximum=8192, title="Max output tokens"),
+        "eval_rpm": Param(600, type="number", exclusiveMinimum=0, title="Evaluation requests per minute"),
+        "eval_concurrency": Param(16, type="integer", minimum=1, maximum=256, title="Evaluation concurrency"),
+        # --- gate
+        "gate_min_prompts": Param(20, type="integer", minimum=1, title="Gate: minimum evaluated prompts"),
+        "gate_max_error_rate": Param(0.05, type="number", minimum=0, maximum=1, title="Gate: maximum error rate"),
+        "gate_primary_metric": Param("normalized_match",
+                                     enum=["exact_match", "normalized_match", "contains", "rouge_l_f1", "item_metric"],
+                                     title="Gate: primary metric"),
+        "gate_min_score": Param(0.6, type="number", minimum=0, maximum=1,
+                                title="Gate: minimum primary metric (absolute threshold)"),
+        "gate_min_margin": Param(0.0, type="number", minimum=-1, maximum=1,
+                                 title="Gate: challenger − champion margin on the primary metric"),
+        "gate_confidence": Param(0.95, type="number", exclusiveMinimum=0.5, exclusiveMaximum=1,
+                                 title="Gate: confidence of the paired test against the champion"),
+    },
+) as dag:
+    prepare = PrepareTuningDatasetOperator(
+        task_id="prepare_dataset",
+        source="{{ params.training_data }}",
+        destination="{{ params.gcs_prefix }}/datasets",
+        target="{{ params.backend }}",
+        validation_fraction="{{ params.validation_fraction }}",
+        eval_prompts="{{ params.eval_prompts }}",
+        epochs="{{ params.epochs }}",
+    )
+    tune = GeminiTuningOperator(
+        task_id="tune",
+        backend="{{ params.backend }}",
+        **GOOGLE,
+        base_model="{{ params.base_model }}",
+        training_uri="{{ ti.xcom_pull(task_ids='prepare_dataset')['train_uri'] }}",
+        validation_uri="{{ ti.xcom_pull(task_ids='prepare_dataset')['validation_uri'] }}",
+        training_sha256="{{ ti.xcom_pull(task_ids='prepare_dataset')['train_sha256'] }}",
+        epochs="{{ params.epochs }}",
+        learning_rate_multiplier="{{ params.learning_rate_multiplier if params.backend == 'vertex' else None }}",
+        adapter_size="{{ params.adapter_size if params.backend == 'vertex' else None }}",
+        batch_size="{{ params.batch_size if params.backend == 'gemini_api' else None }}",
+        display_name="{{ params.display_name }}",
+        labels={"pipeline": "gemini-tuning"},
+        state_uri="{{ params.gcs_prefix }}/state",
+        job_timeout="{{ params.job_timeout_hours * 3600 }}",
+        poll_policy="{{ params.poll_policy }}",
+        on_fingerprint_change="{{ params.on_fingerprint_change }}",
+        deferrable=True,
+    )
+    evaluate = GeminiEvaluateOperator(
+        task_id="evaluate",
+        **GOOGLE,
+        prompt_set="{{ params.eval_prompts }}",
+        challenger=TUNED,
+        results_prefix=RUN_DIR + "/eval",
+        champion_pointer_uri="{{ params.gcs_prefix }}/champion.json",
+        base_model="{{ params.base_model if params.compare_base_model else None }}",
+        system_instruction="{{ params.system_instruction }}",
+        temperature="{{ params.temperature }}",
+        max_output_tokens="{{ params.max_output_tokens }}",
+        rpm="{{ params.eval_rpm }}",
+        concurrency="{{ params.eval_concurrency }}",
+    )
+    gate = GeminiGateOperator(
+        task_id="gate",
+        evaluation=EVALUATION,
+        gate_config={"min_prompts": "{{ params.gate_min_prompts }}",
+                     "max_error_rate": "{{ params.gate_max_error_rate }}",
+                     "primary_metric": "{{ params.gate_primary_metric }}",
+                     "thresholds": "{{ {params.gate_primary_metric: params.gate_min_score} }}",  # keys are not templated
+                     "min_margin": "{{ params.gate_min_margin }}",
+                     "confidence": "{{ params.gate_confidence }}"},
+        promote_task_id="promote",
+        delete_task_id="delete",
+    )
+    promote = GeminiPromoteOperator(task_id="promote", **GOOGLE, candidate=TUNED, evaluation=EVALUATION,
+                                    pointer_uri="{{ params.gcs_prefix }}/champion.json")
+    delete = GeminiDeleteTunedModelOperator(task_id="delete", **GOOGLE, candidate=TUNED,
+                                            pointer_uri="{{ params.gcs_prefix }}/champion.json")
+    report = GeminiTuningReportOperator(
+        task_id="report",
+        tuning=TUNED,
+        evaluation=EVALUATION,
+        gate="{{ ti.xcom_pull(task_ids='gate', key='gate') }}",
+        report_uri=RUN_DIR + "/report/index.html",
+        trigger_rule="none_failed_min_one_success",
+    )
+    cleanup = GeminiDeleteTunedModelOperator(
+        task_id="cleanup_on_failure", **GOOGLE, candidate=TUNED,
+        pointer_uri="{{ params.gcs_prefix }}/champion.json", trigger_rule="one_failed", retries=3)
+
+    prepare >> tune >> evaluate >> gate >> [promote, delete] >> report
+    [evaluate, gate, promote, delete] >> cleanup

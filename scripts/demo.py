@@ -1,0 +1,122 @@
+"""The README's first command: the whole pipeline, twice, on the local emulator (no Google Cloud account).
+
+1. starts the emulator (Vertex AI + Gemini API + GCS) as its own process group, with its state in .demo/;
+2. runs the `gemini_tuning_pipeline` DAG with `dag.test()` on the good demo set → expected: PROMOTE;
+3. runs it again on the same tickets with shuffled labels → expected: DELETE (model and endpoint removed),
+   the champion untouched;
+4. prints what happened and where the reports are; exits non-zero if anything else happened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / ".demo"
+BUCKET = "gemini-tuning-demo"
+PREFIX = f"gs://{BUCKET}/pipeline"
+
+
+def start_emulator() -> tuple[subprocess.Popen, dict]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "--port", "0", "--gcs-port", "0", "--data-dir", str(DEMO / "emulator"),
+         "--default-bucket", BUCKET, "--time-scale", "0.004", "--log-level", "WARNING"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return proc, json.loads(proc.stdout.readline())
+
+
+def configure(info: dict) -> None:
+    home = DEMO / "airflow"
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ.update({
+        "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": json.dumps({"conn_type": "google_cloud_platform",
+                                                         "extra": {"is_anonymous": True, "project": "demo-project"}}),
+        "GEMINI_TUNING_EMULATOR_URL": info["url"], "STORAGE_EMULATOR_HOST": info["gcs_url"], "NO_GCE_CHECK": "true",
+    })
+    sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "dags")]
+
+
+def run(dag, training: Path, label: str) -> dict:
+    from airflow.utils.state import DagRunState
+
+    conf = {"training_data": str(training), "gcs_prefix": PREFIX, "eval_rpm": 6000, "eval_concurrency": 32,
+            "poll_policy": {"initial_seconds": 1, "min_seconds": 1, "max_seconds": 5, "fallback_max_seconds": 2}}
+    t0 = time.monotonic()
+    dr = dag.test(run_conf=conf)
+    took = time.monotonic() - t0
+    tis = {ti.task_id: ti for ti in dr.get_task_instances()}
+    states = {t: str(ti.state) for t, ti in tis.items()}
+    gate = tis["gate"].xcom_pull(task_ids="gate", key="gate") if "gate" in tis else None
+    ev = tis["evaluate"].xcom_pull(task_ids="evaluate") if "evaluate" in tis else None
+    rep = tis["report"].xcom_pull(task_ids="report") if "report" in tis else None
+    print(f"\n=== {label}: run {dr.run_id} -> {dr.state} in {took:.1f}s")
+    print("    tasks: " + ", ".join(f"{t}={s}" for t, s in states.items()))
+    if ev:
+        for model, summ in ev["summary"].items():
+            m = summ["metrics"]
+            print(f"    {model:10s} normalized_match={m.get('normalized_match')} macro_f1={m.get('macro_f1')} "
+                  f"errors={summ['n_errors']}/{summ['n']}")
+    if gate:
+        print(f"    gate: {gate['decision'].upper()} — {gate['summary']}")
+    if rep:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        local = DEMO / "reports" / f"{label.split()[0]}.html"
+        local.parent.mkdir(parents=True, exist_ok=True)
+        bucket, _, name = rep["report_uri"][len("gs://"):].partition("/")
+        storage.Client(credentials=AnonymousCredentials(), project="demo-project").bucket(bucket).blob(name) \
+            .download_to_filename(str(local))
+        print(f"    report: {rep['report_uri']}\n            local copy: {local}")
+    return {"state": dr.state == DagRunState.SUCCESS, "decision": gate and gate["decision"], "states": states,
+            "report": rep}
+
+
+def main() -> int:
+    t0 = time.monotonic()
+    shutil.rmtree(DEMO, ignore_errors=True)
+    DEMO.mkdir(parents=True)
+    emu, info = start_emulator()
+    try:
+        configure(info)
+        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, cwd=ROOT)
+        from airflow.dag_processing.dagbag import DagBag
+
+        bag = DagBag(dag_folder=str(ROOT / "dags"), safe_mode=False)
+        if bag.import_errors:
+            print(f"DAG import errors: {bag.import_errors}")
+            return 1
+        dag = bag.dags["gemini_tuning_pipeline"]
+        good = run(dag, ROOT / "include" / "demo" / "train.jsonl", "good training set")
+        bad = run(dag, ROOT / "include" / "demo" / "train_shuffled.jsonl", "shuffled labels")
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        pointer = json.loads(storage.Client(credentials=AnonymousCredentials(), project="demo-project")
+                             .bucket(BUCKET).blob("pipeline/champion.json").download_as_text())
+        print(f"\nchampion: {pointer['tuned_model']} (promoted by {pointer['run_id']})")
+        ok = (good["state"] and good["decision"] == "promote" and good["states"].get("promote") == "success"
+              and bad["state"] and bad["decision"] == "delete" and bad["states"].get("delete") == "success")
+        print(f"\n{'OK' if ok else 'UNEXPECTED'}: good set promoted={good['decision']}, shuffled set "
+              f"deleted={bad['decision']}; total {time.monotonic() - t0:.1f}s")
+        return 0 if ok else 1
+    finally:
+        os.killpg(emu.pid, signal.SIGTERM)
+        emu.wait(20)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""End-to-end runs of the pipeline DAG with dag.test() against the emulator (issue 4 §2, issue 5 §2)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+import requests
+from conftest import BUCKET, DEMO, ROOT
+
+PREFIX_ROOT = f"gs://{BUCKET}/e2e"
+
+
+@pytest.fixture(scope="module")
+def airflow_db():
+    from airflow.utils.db import resetdb
+
+    resetdb()
+    yield
+
+
+@pytest.fixture
+def pipeline(airflow_db, emulator, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps(
+        {"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "project": "test-project"}}))
+    monkeypatch.setenv("AIRFLOW_CONN_GEMINI_API_DEFAULT", json.dumps({"conn_type": "generic", "password": "test-key"}))
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"), safe_mode=False)
+    assert bag.import_errors == {}
+    return bag.dags["gemini_tuning_pipeline"]
+
+
+FAST = {"poll_policy": {"initial_seconds": 0.5, "min_seconds": 0.5, "max_seconds": 2, "fallback_max_seconds": 1},
+        "eval_rpm": 12000, "eval_concurrency": 32}
+
+
+def run(dag, **conf):
+    from airflow.utils.state import DagRunState
+
+    dr = dag.test(run_conf={**FAST, **conf})
+    tis = {ti.task_id: ti for ti in dr.get_task_instances()}
+    assert dr.state == DagRunState.SUCCESS, {t: ti.state for t, ti in tis.items()}
+    return dr, tis
+
+
+def xcom(tis, task_id, key="return_value"):
+    return tis[task_id].xcom_pull(task_ids=task_id, key=key)
+
+
+def test_vertex_good_set_promoted_then_shuffled_set_deleted(pipeline, emulator, gcs_client):
+    prefix = f"{PREFIX_ROOT}/{uuid.uuid4().hex[:8]}"
+    url = emulator.endpoints.url
+    # --- 1: the good set: tuned, evaluated, promoted
+    _, tis = run(pipeline, training_data=str(DEMO / "train.jsonl"), gcs_prefix=prefix)
+    tuned = xcom(tis, "tune")
+    assert tuned["state"] == "JOB_STATE_SUCCEEDED" and tuned["tuned_model"].endswith("@1")
+    assert "/endpoints/" in tuned["endpoint"]
+    losses = [p[2] for p in tuned["loss_history"]]          # from the emulator's real training (metrics file)
+    assert len(losses) > 10 and sum(losses[-5:]) < sum(losses[:5])
+    job = requests.get(f"{url}/v1beta1/{tuned['name']}", timeout=10).json()
+    assert job["tuningDataStats"]["supervisedTuningDataStats"]["tuningStepCount"] == str(tuned["total_steps"])
+    assert xcom(tis, "gate", "gate")["decision"] == "promote"
+    assert tis["promote"].state == "success" and tis["delete"].state == "skipped"
+    model = requests.get(f"{url}/v1/{tuned['tuned_model'].split('@')[0]}@champion", timeout=10).json()
+    assert model["versionId"] == "1" and "champion" in model["versionAliases"]
+    pointer = json.loads(gcs_client.bucket(BUCKET).blob(prefix[len(f"gs://{BUCKET}/"):] + "/champion.json")
+                         .download_as_text())
+    assert pointer["tuned_model"] == tuned["tuned_model"]
+    ev = xcom(tis, "evaluate")
+    assert sum(ev["counts"]["challenger"].values()) == ev["n_prompts"] == ev["rows"]
+    assert xcom(tis, "report")["report_uri"].endswith("/report/index.html")
+
+    # --- 2: shuffled labels: evaluated against the champion, deleted; the champion untouched
+    _, tis2 = run(pipeline, training_data=str(DEMO / "train_shuffled.jsonl"), gcs_prefix=prefix)
+    bad = xcom(tis2, "tune")
+    gate = xcom(tis2, "gate", "gate")
+    assert gate["decision"] == "delete", gate
+    assert "champion" in xcom(tis2, "evaluate")["models"]
+    assert tis2["delete"].state == "success" and tis2["promote"].state == "skipped"
+    assert requests.get(f"{url}/v1/{bad['tuned_model']}", timeout=10).status_code == 404
+    assert requests.get(f"{url}/v1/{bad['endpoint']}", timeout=10).status_code == 404
+    assert requests.get(f"{url}/v1/{tuned['tuned_model']}", timeout=10).status_code == 200
+    pointer2 = json.loads(gcs_client.bucket(BUCKET).blob(prefix[len(f"gs://{BUCKET}/"):] + "/champion.json")
+                          .download_as_text())
+    assert pointer2["tuned_model"] == tuned["tuned_model"]
+
+
+def test_gemini_api_backend_end_to_end(pipeline, emulator, upload):
+    prefix = f"{PREFIX_ROOT}/{uuid.uuid4().hex[:8]}"
+    rows = [json.loads(x) for x in (DEMO / "seeds_numbers.jsonl").read_text().splitlines() if x.strip()]
+    prompts = upload("".join(json.dumps({"prompt": r["text_input"], "reference": r["output"]}) + "\n" for r in rows))
+    _, tis = run(pipeline, backend="gemini_api", base_model="models/gemini-1.5-flash-001-tuning",
+                 training_data=str(DEMO / "seeds_numbers.jsonl"), eval_prompts=prompts, system_instruction=None,
+                 epochs=20, batch_size=4, gcs_prefix=prefix, gate_min_score=0.0)
+    tuned = xcom(tis, "tune")
+    assert tuned["backend"] == "gemini_api" and tuned["tuned_model"].startswith("tunedModels/gt-")
+    assert tuned["state"] == "JOB_STATE_SUCCEEDED"
+    losses = [p[2] for p in tuned["loss_history"]]            # from the operation's snapshots
+    assert len(losses) == tuned["total_steps"] and losses[-1] < losses[0]
+    assert xcom(tis, "evaluate")["summary"]["challenger"]["n_answered"] == len(rows)
