@@ -31,6 +31,9 @@ _now = time.time
 _LOOPS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref.WeakKeyDictionary()
 
 
+_KILLS: set[asyncio.Future] = set()   # on_kill work in flight (kept referenced until done)
+
+
 def _loop_state() -> dict:
     return _LOOPS.setdefault(asyncio.get_running_loop(), {"backends": {}, "users": 0})
 
@@ -161,9 +164,19 @@ class TuningJobTrigger(BaseTrigger):
         Guard for apache/airflow #73454 (present in 3.3.2: a trigger that moves to another triggerer is cancelled
         with the same "user action" message): if the task instance is still ``deferred``, this is a handover,
         and a live multi-hour job must not be cancelled. If its state cannot be read, the job is left running.
+
+        The work runs shielded: in 3.3.2 the triggerer re-sends the cancellation on every loop while the trigger
+        has not exited, which interrupts an ``on_kill`` still awaiting I/O (and the runner swallows that silently).
         """
         if not self.cancel_on_kill:
             return
+        self.log.info("on_kill: checking whether %s must be cancelled", self.job_name)
+        work = asyncio.ensure_future(self._kill())
+        _KILLS.add(work)
+        work.add_done_callback(_KILLS.discard)
+        await asyncio.shield(work)
+
+    async def _kill(self) -> None:
         ti = self.task_instance
         state = "unknown"
         if ti is not None:

@@ -189,3 +189,32 @@ def test_summary_thins_loss_history_but_keeps_last():
     assert len(d["loss_history"]) <= 101 and d["loss_history"][-1][0] == 1000
     assert JobStatus.from_summary(d).loss_history[-1].step == 1000
     assert dataclasses.replace(st).latest_loss == pytest.approx(0.001)
+
+
+@pytest.mark.asyncio
+async def test_on_kill_survives_being_cancelled_again_midway(monkeypatch, clock):
+    """Airflow 3.3.2 re-sends the cancellation while on_kill awaits I/O; the cancel must still go out."""
+    import asyncio
+    import time as _time
+
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    def slow_states(**kw):
+        _time.sleep(0.3)
+        return {"r1": {"tune": "failed"}}
+
+    monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(slow_states))
+    b = Script(s("JOB_STATE_RUNNING"))
+    use(monkeypatch, b)
+    t = trig()
+    t.task_instance = FakeTI()
+    killer = asyncio.ensure_future(t.on_kill())
+    await asyncio.sleep(0.05)
+    killer.cancel()                      # the triggerer cancels again while on_kill waits
+    with pytest.raises(asyncio.CancelledError):
+        await killer
+    for _ in range(100):
+        if b.cancelled:
+            break
+        await asyncio.sleep(0.02)
+    assert b.cancelled == ["tunedModels/m/operations/o"]
