@@ -114,7 +114,6 @@ class Emulator:
         status = 0
         try:
             if rule is not None and rule.kind in ("reset_after", "stall_after"):
-                self.tick()
                 resp = await self.router.dispatch(request)   # processed for real...
                 status = -1
                 if rule.kind == "stall_after":
@@ -136,7 +135,6 @@ class Emulator:
                                                else rule.retry_after)} if rule.retry_after is not None else {}
                 raise ApiError(rule.status, rule.message or _default_message(rule.status), headers=headers)
             try:
-                self.tick()
                 resp = await self.router.dispatch(request)
             except ApiError:
                 raise

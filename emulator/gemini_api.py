@@ -171,7 +171,7 @@ class GeminiApiService:
                 e["trained"], e["trained_at"] = True, self.emu.now()
                 e["losses"] = [[r.step, r.epoch, r.loss] for r in records]
             self.store.put("tunedModels", name, cur)
-            self.tick(self.emu.now())
+            self.tick(self.emu.now(), only=name)
 
         self.trainer.start(name, load, hp_from_emu(obj["emu"]), on_data, on_done)
 
@@ -184,8 +184,10 @@ class GeminiApiService:
             if not e.get("trained") and e.get("error") is None and e.get("cancelled_at") is None:
                 self._start_training(name)
 
-    def tick(self, now: float) -> None:
-        for name in list(self._active):
+    def tick(self, now: float, only: str | None = None) -> None:
+        for name in ([only] if only is not None else list(self._active)):
+            if name not in self._active:
+                continue
             obj = self.store.get("tunedModels", name)
             if obj is None:
                 self._active.discard(name)
@@ -229,6 +231,7 @@ class GeminiApiService:
         return res
 
     def _op_view(self, name: str) -> dict:
+        self.tick(self.emu.now(), only=name)
         obj = self._obj(name)
         e = obj["emu"]
         tl = self._progress(obj)
@@ -252,6 +255,7 @@ class GeminiApiService:
     # ----------------------------------------------------------------------------------------------- handlers
     async def get(self, request, ver, id):
         _check_auth(request)
+        self.tick(self.emu.now(), only=f"tunedModels/{id}")
         return ok(self._resource_view(self._obj(f"tunedModels/{id}")))
 
     async def list(self, request):
@@ -313,7 +317,7 @@ class GeminiApiService:
         if obj["resource"]["state"] == "CREATING":
             obj["emu"]["cancelled_at"] = self.emu.now()
             self.store.put("tunedModels", name, obj)
-            self.tick(self.emu.now())
+            self.tick(self.emu.now(), only=name)
         return ok({})
 
     async def generate(self, request, ver, id):

@@ -250,7 +250,7 @@ class VertexService:
                 e["trained_at"] = self.emu.now()
                 e["losses"] = [[r.step, r.epoch, r.loss] for r in records]
             self.store.put("tuningJobs", name, cur)
-            self.tick(self.emu.now())
+            self.tick(self.emu.now(), only=name)
 
         self.trainer.start(name, load, hp_from_emu(emu), on_data, on_done)
 
@@ -267,8 +267,11 @@ class VertexService:
             if obj["resource"]["state"] not in TERMINAL:
                 self._start_batch(name)
 
-    def tick(self, now: float) -> None:
-        for name in list(self._active):
+    def tick(self, now: float, only: str | None = None) -> None:
+        """Advances active jobs (every job from the ticker; ``only`` one when a request asks about it)."""
+        for name in ([only] if only is not None else list(self._active)):
+            if name not in self._active:
+                continue
             obj = self.store.get("tuningJobs", name)
             if obj is None:
                 self._active.discard(name)
@@ -380,8 +383,7 @@ class VertexService:
 
     async def get_tuning_job(self, request, ver, project, location, id):
         name = self._job_name(project, location, id)
-        if name in self._active:
-            self.tick(self.emu.now())
+        self.tick(self.emu.now(), only=name)
         return ok(self._view(name, ver))
 
     async def list_tuning_jobs(self, request, ver, project, location):
@@ -401,13 +403,13 @@ class VertexService:
         obj = self.store.get("tuningJobs", name)
         if obj is None:
             raise not_found(name)
-        self.tick(self.emu.now())
+        self.tick(self.emu.now(), only=name)
         state = obj["resource"]["state"]
         if state in TERMINAL:
             raise failed_precondition(f"Cannot cancel tuning job {name} in state {state}.")
         obj["emu"]["cancelled_at"] = self.emu.now()
         self.store.put("tuningJobs", name, obj)
-        self.tick(self.emu.now())
+        self.tick(self.emu.now(), only=name)
         log.info("cancelled %s", name)
         return ok({})
 

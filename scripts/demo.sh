@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+unset PYTHONDONTWRITEBYTECODE   # let the project's own modules be cached too
 exec .venv/bin/python scripts/demo.py

@@ -119,5 +119,18 @@ def gapic_kwargs(url: str) -> dict:
     return dict(credentials=AnonymousCredentials(), transport="rest", client_options=ClientOptions(api_endpoint=url))
 
 
+def wait_until(get, done, timeout: float = 60.0, interval: float = 0.2):
+    """Polls ``get()`` until ``done(value)``; fails the test with the last value on timeout."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        obj = get()
+        if done(obj):
+            return obj
+        assert time.monotonic() < deadline, f"timed out waiting; last: {obj}"
+        time.sleep(interval)
+
+
 def unique(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"

@@ -41,12 +41,13 @@ class EngineConfig:
 
 
 class RateLimiter:
-    """Token bucket: ``rate_per_s`` tokens per second, at most ``burst`` banked."""
+    """Token bucket: ``rpm / 60`` tokens per second, at most ``burst`` banked (default 1: requests are spaced
+    evenly and no 60 s window ever holds more than ``rpm + 1``)."""
 
-    def __init__(self, rpm: float, burst: float | None = None, clock=time.monotonic):
+    def __init__(self, rpm: float, burst: float = 1.0, clock=time.monotonic):
         self.rate = rpm / 60.0
-        self.capacity = burst if burst is not None else max(1.0, self.rate)
-        self.tokens = self.capacity
+        self.capacity = max(1.0, burst)
+        self.tokens = 1.0
         self.clock = clock
         self.updated = clock()
         self._lock = asyncio.Lock()

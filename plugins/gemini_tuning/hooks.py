@@ -94,7 +94,11 @@ class GeminiTuningHook(GoogleBaseHook):
                               credentials=self.get_credentials(), base_url=self.api_base_url)
 
     def storage(self):
-        """google.cloud.storage.Client with the connection's credentials (honours STORAGE_EMULATOR_HOST)."""
-        from airflow.providers.google.cloud.hooks.gcs import GCSHook
+        """google.cloud.storage.Client with the connection's credentials (honours STORAGE_EMULATOR_HOST); one per
+        hook."""
+        if getattr(self, "_storage", None) is None:
+            from airflow.providers.google.cloud.hooks.gcs import GCSHook
 
-        return GCSHook(gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain).get_conn()
+            self._storage = GCSHook(gcp_conn_id=self.gcp_conn_id,
+                                    impersonation_chain=self.impersonation_chain).get_conn()
+        return self._storage

@@ -44,7 +44,9 @@ def build_backend(kind: str, project_id: str | None, location: str, gcp_conn_id:
 
     hook = GeminiTuningHook(gcp_conn_id=gcp_conn_id, impersonation_chain=impersonation_chain,
                             api_base_url=api_base_url, gemini_api_conn_id=gemini_api_conn_id)
-    return hook.backend(kind, project_id=project_id, location=location), hook
+    backend = hook.backend(kind, project_id=project_id, location=location)
+    getattr(backend, "client", None)   # build the SDK client here, in the worker thread, not on the event loop
+    return backend, hook
 
 
 class TuningJobTrigger(BaseTrigger):
@@ -73,14 +75,22 @@ class TuningJobTrigger(BaseTrigger):
             "read_metrics": self.read_metrics})
 
     async def _client(self):
+        """The loop's shared (backend, hook) for this config. The build is cached as a task, so triggers that start
+        together await one build instead of racing to make one each; it runs in a thread (connection lookup, the
+        google-genai import and client construction stay off the event loop)."""
         key = (self.backend, self.project_id, self.location, self.gcp_conn_id, str(self.impersonation_chain),
                self.api_base_url, self.gemini_api_conn_id)
         backends = _loop_state()["backends"]
         if key not in backends:
-            backends[key] = await sync_to_async(build_backend)(
+            backends[key] = asyncio.ensure_future(sync_to_async(build_backend)(
                 self.backend, self.project_id, self.location, self.gcp_conn_id, self.impersonation_chain,
-                self.api_base_url, self.gemini_api_conn_id)
-        return backends[key]
+                self.api_base_url, self.gemini_api_conn_id))
+        try:
+            return await asyncio.shield(backends[key])
+        except Exception:
+            if backends.get(key) is not None and backends[key].done():
+                backends.pop(key, None)          # a failed build is retried by the next trigger
+            raise
 
     async def run(self):
         state = _loop_state()
@@ -91,9 +101,10 @@ class TuningJobTrigger(BaseTrigger):
         finally:
             state["users"] -= 1
             if state["users"] == 0:
-                backends, state["backends"] = list(state["backends"].values()), {}
-                for backend, _ in backends:
+                builds, state["backends"] = list(state["backends"].values()), {}
+                for build in builds:
                     try:
+                        backend, _ = await build
                         await backend.aclose()
                     except Exception as exc:  # noqa: BLE001
                         log.debug("closing %r failed: %s", backend, exc)
@@ -203,17 +214,20 @@ class TuningJobTrigger(BaseTrigger):
 
 
 class _MetricsReader:
-    """Vertex: the loss curve lives in the job's metrics file (``gcsMetricsUri``), read when progress moved."""
+    """Vertex: the loss curve lives in the job's metrics file (``gcsMetricsUri``). Read when progress moved, at most
+    once per ``min_interval`` seconds, and always at the end."""
 
-    def __init__(self):
+    def __init__(self, min_interval: float = 120.0):
         self.seen_steps: int | None = None
         self.points: tuple = ()
+        self.min_interval, self.last_read = min_interval, float("-inf")
 
     async def attach(self, hook, status: JobStatus) -> JobStatus:
         import dataclasses
 
-        if status.metrics_uri and (status.completed_steps != self.seen_steps or status.terminal):
-            self.seen_steps = status.completed_steps
+        due = _now() - self.last_read >= self.min_interval
+        if status.metrics_uri and ((due and status.completed_steps != self.seen_steps) or status.terminal):
+            self.seen_steps, self.last_read = status.completed_steps, _now()
             try:
                 self.points = await asyncio.to_thread(read_vertex_metrics, hook, status.metrics_uri)
             except Exception as exc:  # noqa: BLE001 - loss is reporting, never control

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
-from conftest import BUCKET, LOCATION, PROJECT, demo_rows, gapic_kwargs, genai_vertex_client, unique
+from conftest import BUCKET, LOCATION, PROJECT, demo_rows, gapic_kwargs, genai_vertex_client, unique, wait_until
 
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
 
 
 def _wait(get, done, timeout=60.0, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        obj = get()
-        if done(obj):
-            return obj
-        assert time.monotonic() < deadline, f"timed out waiting; last: {obj}"
-        time.sleep(interval)
+    return wait_until(get, done, timeout, interval)
 
 
 def _tuned_job(client, train_uri, **config):

@@ -4,11 +4,10 @@ sequence, against the in-process emulator with real tuned models."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 import requests
-from conftest import BUCKET, LOCATION, PROJECT, demo_rows, genai_vertex_client, unique
+from conftest import BUCKET, LOCATION, PROJECT, demo_rows, genai_vertex_client, unique, wait_until
 from gemini_tuning import champion as ch
 from gemini_tuning.backends.errors import NotFoundError, TuningApiError
 from gemini_tuning.backends.gcs import read_json, write_json
@@ -23,13 +22,7 @@ ROLE, RUN, SCOPE = ch.ROLE_LABEL, ch.RUN_LABEL, ch.POINTER_LABEL
 
 # ------------------------------------------------------------------------------------------------ helpers
 def _wait(get, done, timeout=120.0, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        obj = get()
-        if done(obj):
-            return obj
-        assert time.monotonic() < deadline, f"timed out waiting; last: {obj}"
-        time.sleep(interval)
+    return wait_until(get, done, timeout, interval)
 
 
 def tune_vertex(url: str, train_uri: str, n: int) -> list[dict]:

@@ -218,3 +218,22 @@ async def test_on_kill_survives_being_cancelled_again_midway(monkeypatch, clock)
             break
         await asyncio.sleep(0.02)
     assert b.cancelled == ["tunedModels/m/operations/o"]
+
+
+@pytest.mark.asyncio
+async def test_triggers_starting_together_share_one_backend_build(monkeypatch, clock):
+    import asyncio
+    import time as _time
+
+    builds = []
+    b = Script(s("JOB_STATE_SUCCEEDED"))
+
+    def build(*a, **k):
+        builds.append(1)
+        _time.sleep(0.1)              # a slow build (connection lookup, SDK import) in the worker thread
+        return b, None
+
+    monkeypatch.setattr(triggers, "build_backend", build)
+    events = await asyncio.gather(*(first_event(trig()) for _ in range(20)))
+    assert len(builds) == 1 and all(e["status"] == "success" for e in events)
+    assert b.closed == 1

@@ -14,7 +14,7 @@ from ..core.generation import GenerationSettings
 from ..core.states import JobStatus, LossPoint, normalize_state
 from ..core.tuning import ADAPTER_SIZES, TuningSpec
 from . import retry
-from .errors import NotFoundError, TuningApiError
+from .errors import NotFoundError, TuningApiError, retry_after_of
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def _api_error(exc: Exception) -> Exception:
 
     if isinstance(exc, genai_errors.APIError):
         cls = NotFoundError if exc.code == 404 else TuningApiError
-        return cls(exc.code, exc.message or str(exc), status=exc.status)
+        return cls(exc.code, exc.message or str(exc), status=exc.status, retry_after=retry_after_of(exc))
     return exc
 
 

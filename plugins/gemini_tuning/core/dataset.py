@@ -216,6 +216,23 @@ class _TextPart(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     text: str
 
 
+def _count_parts(parts) -> tuple[int, bool, int]:
+    """(characters of text, whether any part has content, number of non-text parts) for one turn's parts."""
+    chars = raw = 0
+    has = False
+    for p in parts:
+        if type(p) is _TextPart:
+            t = p.text
+        else:
+            raw += 1
+            has = True
+            t = p.get("text") or ""
+        chars += len(t)
+        if not has and t and not t.isspace():
+            has = True
+    return chars, has, raw
+
+
 class _Content(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     role: str
     parts: list[_TextPart]  # may hold plain dicts (non-text parts) after the slow path
@@ -733,17 +750,9 @@ class _Run:
         n_raw = 0
         sys_c = 0
         if si is not None:
-            has = False
-            for p in si.parts or ():
-                if type(p) is _TextPart:
-                    t = p.text
-                else:
-                    n_raw += 1
-                    has = True
-                    t = p.get("text") or ""
-                sys_c += len(t)
-                if not has and t and not t.isspace():
-                    has = True
+            chars, has, raw = _count_parts(si.parts or ())
+            sys_c += chars
+            n_raw += raw
             if not has:
                 self.add(ln, "empty-text", "system instruction has no text" if where == "contents"
                          else f"{where}[0] (system) has no text")
@@ -753,18 +762,8 @@ class _Run:
         bad_role = order = None
         empty = []
         for i, c in enumerate(contents):
-            chars = 0
-            has = False
-            for p in c.parts:
-                if type(p) is _TextPart:
-                    t = p.text
-                else:
-                    n_raw += 1
-                    has = True
-                    t = p.get("text") or ""
-                chars += len(t)
-                if not has and t and not t.isspace():
-                    has = True
+            chars, has, raw = _count_parts(c.parts)
+            n_raw += raw
             if not has:
                 empty.append(i)
             role = c.role

@@ -7,6 +7,7 @@ requests and its end is noticed within ``min_seconds``.
 
 from __future__ import annotations
 
+import random
 from dataclasses import asdict, dataclass
 
 
@@ -18,6 +19,7 @@ class PollPolicy:
     factor: float = 2.0
     eta_fraction: float = 0.5
     fallback_max_seconds: float = 60.0
+    jitter: float = 0.1               # ± fraction, so triggers started together do not poll in waves
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -36,6 +38,8 @@ class PollState:
         else:
             interval = min(policy.max_seconds, max(policy.min_seconds, eta * policy.eta_fraction), geometric)
         self.interval = interval
+        if policy.jitter:
+            interval *= random.uniform(1.0 - policy.jitter, 1.0 + policy.jitter)
         return interval
 
     def eta(self, now: float, percent: float | None) -> float | None:
