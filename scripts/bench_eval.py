@@ -1,0 +1,298 @@
+#!/usr/bin/env python
+"""Issue 5 benchmark: online evaluation throughput against a requests-per-minute quota.
+
+Usage: .venv/bin/python scripts/bench_eval.py [--prompts 2000] [--rpm 1200] [--latency 0.1] [--concurrency 16]
+                                             [--sequential 200] [--fault-prompts 2000] [--fault-rate 0.10]
+
+Starts ``python -m emulator`` in its own process, adds a latency rule (100 ms on generateContent), and runs
+``run_online`` over N prompts for one target (base model gemini-2.5-flash through the real
+``VertexTuningBackend.agenerate``, built like the hook builds it) with ``EngineConfig(rpm=1200)``.  Reports
+prompts/s / (rpm / 60) -- goal >= 0.9 -- beside a plain sequential loop (one await after another, no limiter) over a
+sample in the same run, errors (must be 0) and, with --fault-prompts, a second run with ~10 % 429/503 answers
+(lost prompts must be 0).  Counts come from the emulator's request log (robust on a shared machine); the load
+average is printed beside every rate.  Timings are never asserted by unit tests (house rule).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT, LOCATION, MODEL = "bench-project", "us-central1", "gemini-2.5-flash"
+
+
+def setup_env() -> None:
+    for p in (str(ROOT), str(ROOT / "plugins")):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    os.environ["NO_GCE_CHECK"] = "true"
+    os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+    for var in ("GOOGLE_CLOUD_PROJECT", "GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI"):
+        os.environ.pop(var, None)
+    # this venv has no .pyc files and PYTHONDONTWRITEBYTECODE is set: cache bytecode in $TMPDIR instead
+    prefix = os.path.join(tempfile.gettempdir(), "bench-pycache")
+    sys.pycache_prefix, sys.dont_write_bytecode = prefix, False
+    os.environ["PYTHONPYCACHEPREFIX"] = prefix
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
+def load() -> str:
+    return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+def proc_cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def code_state() -> str:
+    """The commit and the uncommitted files under plugins/ and emulator/: what these figures were measured on."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=False).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--short", "--", "plugins", "emulator"], cwd=ROOT,
+                               capture_output=True, text=True, check=False).stdout.split("\n")
+        dirty = [line[3:] for line in dirty if line.strip()]
+        return f"{head or '?'}" + (f" + uncommitted: {', '.join(dirty)}" if dirty else " (clean)")
+    except OSError:
+        return "unknown"
+
+
+def table(title: str, header: list[str], rows: list[list]) -> str:
+    cells = [header] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
+    sep = "|-" + "-|-".join("-" * w for w in widths) + "-|"
+    return "\n".join([f"\n{title}", line(header), sep, *(line(r) for r in cells[1:])])
+
+
+class Emulator:
+    """``python -m emulator`` in its own process (own GIL), on free ports, output to a file."""
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-eval-"))
+        self.out = self.dir / "emulator.out"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "emulator", "--port", "0", "--gcs-port", "0", "--log-level", "WARNING"],
+            cwd=str(ROOT), stdout=open(self.out, "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
+            start_new_session=True)
+        deadline = time.time() + 60
+        while True:
+            lines = [x for x in self.out.read_text().splitlines() if x.startswith("{")]
+            if lines:
+                self.url = json.loads(lines[0])["url"]
+                break
+            if self.proc.poll() is not None or time.time() > deadline:
+                self.stop()
+                raise RuntimeError(f"emulator did not start: {self.out.read_text()}")
+            time.sleep(0.2)
+        import requests
+
+        self.http = requests.Session()
+
+    def admin(self, method: str, what: str, **kw):
+        r = self.http.request(method, f"{self.url}/_emulator/{what}", timeout=60, **kw)
+        r.raise_for_status()
+        return r.json()
+
+    def generate_requests(self) -> list[dict]:
+        return self.admin("GET", "requests", params={"path": "generateContent", "method": "POST"})["requests"]
+
+    def cpu_s(self) -> float:
+        return proc_cpu_s(self.proc.pid)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def prompts(n: int):
+    from gemini_tuning.core.promptset import Prompt
+
+    lines = (ROOT / "include" / "demo" / "eval_prompts.jsonl").read_text().splitlines()
+    base = [json.loads(x) for x in lines if x.strip()]
+    return [Prompt(id=f"p{i:05d}", prompt=base[i % len(base)]["prompt"] + f"\n(#{i})",
+                   reference=base[i % len(base)]["reference"]) for i in range(n)]
+
+
+def max_in_window(times: list[float], window: float = 60.0) -> int:
+    """Largest number of requests the service saw in any sliding ``window`` seconds."""
+    times = sorted(times)
+    best, j = 0, 0
+    for i, t in enumerate(times):
+        while times[j] <= t - window:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+async def engine_run(generate, items, target, cfg) -> dict:
+    from gemini_tuning.evaluation import run_online
+
+    c0, t0 = time.process_time(), time.perf_counter()
+    answers = await run_online(generate, items, [target], cfg)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    got = answers[target.label]
+    errors = [a for a in got.values() if a.error]
+    answered = sum(1 for a in got.values() if a.error is None and a.text is not None)
+    return {"wall_s": wall, "cpu_s": cpu, "rate": len(items) / wall, "answered": answered, "errors": len(errors),
+            "missing": len(items) - len(got), "error_samples": sorted({e.error[:120] for e in errors})[:3]}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--prompts", type=int, default=2000)
+    p.add_argument("--rpm", type=float, default=1200.0)
+    p.add_argument("--latency", type=float, default=0.1, help="emulator latency on generateContent (s)")
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--sequential", type=int, default=200, help="prompts in the sequential sample")
+    p.add_argument("--fault-prompts", type=int, default=2000, help="prompts in the fault run (0 = skip it)")
+    p.add_argument("--fault-rate", type=float, default=0.10, help="share of answers that are 429 or 503")
+    p.add_argument("--json", help="also write the figures to this file")
+    args = p.parse_args(argv)
+    setup_env()
+    print(f"bench_eval: python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load()}; "
+          f"code {code_state()}", flush=True)
+
+    import google.oauth2.credentials
+    from gemini_tuning.backends.vertex import VertexTuningBackend
+    from gemini_tuning.core.generation import GenerationSettings
+    from gemini_tuning.evaluation import EngineConfig, Target
+
+    emu = Emulator()
+    results: dict = {}
+    try:
+        emu.admin("POST", "faults", json={"kind": "latency", "path": "generateContent", "delay_s": args.latency})
+        # built like GeminiTuningHook.vertex(): genai Vertex mode, OAuth token credentials, base_url = emulator
+        backend = VertexTuningBackend(project=PROJECT, location=LOCATION,
+                                      credentials=google.oauth2.credentials.Credentials(token="bench"),
+                                      base_url=emu.url)
+        settings = GenerationSettings()
+        target = Target("base", "vertex", MODEL)
+        quota = args.rpm / 60.0
+
+        async def generate(t, prompt):
+            return await backend.agenerate(t.model, prompt.prompt, settings)
+
+        async def run_all():
+            # warm-up: import + client + connection (not timed), then clear the request log
+            await generate(target, prompts(1)[0])
+            emu.admin("DELETE", "requests")
+
+            # 1. the engine, quota-limited
+            items = prompts(args.prompts)
+            cfg = EngineConfig(rpm=args.rpm, concurrency=args.concurrency)
+            load0, e0 = os.getloadavg()[0], emu.cpu_s()
+            r = await engine_run(generate, items, target, cfg)
+            reqs = emu.generate_requests()
+            r.update(load=[load0, os.getloadavg()[0]], requests=len(reqs), emulator_cpu_s=emu.cpu_s() - e0,
+                     max_per_60s=max_in_window([q["t"] for q in reqs]),
+                     non_200=sum(1 for q in reqs if q["status"] != 200))
+            # what this limiter allows at best: its bucket starts full (burst = rate), then rpm/60 per second
+            burst = max(1.0, quota)
+            r["ideal_rate"] = len(items) / max(1e-9, (len(items) - burst) / quota)
+            results["engine"] = r
+            emu.admin("DELETE", "requests")
+
+            # 2. sequential: one await after another, no limiter, same backend and latency
+            sample = prompts(args.sequential)
+            load0 = os.getloadavg()[0]
+            t0, c0 = time.perf_counter(), time.process_time()
+            errs = 0
+            for pr in sample:
+                try:
+                    await generate(target, pr)
+                except Exception:  # noqa: BLE001
+                    errs += 1
+            wall = time.perf_counter() - t0
+            results["sequential"] = {"wall_s": wall, "cpu_s": time.process_time() - c0, "rate": len(sample) / wall,
+                                     "errors": errs, "n": len(sample), "load": [load0, os.getloadavg()[0]],
+                                     "requests": len(emu.generate_requests())}
+            emu.admin("DELETE", "requests")
+
+            # 3. faults: ~fault_rate of the answers are 429 (Retry-After 1) or 503, on top of the latency
+            if args.fault_prompts:
+                half = args.fault_rate / 2
+                emu.admin("POST", "faults", json=[
+                    {"kind": "status", "path": "generateContent", "status": 429, "probability": half,
+                     "retry_after": 1},
+                    {"kind": "status", "path": "generateContent", "status": 503,
+                     "probability": min(1.0, half / (1 - half))}])      # rules are tried in order
+                items = prompts(args.fault_prompts)
+                load0, e0 = os.getloadavg()[0], emu.cpu_s()
+                r = await engine_run(generate, items, target, cfg)
+                reqs = emu.generate_requests()
+                r.update(load=[load0, os.getloadavg()[0]], requests=len(reqs), emulator_cpu_s=emu.cpu_s() - e0,
+                         max_per_60s=max_in_window([q["t"] for q in reqs]),
+                         s429=sum(1 for q in reqs if q["status"] == 429),
+                         s503=sum(1 for q in reqs if q["status"] == 503),
+                         n=len(items))
+                results["faults"] = r
+
+        asyncio.run(run_all())
+    finally:
+        emu.stop()
+
+    e, s = results["engine"], results["sequential"]
+    ratio = e["rate"] / quota
+    rows = [
+        [f"run_online, rpm {args.rpm:.0f}, concurrency {args.concurrency}", args.prompts, f"{e['wall_s']:.1f}",
+         f"{e['rate']:.2f}", f"{ratio:.3f}", ">= 0.9", "PASS" if ratio >= 0.9 else "FAIL", e["errors"] + e["missing"],
+         e["requests"], e["max_per_60s"], f"{1000 * e['cpu_s'] / e['requests']:.2f}",
+         f"{e['load'][0]:.2f}-{e['load'][1]:.2f}"],
+        ["sequential loop (no limiter)", s["n"], f"{s['wall_s']:.1f}", f"{s['rate']:.2f}", f"{s['rate'] / quota:.3f}",
+         "(reference)", "", s["errors"], s["requests"], "-", f"{1000 * s['cpu_s'] / max(1, s['requests']):.2f}",
+         f"{s['load'][0]:.2f}-{s['load'][1]:.2f}"]]
+    if "faults" in results:
+        f = results["faults"]
+        lost = f["errors"] + f["missing"]
+        rows.append([f"run_online with {100 * args.fault_rate:.0f} % 429/503", f["n"], f"{f['wall_s']:.1f}",
+                     f"{f['rate']:.2f}", f"{f['rate'] / quota:.3f}", "(info)", "", lost, f["requests"],
+                     f["max_per_60s"], f"{1000 * f['cpu_s'] / f['requests']:.2f}",
+                     f"{f['load'][0]:.2f}-{f['load'][1]:.2f}"])
+    print(table(f"eval throughput: {MODEL} (Vertex backend), emulator latency {1000 * args.latency:.0f} ms, quota "
+                f"{args.rpm:.0f} rpm = {quota:.1f}/s",
+                ["run", "prompts", "wall s", "prompts/s", "/ quota", "goal", "", "errors+lost", "requests",
+                 "max requests in 60 s", "client CPU ms/request", "load"], rows))
+    checks = [["engine prompts/s / quota-limited maximum", f"{ratio:.3f}", ">= 0.9",
+               "PASS" if ratio >= 0.9 else "FAIL"],
+              ["engine prompts/s / this limiter's best (bucket starts full)", f"{e['rate'] / e['ideal_rate']:.3f}",
+               "(info)", ""],
+              ["engine / sequential loop (same run)", f"{e['rate'] / s['rate']:.2f}x", "(info)", ""],
+              ["errors, engine run", e["errors"] + e["missing"], "0",
+               "PASS" if e["errors"] + e["missing"] == 0 else "FAIL"],
+              ["requests in any 60 s window, engine run", e["max_per_60s"], f"<= {args.rpm:.0f} (quota)",
+               "ok" if e["max_per_60s"] <= args.rpm else "OVER"]]
+    if "faults" in results:
+        f = results["faults"]
+        lost = f["errors"] + f["missing"]
+        checks += [["lost prompts with faults", lost, "0", "PASS" if lost == 0 else "FAIL"],
+                   ["faulted answers (429 / 503) -> retries", f"{f['s429']} / {f['s503']} -> {f['requests'] - f['n']}",
+                    "(info)", ""],
+                   ["requests in any 60 s window, fault run", f["max_per_60s"], f"<= {args.rpm:.0f} (quota)",
+                    "ok" if f["max_per_60s"] <= args.rpm else "OVER"]]
+        if f["error_samples"]:
+            print("   fault-run errors:", f["error_samples"])
+    print(table("eval: goals", ["figure", "value", "goal", ""], checks))
+    print(f"   emulator CPU (own process): engine run {e['emulator_cpu_s']:.1f} s"
+          + (f", fault run {results['faults']['emulator_cpu_s']:.1f} s" if "faults" in results else "")
+          + f"; load average at the end {load()}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
