@@ -78,6 +78,9 @@ with DAG(
         "on_fingerprint_change": Param("cancel_and_resubmit", enum=["cancel_and_resubmit", "fail"],
                                        title="If a retry finds a job with other inputs"),
         # --- evaluation
+        "eval_mode": Param("online", enum=["online", "batch"], title="Evaluation mode",
+                           description="online: rate-limited generateContent calls; batch: Vertex batch prediction "
+                                       "jobs (large prompt sets), waited for deferred"),
         "compare_base_model": Param(False, type="boolean", title="Also evaluate the untuned base model"),
         "temperature": Param(0.0, type="number", minimum=0, maximum=2, title="Evaluation temperature"),
         "max_output_tokens": Param(256, type="integer", minimum=1, maximum=8192, title="Max output tokens"),
@@ -139,6 +142,8 @@ with DAG(
         max_output_tokens="{{ params.max_output_tokens }}",
         rpm="{{ params.eval_rpm }}",
         concurrency="{{ params.eval_concurrency }}",
+        mode="{{ params.eval_mode }}",
+        poll_policy="{{ params.poll_policy }}",
     )
     gate = GeminiGateOperator(
         task_id="gate",

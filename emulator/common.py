@@ -70,7 +70,8 @@ def matches(resource: dict, terms: list[tuple[str, str, str]]) -> bool:
         if key.startswith("labels."):
             actual = (resource.get("labels") or {}).get(key[len("labels."):])
         else:
-            actual = resource.get(key)
+            camel = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), key)
+            actual = resource.get(key, resource.get(camel))
         if op == ":":
             if actual is None or (value != "*" and str(actual) != value):
                 return False

@@ -100,3 +100,20 @@ def test_gemini_api_backend_end_to_end(pipeline, emulator, upload):
     losses = [p[2] for p in tuned["loss_history"]]            # from the operation's snapshots
     assert len(losses) == tuned["total_steps"] and losses[-1] < losses[0]
     assert xcom(tis, "evaluate")["summary"]["challenger"]["n_answered"] == len(rows)
+
+
+def test_vertex_batch_evaluation_mode(pipeline, emulator):
+    """Evaluation through Vertex batch prediction jobs (deferred), results read from predictions.jsonl."""
+    prefix = f"{PREFIX_ROOT}/{uuid.uuid4().hex[:8]}"
+    _, tis = run(pipeline, training_data=str(DEMO / "train.jsonl"), gcs_prefix=prefix, eval_mode="batch",
+                 compare_base_model=True)
+    ev = xcom(tis, "evaluate")
+    assert ev["mode"] == "batch" and set(ev["models"]) == {"challenger", "base"}
+    assert ev["counts"]["challenger"] == {"answered": ev["n_prompts"], "error": 0, "missing": 0}
+    assert ev["rows"] == ev["n_prompts"] == 120
+    assert ev["summary"]["challenger"]["metrics"]["normalized_match"] > 0.7
+    assert ev["summary"]["base"]["metrics"]["normalized_match"] < 0.2
+    jobs = requests.get(f"{emulator.endpoints.url}/v1/projects/test-project/locations/us-central1/batchPredictionJobs",
+                        timeout=10).json()["batchPredictionJobs"]
+    mine = [j for j in jobs if j["outputConfig"]["gcsDestination"]["outputUriPrefix"].startswith(prefix)]
+    assert len(mine) == 2 and all(j["state"] == "JOB_STATE_SUCCEEDED" for j in mine)

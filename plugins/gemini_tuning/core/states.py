@@ -73,6 +73,7 @@ class JobStatus:
     example_count: int | None = None
     metrics_uri: str | None = None    # Vertex: gcsMetricsUri, where the job writes its training metrics
     operation: str | None = None      # Gemini API: the create operation that reports progress and loss
+    output_uri: str | None = None     # Vertex batch prediction: the folder holding predictions.jsonl
 
     @property
     def terminal(self) -> bool:
