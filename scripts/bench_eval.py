@@ -26,6 +26,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from bench_common import code_state, table  # noqa: E402
+
 PROJECT, LOCATION, MODEL = "bench-project", "us-central1", "gemini-2.5-flash"
 
 
@@ -52,27 +55,6 @@ def proc_cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def code_state() -> str:
-    """The commit and the uncommitted files under plugins/ and emulator/: what these figures were measured on."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=False).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--short", "--", "plugins", "emulator"], cwd=ROOT,
-                               capture_output=True, text=True, check=False).stdout.split("\n")
-        dirty = [line[3:] for line in dirty if line.strip()]
-        return f"{head or '?'}" + (f" + uncommitted: {', '.join(dirty)}" if dirty else " (clean)")
-    except OSError:
-        return "unknown"
-
-
-def table(title: str, header: list[str], rows: list[list]) -> str:
-    cells = [header] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
-    sep = "|-" + "-|-".join("-" * w for w in widths) + "-|"
-    return "\n".join([f"\n{title}", line(header), sep, *(line(r) for r in cells[1:])])
 
 
 class Emulator:

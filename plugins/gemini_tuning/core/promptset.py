@@ -71,6 +71,21 @@ class _TooManyErrors(Exception):
     pass
 
 
+def _check_required_text(obj: dict, name: str, lineno: int, err) -> bool:
+    """A required non-empty string field; reports missing-/bad-/empty-<name>."""
+    value = obj.get(name)
+    if name not in obj:
+        err(lineno, f"missing-{name}", f"missing required field '{name}'")
+        return False
+    if not isinstance(value, str):
+        err(lineno, f"bad-{name}", f"'{name}' must be a string, got {_json_type(value)}")
+        return False
+    if not value.strip():
+        err(lineno, f"empty-{name}", f"'{name}' is empty")
+        return False
+    return True
+
+
 def parse_prompt_set(lines: Iterable[bytes], *, source_name: str, max_errors: int = 50) -> list[Prompt]:
     """Parse and validate a JSONL prompt set; return the prompts in file order.
 
@@ -120,26 +135,9 @@ def parse_prompt_set(lines: Iterable[bytes], *, source_name: str, max_errors: in
                 ok = False
 
             prompt = obj.get("prompt")
-            if "prompt" not in obj:
-                err(lineno, "missing-prompt", "missing required field 'prompt'")
-                ok = False
-            elif not isinstance(prompt, str):
-                err(lineno, "bad-prompt", f"'prompt' must be a string, got {_json_type(prompt)}")
-                ok = False
-            elif not prompt.strip():
-                err(lineno, "empty-prompt", "'prompt' is empty")
-                ok = False
-
             reference = obj.get("reference")
-            if "reference" not in obj:
-                err(lineno, "missing-reference", "missing required field 'reference'")
-                ok = False
-            elif not isinstance(reference, str):
-                err(lineno, "bad-reference", f"'reference' must be a string, got {_json_type(reference)}")
-                ok = False
-            elif not reference.strip():
-                err(lineno, "empty-reference", "'reference' is empty")
-                ok = False
+            for name in ("prompt", "reference"):
+                ok = _check_required_text(obj, name, lineno, err) and ok
 
             metric = obj.get("metric")
             if metric is not None:
