@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,3 +30,25 @@ def table(title: str, header: list[str], rows: list[list]) -> str:
     line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
     sep = "|-" + "-|-".join("-" * w for w in widths) + "-|"
     return "\n".join([f"\n{title}", line(header), sep, *(line(r) for r in cells[1:])])
+
+
+def offline_env(*, pycache: bool = True) -> None:
+    """Project imports on sys.path, google-auth kept offline, no ambient Google credentials; with ``pycache``,
+    bytecode cached under $TMPDIR (some environments set PYTHONDONTWRITEBYTECODE and ship no .pyc files)."""
+    if pycache:
+        prefix = os.path.join(tempfile.gettempdir(), "bench-pycache")
+        sys.pycache_prefix, sys.dont_write_bytecode = prefix, False
+        os.environ["PYTHONPYCACHEPREFIX"] = prefix
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    for p in (str(ROOT), str(ROOT / "plugins")):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    os.environ["NO_GCE_CHECK"] = "true"
+    os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+    for var in ("GOOGLE_CLOUD_PROJECT", "GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI"):
+        os.environ.pop(var, None)
+
+
+def load() -> str:
+    """The load average, printed beside every figure (the machine is shared)."""
+    return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())

@@ -27,28 +27,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-from bench_common import code_state, table  # noqa: E402
+from bench_common import code_state, load, offline_env, table  # noqa: E402
 
 PROJECT, LOCATION, MODEL = "bench-project", "us-central1", "gemini-2.5-flash"
 
 
 def setup_env() -> None:
-    for p in (str(ROOT), str(ROOT / "plugins")):
-        if p not in sys.path:
-            sys.path.insert(0, p)
-    os.environ["NO_GCE_CHECK"] = "true"
-    os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
-    for var in ("GOOGLE_CLOUD_PROJECT", "GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI"):
-        os.environ.pop(var, None)
-    # this venv has no .pyc files and PYTHONDONTWRITEBYTECODE is set: cache bytecode in $TMPDIR instead
-    prefix = os.path.join(tempfile.gettempdir(), "bench-pycache")
-    sys.pycache_prefix, sys.dont_write_bytecode = prefix, False
-    os.environ["PYTHONPYCACHEPREFIX"] = prefix
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-
-
-def load() -> str:
-    return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    offline_env()
 
 
 def proc_cpu_s(pid: int) -> float:

@@ -44,7 +44,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-from bench_common import code_state, table  # noqa: E402
+from bench_common import code_state, load, offline_env, table  # noqa: E402
 
 DEMO = ROOT / "include" / "demo"
 BUCKET = "bench-tuning-wait"
@@ -61,18 +61,7 @@ def setup_env(pycache: bool = True) -> None:
     files and sets PYTHONDONTWRITEBYTECODE, so every process would otherwise compile Airflow and google-genai from
     source (seconds per process), which no installed deployment does.
     """
-    if pycache:
-        prefix = os.path.join(tempfile.gettempdir(), "bench-pycache")
-        sys.pycache_prefix, sys.dont_write_bytecode = prefix, False
-        os.environ["PYTHONPYCACHEPREFIX"] = prefix
-        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    for p in (str(ROOT), str(ROOT / "plugins")):
-        if p not in sys.path:
-            sys.path.insert(0, p)
-    os.environ["NO_GCE_CHECK"] = "true"
-    os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
-    for var in ("GOOGLE_CLOUD_PROJECT", "GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI"):
-        os.environ.pop(var, None)
+    offline_env(pycache=pycache)
     if "AIRFLOW_HOME" not in os.environ or not os.environ["AIRFLOW_HOME"].startswith(tempfile.gettempdir()):
         os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="bench-airflow-")
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
@@ -82,11 +71,6 @@ def setup_env(pycache: bool = True) -> None:
     os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{os.environ['AIRFLOW_HOME']}/airflow.db")
     os.environ["AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT"] = json.dumps(
         {"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "project": PROJECT}})
-
-
-def load() -> str:
-    a, b, c = os.getloadavg()
-    return f"{a:.2f} {b:.2f} {c:.2f}"
 
 
 def rss_kib(field: str = "VmRSS") -> int:
