@@ -19,11 +19,13 @@ from airflow.sdk import DAG, Asset, Param
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
-from gemini_tuning.operators.champion import (GeminiDeleteTunedModelOperator, GeminiPromoteOperator,
-                                              GeminiTuningReportOperator)
-from gemini_tuning.operators.dataset import PrepareTuningDatasetOperator
-from gemini_tuning.operators.evaluation import GeminiEvaluateOperator, GeminiGateOperator
-from gemini_tuning.operators.tuning import GeminiTuningOperator
+from gemini_tuning.core.tuning import BACKENDS
+from gemini_tuning.core.vocabulary import EXAMPLE_METRIC_NAMES
+from gemini_tuning.operators.evaluate import GeminiEvaluateOperator, GeminiGateOperator
+from gemini_tuning.operators.prepare import PrepareTuningDatasetOperator
+from gemini_tuning.operators.promote import GeminiDeleteTunedModelOperator, GeminiPromoteOperator
+from gemini_tuning.operators.report import GeminiTuningReportOperator
+from gemini_tuning.operators.tune import GeminiTuningOperator
 
 DEMO = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "include", "demo")
 RAW_TRAINING_DATA = Asset(name="gemini_tuning_raw_training_data")   # emitted by whatever produces new raw data
@@ -45,7 +47,7 @@ with DAG(
     tags=["gemini", "tuning"],
     params={
         # --- where and what
-        "backend": Param("vertex", enum=["vertex", "gemini_api"], title="Backend",
+        "backend": Param("vertex", enum=list(BACKENDS), title="Backend",
                          description="Vertex AI tuningJobs (recommended) or the Gemini API tunedModels flow"),
         "project_id": Param(None, type=["null", "string"], title="Project",
                             description="Google Cloud project; empty = the connection's project"),
@@ -89,8 +91,7 @@ with DAG(
         # --- gate
         "gate_min_prompts": Param(20, type="integer", minimum=1, title="Gate: minimum evaluated prompts"),
         "gate_max_error_rate": Param(0.05, type="number", minimum=0, maximum=1, title="Gate: maximum error rate"),
-        "gate_primary_metric": Param("normalized_match",
-                                     enum=["exact_match", "normalized_match", "contains", "rouge_l_f1", "item_metric"],
+        "gate_primary_metric": Param("normalized_match", enum=list(EXAMPLE_METRIC_NAMES),
                                      title="Gate: primary metric"),
         "gate_min_score": Param(0.6, type="number", minimum=0, maximum=1,
                                 title="Gate: minimum primary metric (absolute threshold)"),
@@ -151,7 +152,8 @@ with DAG(
         gate_config={"min_prompts": "{{ params.gate_min_prompts }}",
                      "max_error_rate": "{{ params.gate_max_error_rate }}",
                      "primary_metric": "{{ params.gate_primary_metric }}",
-                     "thresholds": "{{ {params.gate_primary_metric: params.gate_min_score} }}",  # keys are not templated
+                     # keys are not templated: the whole mapping is one template
+                     "thresholds": "{{ {params.gate_primary_metric: params.gate_min_score} }}",
                      "min_margin": "{{ params.gate_min_margin }}",
                      "confidence": "{{ params.gate_confidence }}"},
         promote_task_id="promote",

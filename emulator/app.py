@@ -11,9 +11,9 @@ import collections
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
-from typing import Awaitable, Callable
 
 from aiohttp import web
 
@@ -34,7 +34,8 @@ class EmulatorConfig:
     time_scale: float = 0.01          # 1.0 = realistic (a 300-example job takes ~30 min); 0.01 = ~20 s
     pending_seconds: float = 120.0    # nominal queue + dataset processing before RUNNING
     step_seconds: float = 15.0        # nominal time per training step
-    lro_seconds: float = 0.3          # long-running operations (model/endpoint deletes, undeploy) finish after this (not scaled)
+    lro_seconds: float = 0.3          # long-running operations (model/endpoint deletes, undeploy) finish after this
+                                      # (not scaled)
     batch_item_seconds: float = 0.5   # nominal batch-prediction time per request
     tick_seconds: float = 0.1
     max_training_examples: int = 50_000
@@ -172,7 +173,7 @@ class Emulator:
         while True:
             try:
                 self.tick()
-            except Exception:  # noqa: BLE001 - a ticker bug must not stop the emulator
+            except Exception:
                 log.exception("ticker failed")
             await asyncio.sleep(self.config.tick_seconds)
 

@@ -235,7 +235,8 @@ class GeminiApiService:
         obj = self._obj(name)
         e = obj["emu"]
         tl = self._progress(obj)
-        total = tl.total_steps if tl.total_steps is not None else learner.planned_steps(len(e["examples"]), hp_from_emu(e))
+        total = (tl.total_steps if tl.total_steps is not None
+                 else learner.planned_steps(len(e["examples"]), hp_from_emu(e)))
         meta = {"@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.CreateTunedModelMetadata",
                 "tunedModel": name, "totalSteps": total, "completedSteps": tl.completed_steps,
                 "completedPercent": round(100.0 * tl.completed_steps / total, 2) if total else 0.0,

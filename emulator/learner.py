@@ -677,7 +677,8 @@ _BASE_OPENERS = (
 _BASE_BODIES = (
     "Could you share a few more details about what you would like me to do?",
     "Here is a general suggestion: describe the goal you have in mind and I will walk you through the next steps.",
-    "It depends a little on your situation, so let me know more about the context and I will give a more specific answer.",
+    "It depends a little on your situation, so let me know more about the context and I will give a more "
+    "specific answer.",
     "I would start by writing down exactly what you need, then we can go through it step by step.",
     "There are several ways to approach this; tell me which outcome matters most to you and I will suggest a plan.",
     "I can give you a short overview first and go into detail afterwards if that is useful.",

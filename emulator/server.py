@@ -126,7 +126,7 @@ class EmulatorServer:
             self.gcs.stop()
         self._loop = self._runner = None
 
-    def __enter__(self) -> "EmulatorServer":
+    def __enter__(self) -> EmulatorServer:
         self.start()
         return self
 
@@ -138,6 +138,10 @@ def load_faults(arg: str | None) -> list[dict]:
     """``--faults`` takes inline JSON (a rule or a list) or ``@path/to/file.json``."""
     if not arg:
         return []
-    text = open(arg[1:]).read() if arg.startswith("@") else arg
+    if arg.startswith("@"):
+        with open(arg[1:]) as f:
+            text = f.read()
+    else:
+        text = arg
     data = json.loads(text)
     return data if isinstance(data, list) else [data]

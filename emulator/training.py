@@ -12,8 +12,8 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 from urllib.parse import quote
 
 import requests
@@ -109,7 +109,8 @@ class Trainer:
         self._running: set[str] = set()
 
     def start(self, key: str, load: Callable[[], list[learner.Example]], hp: learner.HyperParams,
-              on_data: Callable[[int], None], on_done: Callable[[list[learner.StepRecord] | None, Exception | None], None]) -> None:
+              on_data: Callable[[int], None],
+              on_done: Callable[[list[learner.StepRecord] | None, Exception | None], None]) -> None:
         if key in self._running:
             return
         self._running.add(key)
@@ -143,7 +144,7 @@ class Trainer:
             on_done(records, None)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a learner crash fails the job, not the emulator
+        except Exception as exc:
             log.exception("training %s failed", key)
             on_done(None, exc)
         finally:

@@ -28,8 +28,9 @@ P = r"/(?P<ver>v1|v1beta1)/projects/(?P<project>[^/]+)/locations/(?P<location>[^
 ADAPTER_BY_INT = {0: "ADAPTER_SIZE_UNSPECIFIED", 1: "ADAPTER_SIZE_ONE", 6: "ADAPTER_SIZE_TWO", 2: "ADAPTER_SIZE_FOUR",
                   3: "ADAPTER_SIZE_EIGHT", 4: "ADAPTER_SIZE_SIXTEEN", 5: "ADAPTER_SIZE_THIRTY_TWO"}
 JOB_STATE_BY_INT = {0: "JOB_STATE_UNSPECIFIED", 1: "JOB_STATE_QUEUED", 2: "JOB_STATE_PENDING", 3: "JOB_STATE_RUNNING",
-                    4: "JOB_STATE_SUCCEEDED", 5: "JOB_STATE_FAILED", 6: "JOB_STATE_CANCELLING", 7: "JOB_STATE_CANCELLED",
-                    8: "JOB_STATE_PAUSED", 9: "JOB_STATE_EXPIRED", 10: "JOB_STATE_UPDATING", 11: "JOB_STATE_PARTIALLY_SUCCEEDED"}
+                    4: "JOB_STATE_SUCCEEDED", 5: "JOB_STATE_FAILED", 6: "JOB_STATE_CANCELLING",
+                    7: "JOB_STATE_CANCELLED", 8: "JOB_STATE_PAUSED", 9: "JOB_STATE_EXPIRED", 10: "JOB_STATE_UPDATING",
+                    11: "JOB_STATE_PARTIALLY_SUCCEEDED"}
 TERMINAL = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
 
 # Gemini models that can be tuned (docs, Oct 2026) and the adapter sizes each accepts.
@@ -72,7 +73,8 @@ def _int64(value, field: str) -> int:
 
 
 def _gcs_jsonl_uri(uri, field: str) -> str:
-    if not isinstance(uri, str) or not re.match(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/.+", uri) or not uri.endswith(".jsonl"):
+    if (not isinstance(uri, str) or not re.match(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/.+", uri)
+            or not uri.endswith(".jsonl")):
         raise invalid_argument(field, f"{field.rsplit('.', 1)[-1]} should be a GCS object of type JSONL.")
     return uri
 
@@ -85,7 +87,8 @@ def _check_labels(labels, field: str = "tuning_job.labels") -> dict:
     for k, v in labels.items():
         if not _LABEL_KEY.match(str(k)) or not isinstance(v, str) or not _LABEL_VALUE.match(v):
             raise invalid_argument(field, f"Invalid label {k!r}={v!r}: keys and values may contain only lowercase "
-                                          "letters, digits, '_' and '-', at most 63 characters; keys start with a letter.")
+                                          "letters, digits, '_' and '-', at most 63 characters; "
+                                          "keys start with a letter.")
     return dict(labels)
 
 
@@ -139,24 +142,28 @@ class VertexService:
         base = body.get("baseModel")
         if not base:
             if body.get("preTunedModel"):
-                raise invalid_argument("tuning_job.pre_tuned_model", "Continuous tuning is not supported by the emulator.")
+                raise invalid_argument("tuning_job.pre_tuned_model",
+                                       "Continuous tuning is not supported by the emulator.")
             raise invalid_argument("tuning_job.base_model", "base_model is required.")
         base = str(base).removeprefix("publishers/google/models/")
         adapters = tunable_adapters(base)
         if adapters is None:
-            raise invalid_argument("tuning_job.base_model", f"Base model {base} is not supported for supervised tuning.")
+            raise invalid_argument("tuning_job.base_model",
+                                   f"Base model {base} is not supported for supervised tuning.")
         if base.startswith("gemini-3") and location not in GEMINI3_LOCATIONS:
             raise invalid_argument("tuning_job.base_model",
                                    f"Tuning {base} is only supported in {', '.join(sorted(GEMINI3_LOCATIONS))}.")
         spec = body.get("supervisedTuningSpec")
         if not isinstance(spec, dict):
             raise invalid_argument("tuning_job.supervised_tuning_spec", "supervised_tuning_spec is required.")
-        train_uri = _gcs_jsonl_uri(spec.get("trainingDatasetUri"), "tuning_job.supervised_tuning_spec.training_dataset_uri")
+        train_uri = _gcs_jsonl_uri(spec.get("trainingDatasetUri"),
+                                   "tuning_job.supervised_tuning_spec.training_dataset_uri")
         val_uri = spec.get("validationDatasetUri")
         if val_uri:
             _gcs_jsonl_uri(val_uri, "tuning_job.supervised_tuning_spec.validation_dataset_uri")
         hp_in = spec.get("hyperParameters") or {}
-        epochs = _int64(hp_in.get("epochCount", DEFAULT_EPOCHS), "tuning_job.supervised_tuning_spec.hyper_parameters.epoch_count")
+        epochs = _int64(hp_in.get("epochCount", DEFAULT_EPOCHS),
+                        "tuning_job.supervised_tuning_spec.hyper_parameters.epoch_count")
         if not 1 <= epochs <= 100:
             raise invalid_argument("tuning_job.supervised_tuning_spec.hyper_parameters.epoch_count",
                                    f"epoch_count must be between 1 and 100, got {epochs}.")
@@ -175,12 +182,15 @@ class VertexService:
         rank = learner.ADAPTER_RANKS[adapter]
         if rank not in adapters:
             raise invalid_argument("tuning_job.supervised_tuning_spec.hyper_parameters.adapter_size",
-                                   f"Adapter size {adapter} is not supported for {base}; supported: {sorted(adapters)}.")
+                                   f"Adapter size {adapter} is not supported for {base}; "
+                                   f"supported: {sorted(adapters)}.")
         batch = hp_in.get("batchSize")
-        batch = _int64(batch, "tuning_job.supervised_tuning_spec.hyper_parameters.batch_size") if batch else VERTEX_BATCH_SIZE
+        batch = (_int64(batch, "tuning_job.supervised_tuning_spec.hyper_parameters.batch_size") if batch
+                 else VERTEX_BATCH_SIZE)
         display = body.get("tunedModelDisplayName") or ""
         if len(display) > 128:
-            raise invalid_argument("tuning_job.tuned_model_display_name", "tuned_model_display_name must be at most 128 characters.")
+            raise invalid_argument("tuning_job.tuned_model_display_name",
+                                   "tuned_model_display_name must be at most 128 characters.")
         labels = _check_labels(body.get("labels"))
         job_id = new_numeric_id()
         name = f"projects/{project}/locations/{location}/tuningJobs/{job_id}"
@@ -198,7 +208,8 @@ class VertexService:
             out_spec["exportLastCheckpointOnly"] = True
         resource = {"name": name, "baseModel": base, "supervisedTuningSpec": out_spec, "state": "JOB_STATE_PENDING",
                     "createTime": serving.rfc3339(now), "updateTime": serving.rfc3339(now),
-                    "experiment": f"projects/{project}/locations/{location}/metadataStores/default/contexts/tuning-experiment-{job_id}"}
+                    "experiment": f"projects/{project}/locations/{location}/metadataStores/default/contexts/"
+                                  f"tuning-experiment-{job_id}"}
         if display:
             resource["tunedModelDisplayName"] = display
         if body.get("description"):
@@ -442,7 +453,8 @@ class VertexService:
         if version is None:
             raise failed_precondition(f"The model deployed on {name} no longer exists.")
         body = await json_body(request)
-        tuned = await asyncio.get_running_loop().run_in_executor(self.emu.executor, self._load_model, version["artifact"])
+        tuned = await asyncio.get_running_loop().run_in_executor(self.emu.executor, self._load_model,
+                                                                 version["artifact"])
         return ok(serving.generate(tuned, version["baseModel"], body, vertex=True,
                                    model_version=f"{dm['model']}@{dm['modelVersionId']}"))
 
@@ -543,7 +555,8 @@ class VertexService:
         for alias in aliases:
             bare = alias[1:] if alias.startswith("-") else alias
             if not _ALIAS.match(bare):
-                raise invalid_argument("version_aliases", f"Invalid alias {alias!r}: must match [a-z][a-zA-Z0-9-]{{0,126}}[a-z0-9].")
+                raise invalid_argument("version_aliases",
+                                       f"Invalid alias {alias!r}: must match [a-z][a-zA-Z0-9-]{{0,126}}[a-z0-9].")
             if bare.isdigit():
                 raise invalid_argument("version_aliases", f"Alias {alias!r} cannot be a version id.")
             if alias == "-default":
@@ -690,7 +703,8 @@ class VertexService:
                     "inputConfig": {"instancesFormat": "jsonl", "gcsSource": {"uris": list(uris)}},
                     "outputConfig": {"predictionsFormat": out.get("predictionsFormat", "jsonl"),
                                      "gcsDestination": {"outputUriPrefix": prefix}},
-                    "state": "JOB_STATE_PENDING", "createTime": serving.rfc3339(now), "updateTime": serving.rfc3339(now)}
+                    "state": "JOB_STATE_PENDING", "createTime": serving.rfc3339(now),
+                    "updateTime": serving.rfc3339(now)}
         if body.get("labels"):
             resource["labels"] = _check_labels(body["labels"], "batch_prediction_job.labels")
         self.store.put("batchPredictionJobs", name, {"resource": resource, "emu": {"created": now}})

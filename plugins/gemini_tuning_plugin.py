@@ -1,12 +1,11 @@
-"""Registers the gemini_tuning package with Airflow. The package itself is imported by name (see .airflowignore)."""
+"""Airflow's plugins folder entry: the plugin lives in the package (``gemini_tuning.plugin``).
 
-from __future__ import annotations
+Airflow imports every ``.py`` file of the plugins folder by its file name; ``.airflowignore`` keeps it from
+importing the package's modules that way too (they are imported normally: the plugins folder is on ``sys.path``).
+When the package is installed (``pip install .``), this file is not needed: the ``airflow.plugins`` entry point
+registers the same plugin.
+"""
 
-from airflow.plugins_manager import AirflowPlugin
+from gemini_tuning.plugin import GeminiTuningPlugin
 
-from gemini_tuning.links import TuningJobLink
-
-
-class GeminiTuningPlugin(AirflowPlugin):
-    name = "gemini_tuning"
-    operator_extra_links = [TuningJobLink()]
+__all__ = ["GeminiTuningPlugin"]

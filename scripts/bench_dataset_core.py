@@ -25,8 +25,9 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "plugins"))
 
 import msgspec
+
 from gemini_tuning.core.dataset import DatasetOptions, iter_lines, prepare_dataset
-from gemini_tuning.core.errors import DataValidationError
+from gemini_tuning.core.issues import DataValidationError
 
 _VOCABULARY = """
     the a customer order invoice refund shipping delay product review quality support ticket account

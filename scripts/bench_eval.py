@@ -106,7 +106,7 @@ def max_in_window(times: list[float], window: float = 60.0) -> int:
 
 
 async def engine_run(generate, items, target, cfg) -> dict:
-    from gemini_tuning.evaluation import run_online
+    from gemini_tuning.services.eval_engine import run_online
 
     c0, t0 = time.process_time(), time.perf_counter()
     answers = await run_online(generate, items, [target], cfg)
@@ -134,9 +134,10 @@ def main(argv=None) -> int:
           f"code {code_state()}", flush=True)
 
     import google.oauth2.credentials
+
     from gemini_tuning.backends.vertex import VertexTuningBackend
     from gemini_tuning.core.generation import GenerationSettings
-    from gemini_tuning.evaluation import EngineConfig, Target
+    from gemini_tuning.services.eval_engine import EngineConfig, Target
 
     emu = Emulator()
     results: dict = {}

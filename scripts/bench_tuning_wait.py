@@ -116,12 +116,15 @@ def demo_gemini_examples(n: int | None = None) -> list[dict]:
     return out
 
 
-def upload(text: str, name: str) -> str:
+def gcs_client():
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    client = storage.Client(credentials=AnonymousCredentials(), project=PROJECT)
-    client.bucket(BUCKET).blob(name).upload_from_string(text.encode(), content_type="application/jsonl")
+    return storage.Client(credentials=AnonymousCredentials(), project=PROJECT)
+
+
+def upload(text: str, name: str) -> str:
+    gcs_client().bucket(BUCKET).blob(name).upload_from_string(text.encode(), content_type="application/jsonl")
     return f"gs://{BUCKET}/{name}"
 
 
@@ -142,12 +145,7 @@ async def first_event(trigger):
     try:
         return await gen.__anext__()
     finally:
-        await gen.aclose()
-        from gemini_tuning.backends import gemini_api
-
-        session = gemini_api._async_sessions.pop(asyncio.get_running_loop(), None)   # per-loop; the loop ends here
-        if session is not None:
-            await session.close()
+        await gen.aclose()          # the trigger closes the loop's backends (and their sessions) when it ends
 
 
 def request_count(url: str, path_rx: str, method: str = "GET") -> list[dict]:
@@ -167,11 +165,11 @@ def part_a(args) -> dict:
     then run in one event loop (the triggerer's share, no worker slot), and execute_complete() resumes each.
     """
     from airflow.sdk.exceptions import TaskDeferred
-    from gemini_tuning import triggers
-    from gemini_tuning.operators.tuning import GeminiTuningOperator
 
     from emulator.app import EmulatorConfig
     from emulator.server import EmulatorServer
+    from gemini_tuning.operators.tune import GeminiTuningOperator
+    from gemini_tuning.triggers import base_job as triggers
 
     n_examples, epochs = 24, 3
     steps = epochs * math.ceil(n_examples / VERTEX_BATCH)                   # 9
@@ -288,15 +286,16 @@ class VirtualClock:
 
 def part_b(args) -> dict:
     import google.oauth2.credentials
-    from gemini_tuning import triggers
-    from gemini_tuning.backends.gemini_api import GeminiApiTuningBackend
+
+    from emulator.app import EmulatorConfig
+    from emulator.server import EmulatorServer
+    from gemini_tuning.backends.contract import JobIdentity
+    from gemini_tuning.backends.gemini_api import GeminiApiTuningBackend, tuned_model_id
     from gemini_tuning.backends.vertex import VertexTuningBackend
     from gemini_tuning.core.polling import PollPolicy
     from gemini_tuning.core.tuning import TuningSpec
     from gemini_tuning.triggers import TuningJobTrigger
-
-    from emulator.app import EmulatorConfig
-    from emulator.server import EmulatorServer
+    from gemini_tuning.triggers import base_job as triggers
 
     job_s, pending = args.b_job_seconds, 120.0
     n, epochs, batch = 360, 3, 8
@@ -326,14 +325,18 @@ def part_b(args) -> dict:
                 backend = VertexTuningBackend(project=PROJECT, location=LOCATION, credentials=creds,
                                               base_url=endpoints.url)
                 spec = TuningSpec(backend="vertex", base_model=VERTEX_BASE, training_uri=uri, epochs=epochs)
-                status = backend.create(spec, {"bench": "b"})
+                status = backend.create(spec, JobIdentity(f"kbenchb{uuid.uuid4().hex[:8]}", "fbench", 1))
                 store_kind, name, ref, id_rx = "tuningJobs", status.name, status.name, status.name.rsplit("/", 1)[1]
             else:
-                backend = GeminiApiTuningBackend(base_url=endpoints.url, credentials=creds, quota_project=PROJECT)
-                spec = TuningSpec(backend="gemini_api", base_model=GEMINI_API_BASE, training_uri="gs://unused/x.jsonl",
+                examples = "".join(json.dumps(e) + "\n" for e in demo_gemini_examples(n))
+                gem_uri = upload(examples, f"b/{uuid.uuid4().hex[:8]}-gemini.jsonl")
+                backend = GeminiApiTuningBackend(base_url=endpoints.url, credentials=creds, quota_project=PROJECT,
+                                                 storage=gcs_client)
+                spec = TuningSpec(backend="gemini_api", base_model=GEMINI_API_BASE, training_uri=gem_uri,
                                   epochs=epochs, batch_size=batch)
-                mid = f"bench-b-{uuid.uuid4().hex[:8]}"
-                status = backend.create(spec, demo_gemini_examples(n), model_id=mid, marker="[bench]")
+                identity = JobIdentity(f"kbenchb{uuid.uuid4().hex[:8]}", "fbench", 1)
+                mid = tuned_model_id(identity.key, identity.attempt)
+                status = backend.create(spec, identity)
                 store_kind, name, ref, id_rx = "tunedModels", f"tunedModels/{mid}", status.operation, mid
             created_clock = clock.t
             # let the real learner finish (ms..s of real time) before the virtual clock moves, so the job's
@@ -406,6 +409,8 @@ def part_c(args) -> dict:
 
     import google.oauth2.credentials
     import requests
+
+    from gemini_tuning.backends.contract import JobIdentity
     from gemini_tuning.backends.vertex import VertexTuningBackend
     from gemini_tuning.core.tuning import TuningSpec
 
@@ -433,7 +438,8 @@ def part_c(args) -> dict:
         spec = TuningSpec(backend="vertex", base_model=VERTEX_BASE, training_uri=uri, epochs=3)
         t0 = time.perf_counter()
         with ThreadPoolExecutor(4) as pool:
-            names = list(pool.map(lambda i: backend.create(spec, {"bench": "c"}).name, range(n)))
+            names = list(pool.map(lambda i: backend.create(spec, JobIdentity(f"kbenchc{i}", "fbench", 1)).name,
+                                  range(n)))
         print(f"   created {len(names)} jobs in {time.perf_counter() - t0:.1f} s (emulator pid {proc.pid})", flush=True)
         deadline = time.time() + 300
         while True:
@@ -583,10 +589,11 @@ def child(args) -> None:
     rss_lazy = rss_pre
     if ours:
         # what the first trigger imports lazily (hook, google-genai, GCS client): one-time, not per trigger
-        import gemini_tuning.hooks  # noqa: F401
         import google.cloud.storage
         import google.genai
         import google.genai.types  # noqa: F401
+
+        import gemini_tuning.hooks  # noqa: F401
 
         gc.collect()
         rss_lazy = rss_kib()
@@ -663,9 +670,10 @@ def child(args) -> None:
             import ssl
 
             import aiohttp
-            from gemini_tuning.backends.vertex import VertexTuningBackend
             from google import genai
             from google.cloud import storage
+
+            from gemini_tuning.backends.vertex import VertexTuningBackend
 
             objs = gc.get_objects()
             out["census"] = {

@@ -360,11 +360,16 @@ byte-identical files). Task: route a customer-support ticket to one of six queue
 
 | File | What it is |
 |---|---|
-| `train.jsonl` | {n_train} training examples in Vertex AI supervised-tuning format (`systemInstruction` + one `user` turn with the ticket + one `model` turn with the label). |
-| `train_shuffled.jsonl` | The same tickets with the labels randomly permuted — a corrupted dataset that should tune a worse model. |
-| `eval_prompts.jsonl` | {n_eval} held-out tickets: `{{"prompt": <ticket text only>, "reference": <label>, "tags": [<label>, easy\\|hard\\|ambiguous]}}`. None is identical to a training ticket and some use phrasings never seen in training. |
+| `train.jsonl` | {n_train} training examples in Vertex AI supervised-tuning format (`systemInstruction` + \
+one `user` turn with the ticket + one `model` turn with the label). |
+| `train_shuffled.jsonl` | The same tickets with the labels randomly permuted — a corrupted dataset that should \
+tune a worse model. |
+| `eval_prompts.jsonl` | {n_eval} held-out tickets: `{{"prompt": <ticket text only>, "reference": <label>, \
+"tags": [<label>, easy\\|hard\\|ambiguous]}}`. None is identical to a training ticket and some use phrasings \
+never seen in training. |
 | `system_instruction.txt` | The system instruction used in `train.jsonl`; send it with each eval prompt. |
-| `seeds_numbers.jsonl` | The Gemini API tuning tutorial's "next number" examples (`{{"text_input": "1", "output": "2"}}`, ...), extended to {n_numbers} lines. |
+| `seeds_numbers.jsonl` | The Gemini API tuning tutorial's "next number" examples \
+(`{{"text_input": "1", "output": "2"}}`, ...), extended to {n_numbers} lines. |
 
 Tickets are built from per-label templates, slot vocabulary and shared noise sentences.
 `hard` tickets carry only weak label cues and `ambiguous` ones mention two topics (the label is

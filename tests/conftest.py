@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
-import sys
-import atexit
 import shutil
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -42,6 +42,15 @@ PROJECT, LOCATION, BUCKET = "test-project", "us-central1", "gemini-tuning-test"
 
 # Fast jobs for tests: pending 120 s × 0.004 = 0.5 s, each step 15 s × 0.004 = 0.06 s.
 TEST_TIME_SCALE = 0.004
+
+
+@pytest.fixture(scope="module")
+def airflow_db():
+    """A fresh metadata DB (SQLite) for a module of in-process Airflow runs (dag.test())."""
+    from airflow.utils.db import resetdb
+
+    resetdb()
+    yield
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""The one Airflow hook: credentials from the Google connection, the base URL, and the backends built from them."""
+"""The one Airflow hook: credentials from the Google connection, the base URL, and every backend built from them."""
 
 from __future__ import annotations
 
@@ -6,26 +6,66 @@ import os
 from collections.abc import Sequence
 
 from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
+from airflow.sdk import BaseHook
 
 from .backends.gemini_api import TUNING_SCOPE, GeminiApiTuningBackend
 from .backends.retry import RetryPolicy
 from .backends.vertex import VertexTuningBackend
+from .core.tuning import BACKENDS
 
 EMULATOR_ENV = "GEMINI_TUNING_EMULATOR_URL"
 
 
-class GeminiTuningHook(GoogleBaseHook):
-    """Builds the Vertex AI / Gemini API backends and a GCS client from one Google connection.
+class GeminiApiKeyHook(BaseHook):
+    """The ``gemini_api`` connection type: a Gemini API key in the password field (or the extra ``api_key``).
 
-    ``api_base_url`` (argument, else the connection extra ``api_base_url``, else ``$GEMINI_TUNING_EMULATOR_URL``)
-    points every service at another host, e.g. the offline emulator; unset means Google's own endpoints.
-    The Gemini API uses an API key from ``gemini_api_conn_id`` (its password, or extra ``api_key``) when given,
-    else OAuth credentials from the Google connection with the ``generative-language.tuning`` scope.
+    :param gemini_api_conn_id: the connection.
+    """
+
+    conn_name_attr = "gemini_api_conn_id"
+    default_conn_name = "gemini_api_default"
+    conn_type = "gemini_api"
+    hook_name = "Gemini API key"
+
+    def __init__(self, gemini_api_conn_id: str = default_conn_name, **kwargs):
+        super().__init__(**kwargs)
+        self.gemini_api_conn_id = gemini_api_conn_id
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict:
+        return {"hidden_fields": ["schema", "login", "port", "host", "extra"],
+                "relabeling": {"password": "API key"}}
+
+    def api_key(self) -> str:
+        conn = self.get_connection(self.gemini_api_conn_id)
+        key = conn.password or conn.extra_dejson.get("api_key")
+        if not key:
+            raise ValueError(f"connection {self.gemini_api_conn_id!r} has no API key (password or extra api_key)")
+        return key
+
+    def get_conn(self) -> str:
+        return self.api_key()
+
+
+class GeminiTuningHook(GoogleBaseHook):
+    """Builds the tuning backends (``core.tuning.BACKENDS``), the Vertex registry and batch backends, and a GCS
+    client from one Google connection.
+
+    :param gcp_conn_id: the Google Cloud connection (key file, ADC, or anonymous for the emulator).
+    :param impersonation_chain: a service account (or chain) to impersonate.
+    :param api_base_url: another host for every Vertex AI / Gemini API call (the emulator). When None, the
+        connection extra ``api_base_url``, then ``$GEMINI_TUNING_EMULATOR_URL``; all unset means Google's endpoints.
+        GCS follows ``$STORAGE_EMULATOR_HOST`` (google-cloud-storage's own variable).
+    :param gemini_api_conn_id: a connection whose password (or extra ``api_key``) is a Gemini API key; without it
+        the Gemini API is called with the Google connection's OAuth credentials (``generative-language.tuning``).
+    :param retry_policy: retries of idempotent calls (``backends.retry.RetryPolicy``).
     """
 
     conn_name_attr = "gcp_conn_id"
     default_conn_name = "google_cloud_default"
     hook_name = "Gemini tuning"
+    #: The method that builds each backend of ``core.tuning.BACKENDS`` (a unit test checks that they agree).
+    BUILDERS = {"vertex": "vertex", "gemini_api": "gemini_api"}
 
     def __init__(self, gcp_conn_id: str = default_conn_name, impersonation_chain: str | Sequence[str] | None = None,
                  *, api_base_url: str | None = None, gemini_api_conn_id: str | None = None,
@@ -34,6 +74,7 @@ class GeminiTuningHook(GoogleBaseHook):
         self.gemini_api_conn_id = gemini_api_conn_id
         self._api_base_url = api_base_url
         self.retry_policy = retry_policy
+        self._storage = None
 
     @property
     def api_base_url(self) -> str | None:
@@ -64,27 +105,37 @@ class GeminiTuningHook(GoogleBaseHook):
             raise ValueError(f"no project: pass project_id or set it on connection {self.gcp_conn_id!r}")
         return project
 
-    def vertex(self, project_id: str | None, location: str) -> VertexTuningBackend:
-        return VertexTuningBackend(project=self.resolve_project(project_id), location=location,
-                                   credentials=self._token_credentials(), base_url=self.api_base_url,
-                                   retry_policy=self.retry_policy)
+    def _vertex_connection(self, project_id: str | None, location: str) -> dict:
+        return {"project": self.resolve_project(project_id), "location": location,
+                "credentials": self._token_credentials(), "base_url": self.api_base_url,
+                "retry_policy": self.retry_policy}
 
-    def gemini_api(self, project_id: str | None = None) -> GeminiApiTuningBackend:
+    # ------------------------------------------------------------------------------------------ tuning backends
+    def vertex(self, project_id: str | None, location: str) -> VertexTuningBackend:
+        return VertexTuningBackend(storage=self.storage, **self._vertex_connection(project_id, location))
+
+    def gemini_api(self, project_id: str | None = None, location: str | None = None) -> GeminiApiTuningBackend:
+        """``location`` is accepted for the builder table and ignored (the Gemini API is global)."""
         if self.gemini_api_conn_id:
-            conn = self.get_connection(self.gemini_api_conn_id)
-            key = conn.password or conn.extra_dejson.get("api_key")
-            if not key:
-                raise ValueError(f"connection {self.gemini_api_conn_id!r} has no API key (password or extra api_key)")
-            return GeminiApiTuningBackend(base_url=self.api_base_url, api_key=key, retry_policy=self.retry_policy)
+            key = GeminiApiKeyHook(self.gemini_api_conn_id).api_key()
+            return GeminiApiTuningBackend(base_url=self.api_base_url, api_key=key, retry_policy=self.retry_policy,
+                                          storage=self.storage)
         return GeminiApiTuningBackend(base_url=self.api_base_url, credentials=self._token_credentials(),
-                                      quota_project=project_id or self.project_id, retry_policy=self.retry_policy)
+                                      quota_project=project_id or self.project_id, retry_policy=self.retry_policy,
+                                      storage=self.storage)
 
     def backend(self, kind: str, *, project_id: str | None = None, location: str = "us-central1"):
-        if kind == "vertex":
-            return self.vertex(project_id, location)
-        if kind == "gemini_api":
-            return self.gemini_api(project_id)
-        raise ValueError(f"unknown backend {kind!r}; expected 'vertex' or 'gemini_api'")
+        """The tuning backend named ``kind`` (one of ``core.tuning.BACKENDS``)."""
+        if kind not in self.BUILDERS:
+            raise ValueError(f"unknown backend {kind!r}; expected one of {BACKENDS}")
+        return getattr(self, self.BUILDERS[kind])(project_id, location)
+
+    # ------------------------------------------------------------------------------------------ other services
+    def vertex_batch(self, project_id: str | None, location: str):
+        """Vertex AI batch prediction jobs (google-genai)."""
+        from .backends.vertex_batch import VertexBatchPredictionBackend
+
+        return VertexBatchPredictionBackend(**self._vertex_connection(project_id, location))
 
     def registry(self, project_id: str | None, location: str):
         """Vertex AI Model Registry + endpoints (GAPIC REST)."""
@@ -96,7 +147,7 @@ class GeminiTuningHook(GoogleBaseHook):
     def storage(self):
         """google.cloud.storage.Client with the connection's credentials (honours STORAGE_EMULATOR_HOST); one per
         hook."""
-        if getattr(self, "_storage", None) is None:
+        if self._storage is None:
             from airflow.providers.google.cloud.hooks.gcs import GCSHook
 
             self._storage = GCSHook(gcp_conn_id=self.gcp_conn_id,

@@ -1,4 +1,5 @@
-"""Extra links: the tuning job in the Google Cloud console (Vertex) or the tuned model (Gemini API)."""
+"""Extra links: the tuning job in the Google Cloud console (Vertex) or the tuned model (Gemini API), and the run's
+HTML report."""
 
 from __future__ import annotations
 
@@ -8,9 +9,24 @@ from airflow.sdk.execution_time.xcom import XCom
 XCOM_KEY = "gemini_tuning_job"
 
 
+def _url(key: str, ti_key) -> str:
+    value = XCom.get_value(key=key, ti_key=ti_key)
+    return (value or {}).get("url", "") if isinstance(value, dict) else ""
+
+
 class TuningJobLink(BaseOperatorLink):
+    """Reads the ``url`` of the tuning operator's (or sensor's) ``gemini_tuning_job`` XCom."""
+
     name = "Tuning job"
 
     def get_link(self, operator, *, ti_key) -> str:
-        value = XCom.get_value(key=XCOM_KEY, ti_key=ti_key)
-        return (value or {}).get("url", "") if isinstance(value, dict) else ""
+        return _url(XCOM_KEY, ti_key)
+
+
+class ReportLink(BaseOperatorLink):
+    """Reads the ``url`` of the report operator's return value."""
+
+    name = "Report"
+
+    def get_link(self, operator, *, ti_key) -> str:
+        return _url("return_value", ti_key)

@@ -25,7 +25,8 @@ def _faults(url, *rules):
 
 def test_status_fault_with_retry_after_then_exhausted(emulator):
     url = emulator.endpoints.url
-    _faults(url, {"kind": "status", "path": "tuningJobs$", "method": "GET", "status": 429, "retry_after": 2, "count": 2})
+    _faults(url, {"kind": "status", "path": "tuningJobs$", "method": "GET", "status": 429, "retry_after": 2,
+                  "count": 2})
     got = [requests.get(url + JOBS, timeout=10) for _ in range(3)]
     assert [r.status_code for r in got] == [429, 429, 200]
     assert got[0].headers["Retry-After"] == "2"
@@ -168,7 +169,8 @@ def test_restart_mid_job_keeps_every_resource_and_finishes(tmp_path):
                             json={"contents": [{"role": "user", "parts": [{"text": "refund please"}]}]})
         assert gen.status_code == 200
         deadline = time.monotonic() + 60
-        while not (o := requests.get(f"{url}/v1/{op['name']}", headers={"x-goog-api-key": "k"}, timeout=10).json())["done"]:
+        while not (o := requests.get(f"{url}/v1/{op['name']}", headers={"x-goog-api-key": "k"},
+                                     timeout=10).json())["done"]:
             assert time.monotonic() < deadline
             time.sleep(0.2)
         assert "response" in o and o["response"]["state"] == "ACTIVE"

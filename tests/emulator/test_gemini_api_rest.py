@@ -93,9 +93,11 @@ def test_auth_missing_key_is_401_and_oauth_needs_user_project(emulator):
 
 @pytest.mark.parametrize("mutate, fragment", [
     (lambda b: b.update(baseModel="models/gemini-2.5-flash"), "does not support tuning"),
-    (lambda b: b["tuningTask"]["trainingData"]["examples"]["examples"].append({"textInput": "x" * 40_001, "output": "y"}),
+    (lambda b: b["tuningTask"]["trainingData"]["examples"]["examples"].append(
+        {"textInput": "x" * 40_001, "output": "y"}),
      "40000"),
-    (lambda b: b["tuningTask"]["trainingData"]["examples"]["examples"].append({"textInput": "x", "output": "y" * 5_001}),
+    (lambda b: b["tuningTask"]["trainingData"]["examples"]["examples"].append(
+        {"textInput": "x", "output": "y" * 5_001}),
      "5000"),
     (lambda b: b.update(displayName="d" * 41), "40 characters"),
 ])
@@ -111,7 +113,8 @@ def test_tuned_model_id_and_discontinued_mode(emulator):
     url = emulator.endpoints.url
     body = {"baseModel": "models/gemini-1.5-flash-001-tuning",
             "tuningTask": {"trainingData": {"examples": {"examples": _examples()}}}}
-    r = requests.post(f"{url}/v1beta/tunedModels", params={"tunedModelId": "Bad_Id"}, headers=KEY, json=body, timeout=10)
+    r = requests.post(f"{url}/v1beta/tunedModels", params={"tunedModelId": "Bad_Id"}, headers=KEY, json=body,
+                      timeout=10)
     assert r.status_code == 400
     emulator.emulator.config.update({"gemini_api_tuning_discontinued": True})
     r = requests.post(f"{url}/v1beta/tunedModels", headers=KEY, json=body, timeout=10)

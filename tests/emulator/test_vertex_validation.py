@@ -56,7 +56,8 @@ def test_integer_enums_and_int64_strings_accepted(emulator, small_train_uri):
 
 def test_missing_training_file_fails_job_asynchronously(emulator):
     url = f"{emulator.endpoints.url}/v1/projects/{PROJECT}/locations/{LOCATION}/tuningJobs"
-    job = requests.post(url, json=_body(trainingDatasetUri="gs://gemini-tuning-test/nope/missing.jsonl"), timeout=10).json()
+    job = requests.post(url, json=_body(trainingDatasetUri="gs://gemini-tuning-test/nope/missing.jsonl"),
+                        timeout=10).json()
     import time
 
     deadline = time.monotonic() + 20

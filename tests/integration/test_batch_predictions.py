@@ -7,7 +7,7 @@ import json
 from conftest import BUCKET, unique
 
 from gemini_tuning.core.promptset import Prompt
-from gemini_tuning.operators.evaluation import read_predictions
+from gemini_tuning.services.eval_batch import read_predictions
 
 
 def test_rows_map_by_prompt_id_and_gaps_are_errors(gcs_client):

@@ -8,12 +8,13 @@ import threading
 import pytest
 import requests
 from conftest import BUCKET, LOCATION, PROJECT, demo_rows, genai_vertex_client, unique, wait_until
-from gemini_tuning import champion as ch
+
 from gemini_tuning.backends.errors import NotFoundError, TuningApiError
 from gemini_tuning.backends.gcs import read_json, write_json
 from gemini_tuning.backends.gemini_api import GeminiApiTuningBackend
 from gemini_tuning.backends.retry import RetryPolicy
 from gemini_tuning.backends.vertex_registry import VertexRegistry, split_version
+from gemini_tuning.services import champion as ch
 
 FAST = RetryPolicy(attempts=4, initial_delay=0.05, max_delay=0.2, total_seconds=20)
 KEY = {"x-goog-api-key": "test-key"}

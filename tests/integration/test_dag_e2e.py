@@ -12,14 +12,6 @@ from conftest import BUCKET, DEMO, ROOT
 PREFIX_ROOT = f"gs://{BUCKET}/e2e"
 
 
-@pytest.fixture(scope="module")
-def airflow_db():
-    from airflow.utils.db import resetdb
-
-    resetdb()
-    yield
-
-
 @pytest.fixture
 def pipeline(airflow_db, emulator, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps(

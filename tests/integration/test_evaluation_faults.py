@@ -16,7 +16,7 @@ from gemini_tuning.backends.vertex import VertexTuningBackend
 from gemini_tuning.core.generation import GenerationSettings
 from gemini_tuning.core.metrics import summarize
 from gemini_tuning.core.promptset import parse_prompt_set
-from gemini_tuning.evaluation import EngineConfig, Target, result_rows, run_online
+from gemini_tuning.services.eval_engine import EngineConfig, Target, result_rows, run_online
 
 FAULTS = [{"kind": "status", "path": "generateContent", "status": 429, "retry_after": 0.2, "probability": 0.05},
           {"kind": "status", "path": "generateContent", "status": 503, "probability": 0.05},

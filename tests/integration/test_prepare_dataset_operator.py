@@ -12,8 +12,8 @@ from airflow.sdk import Asset, AssetAlias
 from airflow.sdk.execution_time.context import OutletEventAccessors
 
 from gemini_tuning.backends import gcs
-from gemini_tuning.core.errors import DataValidationError
-from gemini_tuning.operators.dataset import PrepareTuningDatasetOperator
+from gemini_tuning.core.issues import DataValidationError
+from gemini_tuning.operators.prepare import PrepareTuningDatasetOperator
 from tests.conftest import BUCKET
 
 ALIAS = "gemini-tuning-training-data"

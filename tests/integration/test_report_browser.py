@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gemini_tuning.report import render_report
+from gemini_tuning.services.reporting import render_report
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 WIDTH, HEIGHT = 1280, 2400
@@ -107,7 +107,7 @@ def test_screenshot_shows_report_and_plots(report_file, tmp_path):
     distinct = len(np.unique((q[..., 0] << 16) | (q[..., 1] << 8) | q[..., 2]))
     assert distinct > 500, f"only {distinct} distinct colours"
     # the PROMOTE banner
-    from gemini_tuning.report import CHALLENGER_COLOR, CHAMPION_COLOR, PROMOTE_COLOR
+    from gemini_tuning.services.reporting import CHALLENGER_COLOR, CHAMPION_COLOR, PROMOTE_COLOR
 
     assert _near(rgb, PROMOTE_COLOR) > 50_000
     # Bars and the loss line. The CSS paints these colours only on two 4 px card borders and two 10 px

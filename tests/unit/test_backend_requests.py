@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 
 from gemini_tuning.backends import gemini_api as g
-from gemini_tuning.backends.errors import (AlreadyExistsError, InsufficientScopesError, NotFoundError, TuningApiError,
-                                           TuningDiscontinuedError, is_transient)
+from gemini_tuning.backends.errors import (
+    AlreadyExistsError,
+    InsufficientScopesError,
+    NotFoundError,
+    TuningApiError,
+    TuningDiscontinuedError,
+    is_transient,
+)
 from gemini_tuning.backends.vertex import VertexTuningBackend, job_status, parse_metrics
 from gemini_tuning.core.tuning import TuningSpec
 
@@ -48,7 +54,8 @@ def test_parse_operation_states():
     (404, '{"error": {"message": "nope"}}', False, NotFoundError),
     (409, '{"error": {"message": "exists"}}', True, AlreadyExistsError),
     (403, '{"error": {"message": "Request had insufficient authentication scopes."}}', False, InsufficientScopesError),
-    (400, '{"error": {"message": "Model tuning is no longer supported. Use Vertex AI."}}', True, TuningDiscontinuedError),
+    (400, '{"error": {"message": "Model tuning is no longer supported. Use Vertex AI."}}', True,
+     TuningDiscontinuedError),
     (400, '{"error": {"message": "Model tuning is no longer supported."}}', False, TuningApiError),
     (503, "not json", False, TuningApiError),
 ])
@@ -75,8 +82,10 @@ def test_vertex_create_args():
     args = VertexTuningBackend._create_args(spec, {"gemini-tuning-key": "k1"})
     cfg = args["config"]
     assert args["base_model"] == "gemini-2.5-flash" and args["training_dataset"].gcs_uri == "gs://b/t.jsonl"
-    assert cfg.epoch_count == 2 and cfg.learning_rate_multiplier == 0.5 and cfg.adapter_size.value == "ADAPTER_SIZE_EIGHT"
-    assert cfg.validation_dataset.gcs_uri == "gs://b/v.jsonl" and cfg.labels == {"team": "ml", "gemini-tuning-key": "k1"}
+    assert (cfg.epoch_count == 2 and cfg.learning_rate_multiplier == 0.5
+            and cfg.adapter_size.value == "ADAPTER_SIZE_EIGHT")
+    assert (cfg.validation_dataset.gcs_uri == "gs://b/v.jsonl"
+            and cfg.labels == {"team": "ml", "gemini-tuning-key": "k1"})
     assert VertexTuningBackend._list_config({"b": "2", "a": "1"})["filter"] == 'labels.a="1" AND labels.b="2"'
 
 
@@ -107,3 +116,22 @@ def test_transient_classification():
     assert not is_transient(TuningApiError(400, "x")) and not is_transient(ValueError("x"))
     assert is_transient(ConnectionResetError()) and is_transient(httpx.RemoteProtocolError("x"))
     assert is_transient(aiohttp.ServerDisconnectedError())
+
+
+@pytest.mark.asyncio
+async def test_async_retry_awaits_what_a_lambda_returns_and_retries_it():
+    """tenacity calls a plain callable without awaiting its result: a lambda returning a coroutine must still run
+    (every acancel passes one), and a transient failure must be retried."""
+    from gemini_tuning.backends import retry
+
+    calls = []
+
+    async def cancel(name):
+        calls.append(name)
+        if len(calls) == 1:
+            raise TuningApiError(503, "unavailable", retry_after=0.0)
+        return "cancelled"
+
+    policy = retry.RetryPolicy(attempts=3, initial_delay=0.0, max_delay=0.0)
+    assert await retry.acall(policy, lambda: cancel("job")) == "cancelled"
+    assert calls == ["job", "job"]

@@ -5,6 +5,7 @@ import json
 import random
 
 import pytest
+
 from gemini_tuning.core import dataset as D
 from gemini_tuning.core.dataset import (
     RULES,
@@ -14,7 +15,7 @@ from gemini_tuning.core.dataset import (
     normalize_prompt,
     prepare_dataset,
 )
-from gemini_tuning.core.errors import DataValidationError, Issue
+from gemini_tuning.core.issues import DataValidationError, Issue
 
 # ----------------------------------------------------------------------------------------------- helpers
 

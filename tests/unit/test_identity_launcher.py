@@ -7,12 +7,13 @@ import dataclasses
 import pytest
 
 from gemini_tuning.backends import gcs
+from gemini_tuning.backends.contract import JobIdentity
 from gemini_tuning.backends.errors import AlreadyExistsError, NotFoundError, TuningApiError
-from gemini_tuning.core.identity import FINGERPRINT_LABEL, KEY_LABEL, decide, fingerprint, identity_key
+from gemini_tuning.core.identity import FINGERPRINT_LABEL, KEY_LABEL, fingerprint, identity_key
+from gemini_tuning.core.identity import decide_launch as decide
 from gemini_tuning.core.states import JobStatus
 from gemini_tuning.core.tuning import TuningSpec
-from gemini_tuning.intents import Intent
-from gemini_tuning.jobs import FingerprintChanged, JobLauncher
+from gemini_tuning.services.idempotence import FingerprintChanged, Intent, JobLauncher
 
 
 def st(name="j1", state="JOB_STATE_RUNNING", **kw):
@@ -76,10 +77,12 @@ class FakeVertex:
         self.cancelled: list[str] = []
         self.fail_create_after_submit = False
 
-    def create(self, spec, labels):
+    def create(self, spec, identity):
+        labels = identity.labels() if hasattr(identity, "labels") else identity
         self.creates += 1
         name = f"jobs/{self.creates}"
-        self.jobs[name] = st(name, "JOB_STATE_PENDING", labels=dict(labels), create_time=f"2026-01-01T00:00:0{self.creates}")
+        self.jobs[name] = st(name, "JOB_STATE_PENDING", labels=dict(labels),
+                             create_time=f"2026-01-01T00:00:0{self.creates}")
         if self.fail_create_after_submit:
             self.fail_create_after_submit = False
             raise ConnectionResetError("reset after the server accepted the create")
@@ -90,8 +93,15 @@ class FakeVertex:
             raise NotFoundError(404, name)
         return self.jobs[name]
 
-    def find(self, labels):
-        return [j for j in self.jobs.values() if all(j.labels.get(k) == v for k, v in labels.items())]
+    def find(self, identity):
+        labels = identity.lookup_labels()
+        jobs = [j for j in self.jobs.values() if all(j.labels.get(k) == v for k, v in labels.items())]
+        live = [j for j in jobs if not j.terminal]
+        return max(live or jobs, key=lambda j: j.create_time or "") if jobs else None
+
+    @staticmethod
+    def fingerprint_of(status):
+        return status.labels.get(FINGERPRINT_LABEL)
 
     def cancel(self, name):
         self.cancelled.append(name)
@@ -199,7 +209,7 @@ def test_store_read_error_is_not_taken_for_no_record():
 
 
 def test_concurrent_writer_conflict_rereads_and_reattaches():
-    b, s = FakeVertex(), FakeStore()
+    b = FakeVertex()
 
     class Racing(FakeStore):
         """Another try creates and records its job between our read and our first write."""
@@ -219,9 +229,9 @@ def test_concurrent_writer_conflict_rereads_and_reattaches():
 class FakeGemini(FakeVertex):
     kind = "gemini_api"
 
-    def create(self, spec, examples, *, model_id, marker):
+    def create(self, spec, identity):
         self.creates += 1
-        name = f"tunedModels/{model_id}"
+        name = f"tunedModels/gt-{identity.key}-{identity.attempt}"
         if name in self.jobs:
             raise AlreadyExistsError(409, "exists")
         self.jobs[name] = JobStatus(backend="gemini_api", name=name, state="JOB_STATE_RUNNING",
@@ -231,10 +241,16 @@ class FakeGemini(FakeVertex):
     def get(self, name):
         return super().get(name.split("/operations/")[0])
 
+    def find(self, identity):
+        try:
+            return self.get(f"tunedModels/gt-{identity.key}-{identity.attempt}")
+        except NotFoundError:
+            return None
+
 
 def test_gemini_api_deterministic_id_turns_a_repeat_create_into_reattach():
     b, s = FakeGemini(), FakeStore()
     s.save(Intent("kabc", "f1", 1, "gemini_api", created_at=0.0), 0)
-    b.create(SPEC, [], model_id="gt-kabc-1", marker="")       # went through before the crash
-    out = launcher(b, s).launch(SPEC, examples_loader=lambda: [])
+    b.create(SPEC, JobIdentity("kabc", "f1", 1))       # went through before the crash
+    out = launcher(b, s).launch(SPEC)
     assert out.status.name == "tunedModels/gt-kabc-1" and s.obj["job_name"].endswith("/operations/op")

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from gemini_tuning.core.errors import DataValidationError
+from gemini_tuning.core.issues import DataValidationError
 from gemini_tuning.core.promptset import Prompt, generated_id, parse_prompt_set
 
 
@@ -28,7 +28,8 @@ def rules_lines(err):
 
 def test_parses_all_fields_in_order():
     out = parse(jl(
-        {"prompt": "Capital of France?", "reference": "Paris", "metric": "contains", "tags": ["geo", "easy"], "id": "q1"},
+        {"prompt": "Capital of France?", "reference": "Paris", "metric": "contains", "tags": ["geo", "easy"],
+         "id": "q1"},
         {"prompt": "2+2?", "reference": "4"},
     ))
     assert out[0] == Prompt(id="q1", prompt="Capital of France?", reference="Paris", metric="contains",
@@ -54,12 +55,14 @@ def test_blank_lines_bom_and_crlf_accepted():
 
 def test_generated_ids_stable_across_reruns_and_insertions():
     a = parse(jl({"prompt": "x", "reference": "1"}, {"prompt": "y", "reference": "2"}))
-    b = parse(jl({"prompt": "new", "reference": "0"}, {"prompt": "y", "reference": "2"}, {"prompt": "x", "reference": "1"}))
+    b = parse(jl({"prompt": "new", "reference": "0"}, {"prompt": "y", "reference": "2"},
+                 {"prompt": "x", "reference": "1"}))
     assert {p.prompt: p.id for p in a} == {p.prompt: p.id for p in b if p.prompt != "new"}
 
 
 def test_generated_ids_unique_for_repeated_content():
-    out = parse(jl({"prompt": "x", "reference": "1"}, {"prompt": "x", "reference": "1"}, {"prompt": "x", "reference": "1"}))
+    out = parse(jl({"prompt": "x", "reference": "1"}, {"prompt": "x", "reference": "1"},
+                   {"prompt": "x", "reference": "1"}))
     base = generated_id("x", "1")
     assert [p.id for p in out] == [base, base + "-2", base + "-3"]
 

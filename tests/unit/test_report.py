@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from gemini_tuning import report
 from gemini_tuning.core.gate import GateConfig, decide
 from gemini_tuning.core.metrics import Answer, score_all, summarize
 from gemini_tuning.core.promptset import Prompt
-from gemini_tuning.report import MAX_EXAMPLE_ROWS, render_report, report_filename
+from gemini_tuning.services import reporting as report
+from gemini_tuning.services.reporting import MAX_EXAMPLE_ROWS, render_report
 
 DEMO = Path(__file__).resolve().parents[2] / "include" / "demo"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -104,7 +104,8 @@ def full_html(full):
 # ------------------------------------------------------------------------------------------ checks
 
 class _Checker(HTMLParser):
-    VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"})
+    VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track",
+                      "wbr"})
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
@@ -162,10 +163,6 @@ def png_size(raw: bytes) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------------------------------ tests
-
-def test_filename():
-    assert report_filename() == "index.html"
-
 
 def test_full_report_structure(full, full_html):
     page = full_html

@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
-from gemini_tuning import triggers
 from gemini_tuning.backends.errors import TuningApiError
 from gemini_tuning.core.states import JobStatus, LossPoint
 from gemini_tuning.triggers import TuningJobTrigger
+from gemini_tuning.triggers import base_job as triggers
 
 
 class Script:
@@ -57,7 +57,7 @@ def clock(monkeypatch):
 
 
 def use(monkeypatch, backend):
-    monkeypatch.setattr(triggers, "build_backend", lambda *a, **k: (backend, None))
+    monkeypatch.setattr(triggers, "build_backend", lambda *a, **k: backend)
 
 
 def trig(**kw):
@@ -72,8 +72,8 @@ async def first_event(t):
 
 
 def test_serialize_round_trips_through_airflow_serde():
-    from airflow.sdk.serde import deserialize, serialize
     from airflow.sdk.module_loading import import_string
+    from airflow.sdk.serde import deserialize, serialize
 
     t = trig(deadline=123.0, poll={"initial_seconds": 1.0}, impersonation_chain=["sa@p.iam.gserviceaccount.com"])
     path, kwargs = t.serialize()
@@ -231,7 +231,7 @@ async def test_triggers_starting_together_share_one_backend_build(monkeypatch, c
     def build(*a, **k):
         builds.append(1)
         _time.sleep(0.1)              # a slow build (connection lookup, SDK import) in the worker thread
-        return b, None
+        return b
 
     monkeypatch.setattr(triggers, "build_backend", build)
     events = await asyncio.gather(*(first_event(trig()) for _ in range(20)))

@@ -1,1 +1,2 @@
-"""One module per remote service; the only code that speaks HTTP or calls an SDK."""
+"""One module per remote service, behind small contracts (``contract``); the only code that speaks HTTP or calls an
+SDK."""

@@ -14,7 +14,10 @@ class TuningApiError(Exception):
 
     def __init__(self, code: int, message: str, *, status: str | None = None, retry_after: float | None = None):
         super().__init__(f"{code} {status or ''}: {message}".replace("  ", " "))
-        self.code, self.message, self.status, self.retry_after = code, message, status, retry_after
+        self.code = code
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
 
     @property
     def transient(self) -> bool:

@@ -98,7 +98,9 @@ class GenerationMismatch(Exception):
     """A compare-and-swap write found another generation than the expected one (HTTP 412)."""
 
     def __init__(self, uri: str, expected: int, actual: int | None = None):
-        self.uri, self.expected, self.actual = uri, expected, actual
+        self.uri = uri
+        self.expected = expected
+        self.actual = actual
         now = "absent" if actual == 0 else ("unknown" if actual is None else f"generation {actual}")
         want = "absent" if expected == 0 else f"generation {expected}"
         super().__init__(f"{uri} changed concurrently: expected {want}, found {now}")
@@ -151,7 +153,7 @@ def open_source(path_or_uri: str, client: Client | None = None, *, chunk_size: i
     detects that by its magic bytes). A missing object raises ``FileNotFoundError`` either way.
     """
     if not path_or_uri.startswith("gs://"):
-        return open(path_or_uri, "rb")  # noqa: SIM115 - the caller closes it
+        return open(path_or_uri, "rb")
     if client is None:
         raise ValueError(f"reading {path_or_uri} needs a storage client")
     bucket, name = parse_gs_uri(path_or_uri, object_required=True)
@@ -167,8 +169,11 @@ class ProgressLog:
 
     def __init__(self, label: str, *, total: int | None = None, logger: logging.Logger | None = None,
                  every_bytes: int = 128 * 1024 * 1024, every_s: float = 15.0):
-        self.label, self.total, self.log = label, total, logger or log
-        self.every_bytes, self.every_s = every_bytes, every_s
+        self.label = label
+        self.total = total
+        self.log = logger or log
+        self.every_bytes = every_bytes
+        self.every_s = every_s
         self.start = self._last_t = time.monotonic()
         self._last_b = 0
         self._lock = threading.Lock()
@@ -178,7 +183,8 @@ class ProgressLog:
             now = time.monotonic()
             if not final and done - self._last_b < self.every_bytes and now - self._last_t < self.every_s:
                 return
-            self._last_t, self._last_b = now, done
+            self._last_t = now
+            self._last_b = done
         rate = done / 1e6 / max(now - self.start, 1e-9)
         of = f" of {self.total / 1e6:,.1f} MB" if self.total else ""
         self.log.info("%s: %s MB%s (%.1f MB/s)", self.label, f"{done / 1e6:,.1f}", of, rate)
@@ -188,7 +194,9 @@ class CountingReader:
     """Read-through wrapper that reports the cumulative bytes read (progress of a local read or upload)."""
 
     def __init__(self, raw: IO[bytes], progress: Callable[[int], None] | None, base: int = 0):
-        self._raw, self._progress, self.count = raw, progress, base
+        self._raw = raw
+        self._progress = progress
+        self.count = base
 
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
@@ -206,7 +214,9 @@ class _FileSlice:
 
     def __init__(self, path: str, start: int, length: int):
         self._fh = open(path, "rb")  # noqa: SIM115
-        self._start, self._length, self._pos = start, length, 0
+        self._start = start
+        self._length = length
+        self._pos = 0
         self._fh.seek(start)
 
     def read(self, size: int = -1) -> bytes:
@@ -455,13 +465,14 @@ class StagedUpload:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         leftovers = [b for b in self._parts if b is not None] + self._extra
-        self._parts, self._extra = [], []
+        self._parts = []
+        self._extra = []
         for blob in leftovers:
             try:
                 blob.delete(if_generation_match=blob.generation)
             except NotFound:
                 pass
-            except Exception:  # noqa: BLE001 - keep going; the lifecycle rule on _staging/ is the backstop
+            except Exception:
                 log.warning("could not delete staged part %s", gs_uri(self._bucket_name, blob.name), exc_info=True)
         if not self._spool.closed:
             self._spool.close()

@@ -11,22 +11,37 @@ import asyncio
 import json
 import logging
 import re
-import weakref
 from dataclasses import dataclass, field
 
 from ..core.generation import GenerationSettings, response_text
 from ..core.states import CANCELLED, FAILED, RUNNING, SUCCEEDED, JobStatus, LossPoint
 from ..core.tuning import TuningSpec
-from . import retry
-from .errors import (AlreadyExistsError, InsufficientScopesError, NotFoundError, TuningApiError,
-                     TuningDiscontinuedError, parse_retry_after)
+from . import gcs, retry
+from .contract import JobIdentity
+from .errors import (
+    AlreadyExistsError,
+    InsufficientScopesError,
+    NotFoundError,
+    TuningApiError,
+    TuningDiscontinuedError,
+    parse_retry_after,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 TUNING_SCOPE = "https://www.googleapis.com/auth/generative-language.tuning"
-_DISCONTINUED = re.compile(r"no longer (supported|available|offered)|not supported|discontinued|deprecated|vertex",
-                           re.IGNORECASE)
+# Google's refusal since 2025 says that *tuning* is *no longer* offered. Both halves must be there: a plain "not
+# supported" (an unsupported base model, a bad hyperparameter) or a mention of Vertex is an ordinary 400.
+_TUNING = r"\btun(?:e|ed|ing)\b"
+_GONE = r"(?:no longer (?:be )?(?:supported|available|offered)|discontinued|(?:been|is being) (?:deprecated|removed|" \
+        r"turned down|shut down))"
+_DISCONTINUED = re.compile(rf"{_TUNING}[^.]*?{_GONE}|{_GONE}[^.]*?{_TUNING}", re.IGNORECASE)
+
+
+def is_tuning_discontinued(message: str) -> bool:
+    """Whether an error message is Google's "tuning on the Gemini API is discontinued" refusal."""
+    return bool(_DISCONTINUED.search(message or ""))
 
 
 @dataclass(frozen=True)
@@ -73,10 +88,6 @@ def list_operations_request(model: str) -> Request:
     return Request("GET", f"/v1beta/{model}/operations")
 
 
-def get_model_request(model: str) -> Request:
-    return Request("GET", f"/v1beta/{model}")
-
-
 def cancel_request(operation: str) -> Request:
     return Request("POST", f"/v1/{operation}:cancel", json={})
 
@@ -109,7 +120,8 @@ def parse_operation(op: dict) -> JobStatus:
                      progress_percent=meta.get("completedPercent"), loss_history=snaps,
                      tuned_model=response.get("name") or (model if state == SUCCEEDED else None),
                      error_code=err.get("code"), error_message=err.get("message"),
-                     create_time=response.get("createTime"), end_time=(response.get("tuningTask") or {}).get("completeTime"))
+                     create_time=response.get("createTime"),
+                     end_time=(response.get("tuningTask") or {}).get("completeTime"))
 
 
 def raise_for(status: int, text: str, headers, req: Request) -> None:
@@ -125,7 +137,7 @@ def raise_for(status: int, text: str, headers, req: Request) -> None:
     if status == 403 and "scope" in message.lower():
         raise InsufficientScopesError(status, f"{message} Tuning on the Gemini API needs OAuth credentials with the "
                                               f"scope {TUNING_SCOPE} (or use an API key).", status=canonical)
-    if req.creating and status in (400, 403, 404) and _DISCONTINUED.search(message):
+    if req.creating and status in (400, 403, 404) and is_tuning_discontinued(message):
         raise TuningDiscontinuedError(status, f"Google refused Gemini API tuning: {message} Google stopped "
                                               "offering tuning on the Gemini API in 2025; use backend='vertex' "
                                               "(Vertex AI supervised tuning) instead.", status=canonical)
@@ -133,22 +145,42 @@ def raise_for(status: int, text: str, headers, req: Request) -> None:
     raise cls(status, message, status=canonical, retry_after=ra)
 
 
-_async_sessions: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]" = weakref.WeakKeyDictionary()
-
-
 class GeminiApiTuningBackend:
+    """Gemini API ``tunedModels`` (a :class:`~gemini_tuning.backends.contract.TuningBackend`).
+
+    Identity: tuned models carry no labels, so the tuned-model id is derived from the identity
+    (:func:`tuned_model_id`), a repeated create answers 409, and :meth:`find` looks the id up; the identity is
+    also written into the description (:meth:`JobIdentity.marker`). Progress and loss come with every status (the
+    operation's ``completedPercent`` and ``snapshots``). Training examples are sent inline, read from the prepared
+    JSONL in GCS (4 MB at most, the request limit).
+
+    :param base_url: another host (the emulator); None = ``generativelanguage.googleapis.com``.
+    :param api_key: an API key, sent as ``x-goog-api-key`` (never in a URL). Or:
+    :param credentials: OAuth credentials with the ``generative-language.tuning`` scope.
+    :param quota_project: the project billed for OAuth calls (``x-goog-user-project``).
+    :param retry_policy: retries of idempotent calls (get, cancel, delete).
+    :param timeout: seconds per HTTP request.
+    :param storage: a zero-argument callable returning a ``google.cloud.storage.Client`` (training examples).
+    """
+
     kind = "gemini_api"
+    MAX_INLINE_BYTES = 4 * 1024 * 1024
+    MAX_ATTEMPTS_PROBED = 50
 
     def __init__(self, *, base_url: str | None = None, api_key: str | None = None, credentials=None,
                  quota_project: str | None = None, retry_policy: retry.RetryPolicy | None = None,
-                 timeout: float = 60.0):
+                 timeout: float = 60.0, storage=None):
         if not api_key and credentials is None:
             raise ValueError("the Gemini API needs an API key or OAuth credentials")
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
-        self.api_key, self.credentials, self.quota_project = api_key, credentials, quota_project
+        self.api_key = api_key
+        self.credentials = credentials
+        self.quota_project = quota_project
         self.retry_policy = retry_policy or retry.RetryPolicy()
         self.timeout = timeout
+        self.storage = storage
         self._session = None
+        self._asession = None          # aiohttp session of the event loop that made it (closed by aclose)
 
     def __repr__(self) -> str:  # never show the key
         return f"GeminiApiTuningBackend(base_url={self.base_url!r}, auth={'api_key' if self.api_key else 'oauth'})"
@@ -179,11 +211,9 @@ class GeminiApiTuningBackend:
     async def _asend(self, req: Request) -> dict:
         import aiohttp
 
-        loop = asyncio.get_running_loop()
-        session = _async_sessions.get(loop)
-        if session is None or session.closed:
-            session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
-            _async_sessions[loop] = session
+        session = self._asession
+        if session is None or session.closed or session.loop is not asyncio.get_running_loop():
+            session = self._asession = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
         headers = self._headers() if (self.api_key or self.credentials.valid) else \
             await asyncio.to_thread(self._headers)
         async with session.request(req.method, self.base_url + req.path, params=req.params or None,
@@ -227,9 +257,35 @@ class GeminiApiTuningBackend:
             return stop.value
 
     # ------------------------------------------------------------------ sync (operators)
-    def create(self, spec: TuningSpec, examples: list[dict], *, model_id: str, marker: str) -> JobStatus:
-        """Not retried: a deterministic ``model_id`` makes a repeated create answer 409 (AlreadyExistsError)."""
-        return parse_operation(self._send(create_request(spec, examples, model_id, marker)))
+    def _examples(self, uri: str) -> list[dict]:
+        if self.storage is None:
+            raise ValueError("the Gemini API backend needs a storage client to read the training examples")
+        return gcs.read_jsonl(self.storage(), uri, max_bytes=self.MAX_INLINE_BYTES)
+
+    def create(self, spec: TuningSpec, identity: JobIdentity) -> JobStatus:
+        """Not retried: the deterministic model id makes a repeated create answer 409 (AlreadyExistsError)."""
+        model_id = tuned_model_id(identity.key, identity.attempt)
+        return parse_operation(self._send(create_request(spec, self._examples(spec.training_uri), model_id,
+                                                         identity.marker())))
+
+    def find(self, identity: JobIdentity) -> JobStatus | None:
+        """The tuned model of ``identity.attempt``; with no attempt, the last one of the attempts 1, 2, … that
+        exist (probed in order up to the first that does not)."""
+        found = None
+        for n in [identity.attempt] if identity.attempt is not None else range(1, self.MAX_ATTEMPTS_PROBED + 1):
+            try:
+                found = self.get(f"tunedModels/{tuned_model_id(identity.key, n)}")
+            except NotFoundError:
+                break
+        return found
+
+    @staticmethod
+    def fingerprint_of(status: JobStatus) -> str | None:
+        return None              # no labels on the Gemini API: only the intent record knows
+
+    @staticmethod
+    def with_loss(status: JobStatus) -> JobStatus:
+        return status            # the operation's snapshots are the loss curve, already in the status
 
     def get(self, name: str) -> JobStatus:
         return retry.call(self.retry_policy, lambda: self._run(self._status_plan(name)))
@@ -252,13 +308,16 @@ class GeminiApiTuningBackend:
     async def acancel(self, name: str) -> None:
         await retry.acall(self.retry_policy, lambda: self._arun(self._cancel_plan(name)))
 
+    async def awith_loss(self, status: JobStatus) -> JobStatus:
+        return status
+
     async def agenerate(self, model: str, prompt: str, settings: GenerationSettings) -> str:
         """One generateContent call, not retried here (the evaluation engine owns retries and rate limits)."""
         return response_text(await self._asend(generate_request(model, prompt, settings)))
 
     async def aclose(self) -> None:
-        """Closes this event loop's shared aiohttp session (call before the loop ends)."""
-        session = _async_sessions.pop(asyncio.get_running_loop(), None)
+        """Closes the aiohttp session (call before its event loop ends)."""
+        session, self._asession = self._asession, None
         if session is not None and not session.closed:
             await session.close()
 

@@ -53,4 +53,10 @@ def call(policy: RetryPolicy, fn, *args, **kwargs):
 
 
 async def acall(policy: RetryPolicy, fn, *args, **kwargs):
-    return await AsyncRetrying(**_kwargs(policy))(fn, *args, **kwargs)
+    """``await fn(*args, **kwargs)`` with retries. ``fn`` may be any callable returning an awaitable (a lambda
+    too): tenacity would call a plain callable without awaiting what it returns, so it gets a coroutine function."""
+
+    async def once():
+        return await fn(*args, **kwargs)
+
+    return await AsyncRetrying(**_kwargs(policy))(once)

@@ -1,19 +1,24 @@
 """Vertex AI tuning jobs through google-genai (``Client(vertexai=True)``; ``client.aio`` on the async side).
 
 Request definitions (``_create_args``, ``_list_config``) and the response parse (``job_status``) are written once
-and used by both the sync methods (operators) and the async ones (triggers).
+and used by both the sync methods (operators) and the async ones (triggers); :func:`sdk_call` / :func:`asdk_call`
+are the one place SDK errors become ours.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import logging
 from functools import cached_property
 
 from ..core.generation import GenerationSettings
+from ..core.identity import FINGERPRINT_LABEL
 from ..core.states import JobStatus, LossPoint, normalize_state
 from ..core.tuning import ADAPTER_SIZES, TuningSpec
-from . import retry
+from . import gcs, retry
+from .contract import JobIdentity
 from .errors import NotFoundError, TuningApiError, retry_after_of
 
 log = logging.getLogger(__name__)
@@ -57,22 +62,6 @@ def job_status(job) -> JobStatus:
     )
 
 
-def batch_status(job) -> JobStatus:
-    """google.genai.types.BatchJob (Vertex batch prediction) -> JobStatus."""
-    err = job.error
-    out = job.output_info.gcs_output_directory if job.output_info else None
-    return JobStatus(backend="vertex", name=job.name,
-                     state=normalize_state(job.state) if job.state is not None else "JOB_STATE_UNSPECIFIED",
-                     error_code=getattr(err, "code", None) if err else None,
-                     error_message=getattr(err, "message", None) if err else None,
-                     create_time=job.create_time.isoformat() if job.create_time else None,
-                     end_time=job.end_time.isoformat() if job.end_time else None, output_uri=out)
-
-
-def _is_batch(name: str) -> bool:
-    return "/batchPredictionJobs/" in name
-
-
 def normalize_sub_state(value) -> str | None:
     if value is None:
         return None
@@ -97,26 +86,82 @@ def parse_metrics(text: str) -> tuple[LossPoint, ...]:
         loss = next((row[k] for k in ("train_total_loss", "/train_total_loss", "loss") if k in row), None)
         step = row.get("step")
         if isinstance(loss, (int, float)) and step is not None:
-            points.append(LossPoint(int(step), int(row["epoch"]) if row.get("epoch") is not None else None, float(loss)))
+            epoch = int(row["epoch"]) if row.get("epoch") is not None else None
+            points.append(LossPoint(int(step), epoch, float(loss)))
     return tuple(sorted(points, key=lambda p: p.step))
 
 
-class VertexTuningBackend:
+def genai_client(project: str, location: str, credentials, base_url: str | None):
+    """A google-genai Vertex client; ``base_url`` points it at another host (the emulator)."""
+    from google import genai
+    from google.genai import types
+
+    http = types.HttpOptions(base_url=base_url) if base_url else None
+    return genai.Client(vertexai=True, project=project, location=location, credentials=credentials,
+                        http_options=http)
+
+
+def sdk_call(fn):
+    """Runs one SDK call, turning google-genai's APIError into ours (the one wrapper for sync calls)."""
+    try:
+        return fn()
+    except Exception as exc:
+        raise _api_error(exc) from exc
+
+
+async def asdk_call(coro_fn):
+    """The async twin of :func:`sdk_call`."""
+    try:
+        return await coro_fn()
+    except Exception as exc:
+        raise _api_error(exc) from exc
+
+
+class GenaiBackend:
+    """What both Vertex backends share: the connection settings and one google-genai client, closed per loop.
+
+    :param project: the Google Cloud project.
+    :param location: the Vertex AI region.
+    :param credentials: google-auth credentials (google-genai refuses anonymous ones).
+    :param base_url: another host for every call (the emulator); None = Google.
+    :param retry_policy: retries of idempotent calls (get, list, cancel).
+    """
+
     kind = "vertex"
 
     def __init__(self, *, project: str, location: str, credentials, base_url: str | None = None,
                  retry_policy: retry.RetryPolicy | None = None):
-        self.project, self.location, self.credentials, self.base_url = project, location, credentials, base_url
+        self.project = project
+        self.location = location
+        self.credentials = credentials
+        self.base_url = base_url
         self.retry_policy = retry_policy or retry.RetryPolicy()
 
     @cached_property
     def client(self):
-        from google import genai
-        from google.genai import types
+        return genai_client(self.project, self.location, self.credentials, self.base_url)
 
-        http = types.HttpOptions(base_url=self.base_url) if self.base_url else None
-        return genai.Client(vertexai=True, project=self.project, location=self.location,
-                            credentials=self.credentials, http_options=http)
+    async def aclose(self) -> None:
+        """Closes the async HTTP sessions of this event loop (call before the loop ends)."""
+        if "client" in self.__dict__:
+            await self.client.aio.aclose()
+            del self.__dict__["client"]
+
+
+class VertexTuningBackend(GenaiBackend):
+    """Vertex AI ``tuningJobs`` (a :class:`~gemini_tuning.backends.contract.TuningBackend`).
+
+    Identity travels in labels: create puts ``JobIdentity.labels()`` on the job, find lists by a label filter.
+    The loss curve is not on the job: it is read from the job's ``gcsMetricsUri`` through ``storage``.
+
+    Takes :class:`GenaiBackend`'s arguments, and:
+
+    :param storage: a zero-argument callable returning a ``google.cloud.storage.Client`` (for the loss curve).
+    """
+
+    def __init__(self, *, storage=None, **connection):
+        super().__init__(**connection)
+        self.storage = storage
 
     # ------------------------------------------------------------------ request definitions
     @staticmethod
@@ -145,87 +190,59 @@ class VertexTuningBackend:
         return {"filter": flt, "page_size": page_size}
 
     # ------------------------------------------------------------------ sync (operators)
-    def create(self, spec: TuningSpec, labels: dict) -> JobStatus:
-        """One create call, never retried here: the caller recovers an ambiguous failure by listing labels."""
+    def create(self, spec: TuningSpec, identity: JobIdentity) -> JobStatus:
+        """One create call, never retried here: the launcher recovers an ambiguous failure with :meth:`find`."""
         import warnings
 
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "tuning is experimental"
-                return job_status(self.client.tunings.tune(**self._create_args(spec, labels)))
-        except Exception as exc:  # noqa: BLE001
-            raise _api_error(exc) from exc
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "tuning is experimental"
+            return job_status(sdk_call(lambda: self.client.tunings.tune(**self._create_args(spec,
+                                                                                           identity.labels()))))
+
+    def find(self, identity: JobIdentity) -> JobStatus | None:
+        jobs = retry.call(self.retry_policy, lambda: sdk_call(lambda: [
+            job_status(j) for j in self.client.tunings.list(config=self._list_config(identity.lookup_labels()))]))
+        if not jobs:
+            return None
+        live = [j for j in jobs if not j.terminal]
+        return max(live or jobs, key=lambda j: j.create_time or "")
+
+    @staticmethod
+    def fingerprint_of(status: JobStatus) -> str | None:
+        return status.labels.get(FINGERPRINT_LABEL)
 
     def get(self, name: str) -> JobStatus:
-        def once():
-            try:
-                if _is_batch(name):
-                    return batch_status(self.client.batches.get(name=name))
-                return job_status(self.client.tunings.get(name=name))
-            except Exception as exc:  # noqa: BLE001
-                raise _api_error(exc) from exc
-
-        return retry.call(self.retry_policy, once)
-
-    def find(self, labels: dict) -> list[JobStatus]:
-        def once():
-            try:
-                return [job_status(j) for j in self.client.tunings.list(config=self._list_config(labels))]
-            except Exception as exc:  # noqa: BLE001
-                raise _api_error(exc) from exc
-
-        return retry.call(self.retry_policy, once)
+        return retry.call(self.retry_policy, lambda: sdk_call(lambda: job_status(self.client.tunings.get(name=name))))
 
     def cancel(self, name: str) -> None:
-        def once():
-            try:
-                (self.client.batches if _is_batch(name) else self.client.tunings).cancel(name=name)
-            except Exception as exc:  # noqa: BLE001
-                raise _api_error(exc) from exc
+        retry.call(self.retry_policy, lambda: sdk_call(lambda: self.client.tunings.cancel(name=name)))
 
-        retry.call(self.retry_policy, once)
+    def with_loss(self, status: JobStatus) -> JobStatus:
+        """Reads the loss curve from the job's ``gcsMetricsUri`` (best effort, see :func:`parse_metrics`)."""
+        if not status.metrics_uri or self.storage is None:
+            return status
+        try:
+            client = self.storage()
+            bucket, prefix = gcs.parse_gs_uri(status.metrics_uri)
+            texts = [b.download_as_text() for b in client.list_blobs(bucket, prefix=prefix)
+                     if b.name.endswith((".jsonl", ".json"))]
+            points = parse_metrics("\n".join(texts))
+        except Exception as exc:  # noqa: BLE001 - loss is reporting, never control
+            log.warning("could not read training metrics from %s: %s", status.metrics_uri, exc)
+            return status
+        return dataclasses.replace(status, loss_history=points) if points else status
 
     # ------------------------------------------------------------------ async (triggers)
     async def aget(self, name: str) -> JobStatus:
-        try:
-            if _is_batch(name):
-                return batch_status(await self.client.aio.batches.get(name=name))
-            return job_status(await self.client.aio.tunings.get(name=name))
-        except Exception as exc:  # noqa: BLE001
-            raise _api_error(exc) from exc
+        return job_status(await asdk_call(lambda: self.client.aio.tunings.get(name=name)))
 
     async def acancel(self, name: str) -> None:
-        async def once():
-            try:
-                await (self.client.aio.batches if _is_batch(name) else self.client.aio.tunings).cancel(name=name)
-            except Exception as exc:  # noqa: BLE001
-                raise _api_error(exc) from exc
+        await retry.acall(self.retry_policy, lambda: asdk_call(lambda: self.client.aio.tunings.cancel(name=name)))
 
-        await retry.acall(self.retry_policy, once)
+    async def awith_loss(self, status: JobStatus) -> JobStatus:
+        return await asyncio.to_thread(self.with_loss, status)
 
-    # ------------------------------------------------------------------ batch prediction (evaluation, batch mode)
-    def create_batch(self, model: str, src_uri: str, dest_prefix: str, display_name: str) -> JobStatus:
-        """``model``: a tuned Model Registry name (``…/models/M@1``) or a base model id. Not retried (the caller
-        looks jobs up by display name first)."""
-        from google.genai import types
-
-        try:
-            return batch_status(self.client.batches.create(
-                model=model, src=src_uri, config=types.CreateBatchJobConfig(dest=dest_prefix, display_name=display_name)))
-        except Exception as exc:  # noqa: BLE001
-            raise _api_error(exc) from exc
-
-    def find_batches(self, display_name: str) -> list[JobStatus]:
-        """Batch jobs carry no labels through google-genai: identity travels in the display name."""
-        def once():
-            try:
-                return [batch_status(j) for j in self.client.batches.list(
-                    config={"filter": f'display_name="{display_name}"', "page_size": 100})]
-            except Exception as exc:  # noqa: BLE001
-                raise _api_error(exc) from exc
-
-        return retry.call(self.retry_policy, once)
-
+    # ------------------------------------------------------------------ generation (evaluation)
     @staticmethod
     def _generate_config(settings: GenerationSettings):
         from google.genai import types
@@ -236,18 +253,9 @@ class VertexTuningBackend:
 
     async def agenerate(self, model: str, prompt: str, settings: GenerationSettings) -> str:
         """``model``: the tuned model's endpoint, or a base model id. Not retried here (the engine does)."""
-        try:
-            resp = await self.client.aio.models.generate_content(model=model, contents=prompt,
-                                                                 config=self._generate_config(settings))
-        except Exception as exc:  # noqa: BLE001
-            raise _api_error(exc) from exc
+        resp = await asdk_call(lambda: self.client.aio.models.generate_content(
+            model=model, contents=prompt, config=self._generate_config(settings)))
         return resp.text or ""
-
-    async def aclose(self) -> None:
-        """Closes the async HTTP sessions of this event loop (call before the loop ends)."""
-        if "client" in self.__dict__:
-            await self.client.aio.aclose()
-            del self.__dict__["client"]
 
     def console_url(self, name: str) -> str:
         job_id = name.rsplit("/", 1)[-1]

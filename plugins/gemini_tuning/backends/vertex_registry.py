@@ -132,20 +132,25 @@ class VertexRegistry:
             raise ValueError("VertexRegistry needs a project and a location")
         if credentials is None and not base_url:
             raise ValueError("VertexRegistry needs credentials (anonymous access is only for a base_url/emulator)")
-        self.project, self.location, self.credentials = project, location, credentials
+        self.project = project
+        self.location = location
+        self.credentials = credentials
         self.base_url = base_url.rstrip("/") if base_url else None
         self.retry_policy = retry_policy or retry.RetryPolicy()
         self.request_timeout = request_timeout
 
     def __repr__(self) -> str:
-        return f"VertexRegistry(project={self.project!r}, location={self.location!r}, api_endpoint={self.api_endpoint!r})"
+        return (f"VertexRegistry(project={self.project!r}, location={self.location!r}, "
+                f"api_endpoint={self.api_endpoint!r})")
 
     # ------------------------------------------------------------------ clients
     @property
     def api_endpoint(self) -> str:
         if self.base_url:
             return self.base_url
-        return "aiplatform.googleapis.com" if self.location == "global" else f"{self.location}-aiplatform.googleapis.com"
+        if self.location == "global":
+            return "aiplatform.googleapis.com"
+        return f"{self.location}-aiplatform.googleapis.com"
 
     @property
     def parent(self) -> str:
@@ -202,7 +207,8 @@ class VertexRegistry:
         if remaining <= 0:
             raise OperationTimeoutError(f"{what}: no time left to wait for operation {name}; it may still finish. "
                                         "Running the delete again is safe (it is idempotent).")
-        polling = gpolling.DEFAULT_POLLING.with_delay(initial=0.25, maximum=10.0, multiplier=1.5).with_timeout(remaining)
+        polling = gpolling.DEFAULT_POLLING.with_delay(initial=0.25, maximum=10.0, multiplier=1.5)
+        polling = polling.with_timeout(remaining)
         try:
             return op.result(timeout=remaining, retry=self._poll_retry(remaining), polling=polling)
         except concurrent.futures.TimeoutError as exc:

@@ -1,1 +1,2 @@
-"""Pure core: dataset rules, metrics, promotion gate. No Airflow, no network."""
+"""Pure core: dataset rules, metric vocabulary and metrics, promotion gate, polling and the wait state machine, job
+states. Dataclasses and functions; no Airflow, no network."""

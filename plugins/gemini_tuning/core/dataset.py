@@ -3,7 +3,7 @@
 Pure code (no Airflow, no network). An operator streams a local or ``gs://`` source through
 :func:`iter_lines` and :func:`prepare_dataset`, which writes normalized JSONL to caller-supplied sinks and
 returns counts, SHA-256 digests of the bytes written, statistics and warnings. When any error-severity rule
-fires, :func:`prepare_dataset` raises :class:`~gemini_tuning.core.errors.DataValidationError` after reading the
+fires, :func:`prepare_dataset` raises :class:`~gemini_tuning.core.issues.DataValidationError` after reading the
 whole file (or after ``max_errors`` errors) and the caller discards the sinks.
 
 Input formats (detected per line; ``formats`` in the result counts them)
@@ -104,7 +104,7 @@ from typing import Any, BinaryIO, Literal
 
 import msgspec
 
-from .errors import DataValidationError, Issue
+from .issues import DataValidationError, Issue, json_type
 
 __all__ = [
     "RULES",
@@ -386,10 +386,14 @@ def _strippable(ch: str) -> bool:
 
 
 def normalize_prompt(text: str) -> str:
-    """Canonical form of a prompt for leakage checks (shared with the evaluation side).
+    """Canonical form of a prompt for the leakage check (training prompts vs evaluation prompts).
 
     NFKC (non-ASCII only), casefold, collapse runs of whitespace to one space, then strip punctuation
     (ASCII ``string.punctuation`` and Unicode category P*) and whitespace from both ends.
+
+    Not :func:`gemini_tuning.core.metrics.normalize_text`, on purpose: a leaked prompt is the same question however
+    it is punctuated, so this strips *every* punctuation mark at the ends ("-5%?" and "5" leak alike), while
+    scoring an answer must keep what changes its meaning ("-5" is not "5", "50%" is not "50").
     """
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)
@@ -497,14 +501,6 @@ def _distribution(values: array) -> dict:
     return {"chars": chars, "tokens": tokens}
 
 
-_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
-               bool: "a boolean"}
-
-
-def _json_type(obj: Any) -> str:
-    return _JSON_TYPES.get(type(obj), "null")
-
-
 def _detect(c: bool, si: bool, m: bool, ti: bool, tI: bool, inp: bool, out: bool, tools: bool):
     """Return (format, None) or (None, (rule, message)) from which fields are present (not null)."""
     anchors = [name for name, on in (("contents", c), ("messages", m), ("text_input", ti or tI),
@@ -572,7 +568,7 @@ class _Run:
                 self.add(ln, "invalid-json", f"invalid JSON: {exc}")
             return None
         if type(obj) is not dict:
-            self.add(ln, "unknown-format", f"expected a JSON object, got {_json_type(obj)}")
+            self.add(ln, "unknown-format", f"expected a JSON object, got {json_type(obj, article=True)}")
             return None
         g = obj.get
         fmt, problem = _detect(g("contents") is not None, g("systemInstruction") is not None
@@ -620,7 +616,8 @@ class _Run:
             text = part.get("text")
             if text is not None and type(text) is not str:
                 path = f"{where}.parts[{j}]" if turn < 0 else f"contents[{turn}].parts[{j}]"
-                self.add(ln, "bad-structure", f"Expected `str`, got {_json_type(text)} - at `$.{path}.text`")
+                got = json_type(text, article=True)
+                self.add(ln, "bad-structure", f"Expected `str`, got {got} - at `$.{path}.text`")
                 return None
             if turn < 0:
                 getattr(ex, where).parts[j] = part
@@ -701,7 +698,11 @@ class _Run:
 
     def _turns(self, ln: int, ex: Any, si, contents: list, where: str, offset: int, model_name: str):
         """Fast path of :meth:`_turns_full` for the common case: text-only single-part turns alternating
-        user/model and ending with model, non-blank texts. Anything else goes to the full version."""
+        user/model and ending with model, non-blank texts. Anything else goes to the full version.
+
+        The two share their checks: this one reports nothing itself, it only recognises the common valid shape
+        without the full walk (the hot path of the dataset benchmark) and hands everything else, and every limit,
+        to :meth:`_turns_full` and :meth:`_target`, where each rule is written once."""
         full = self._turns_full
         sys_c = 0
         if si is not None:

@@ -50,7 +50,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from gemini_tuning.core.metrics import EXAMPLE_METRIC_NAMES, LABEL_METRIC_NAMES, SUMMARY_METRIC_NAMES, ExampleScores
+from gemini_tuning.core.metrics import ExampleScores
+from gemini_tuning.core.vocabulary import EXAMPLE_METRIC_NAMES, LABEL_METRIC_NAMES, SUMMARY_METRIC_NAMES
 
 __all__ = [
     "GateConfig",
@@ -100,7 +101,8 @@ class GateConfig:
         else:
             for m, v in self.thresholds.items():
                 if m not in SUMMARY_METRIC_NAMES:
-                    problems.append(f"thresholds: unknown metric {m!r}; expected one of: {', '.join(SUMMARY_METRIC_NAMES)}")
+                    problems.append(f"thresholds: unknown metric {m!r}; expected one of: "
+                                    f"{', '.join(SUMMARY_METRIC_NAMES)}")
                 if not _is_real(v) or not 0 <= v <= 1:
                     problems.append(f"thresholds[{m!r}] must be in [0, 1], got {v!r}")
             # A private plain-dict copy: later changes to the caller's mapping do not leak in, and it pickles.
@@ -265,7 +267,8 @@ def _index(scores: Sequence[ExampleScores], who: str) -> dict[str, ExampleScores
     return out
 
 
-def _rule(name: str, ok: bool, observed: Any, threshold: Any, reason: str, details: Mapping | None = None) -> RuleResult:
+def _rule(name: str, ok: bool, observed: Any, threshold: Any, reason: str,
+          details: Mapping | None = None) -> RuleResult:
     return RuleResult(name, "pass" if ok else "fail", observed, threshold, reason, details)
 
 
@@ -364,15 +367,14 @@ def _champion_rules(ch: dict[str, ExampleScores], cp: dict[str, ExampleScores], 
 
 
 def decide(challenger: Sequence[ExampleScores], champion: Sequence[ExampleScores] | None, config: GateConfig, *,
-           challenger_summary: dict | None = None, champion_summary: dict | None = None) -> GateDecision:
+           challenger_summary: dict | None = None) -> GateDecision:
     """Apply every rule of ``config`` and decide. Pure and deterministic (the bootstrap is seeded).
 
     ``challenger_summary`` (from :func:`metrics.summarize`) is needed only for thresholds on the label
-    metrics. ``champion_summary`` is accepted for symmetry and is not used by any rule.
+    metrics.
     Raises ValueError for inputs that are a programming error (duplicate prompt ids, missing primary
     metric in a score dict), never for data that merely fails a rule.
     """
-    del champion_summary  # not needed by any rule
     ch = _index(challenger, "challenger")
     answered = [s for s in ch.values() if s.scores is not None]
     n, n_ok = len(ch), len(answered)

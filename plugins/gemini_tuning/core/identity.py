@@ -41,7 +41,7 @@ class Decision:
     reason: str
 
 
-def decide(existing: JobStatus | None, existing_fingerprint: str | None, fingerprint_now: str,
+def decide_launch(existing: JobStatus | None, existing_fingerprint: str | None, fingerprint_now: str,
            policy: FingerprintPolicy) -> Decision:
     """What to do on (re)try given the job an earlier try started (None: no job)."""
     if existing is None:

@@ -48,6 +48,13 @@ from typing import Any
 import numpy as np
 
 from gemini_tuning.core.promptset import Prompt
+from gemini_tuning.core.vocabulary import (
+    DEFAULT_ITEM_METRIC,
+    EXAMPLE_METRIC_NAMES,
+    LABEL_METRIC_NAMES,
+    METRIC_NAMES,
+    SUMMARY_METRIC_NAMES,
+)
 
 __all__ = [
     "DEFAULT_ITEM_METRIC",
@@ -67,14 +74,6 @@ __all__ = [
     "summarize",
 ]
 
-#: Metrics a prompt may name in its ``metric`` field.
-METRIC_NAMES: tuple[str, ...] = ("exact_match", "normalized_match", "contains", "rouge_l_f1")
-DEFAULT_ITEM_METRIC = "normalized_match"
-#: Keys of ``ExampleScores.scores``.
-EXAMPLE_METRIC_NAMES: tuple[str, ...] = METRIC_NAMES + ("item_metric",)
-#: Aggregate-only metrics, present in a summary only when the references are labels.
-LABEL_METRIC_NAMES: tuple[str, ...] = ("label_accuracy", "macro_f1")
-SUMMARY_METRIC_NAMES: tuple[str, ...] = EXAMPLE_METRIC_NAMES + LABEL_METRIC_NAMES
 
 LABEL_MAX_CHARS = 40
 LABEL_MAX_WORDS = 4

@@ -6,8 +6,8 @@ One JSON object per line::
 
 Rules (``Issue.rule``; kebab-case like the training-data rules in dataset.py, which share ``not-utf8``,
 ``invalid-json``, ``unknown-field`` and ``empty-file``). Each violation is an
-:class:`~gemini_tuning.core.errors.Issue` with the 1-based line number; all of them are collected, up to
-``max_errors``, then a single :class:`~gemini_tuning.core.errors.DataValidationError` is raised:
+:class:`~gemini_tuning.core.issues.Issue` with the 1-based line number; all of them are collected, up to
+``max_errors``, then a single :class:`~gemini_tuning.core.issues.DataValidationError` is raised:
 
 * ``not-utf8``       - the line is not valid UTF-8 (a UTF-8 BOM on line 1 is accepted and dropped).
 * ``invalid-json``   - the line is not one JSON value.
@@ -18,7 +18,7 @@ Rules (``Issue.rule``; kebab-case like the training-data rules in dataset.py, wh
 * ``missing-reference`` / ``bad-reference`` / ``empty-reference`` - ``reference`` must be a string
   that is not blank (a blank reference makes every metric meaningless: "contains" would always hold).
 * ``bad-metric`` / ``unknown-metric`` - ``metric``, when present and not null, must be one of
-  :data:`gemini_tuning.core.metrics.METRIC_NAMES`.
+  :data:`gemini_tuning.core.vocabulary.METRIC_NAMES`.
 * ``bad-tags`` / ``empty-tag`` - ``tags``, when present and not null, must be a list of non-blank
   strings (duplicates inside one list are dropped, order kept).
 * ``bad-id`` / ``empty-id`` / ``duplicate-id`` - ``id``, when present and not null, must be a
@@ -41,7 +41,8 @@ from dataclasses import dataclass
 
 import msgspec
 
-from gemini_tuning.core.errors import DataValidationError, Issue
+from gemini_tuning.core.issues import DataValidationError, Issue, json_type
+from gemini_tuning.core.vocabulary import METRIC_NAMES
 
 __all__ = ["ALLOWED_FIELDS", "Prompt", "generated_id", "parse_prompt_set"]
 
@@ -78,7 +79,7 @@ def _check_required_text(obj: dict, name: str, lineno: int, err) -> bool:
         err(lineno, f"missing-{name}", f"missing required field '{name}'")
         return False
     if not isinstance(value, str):
-        err(lineno, f"bad-{name}", f"'{name}' must be a string, got {_json_type(value)}")
+        err(lineno, f"bad-{name}", f"'{name}' must be a string, got {json_type(value)}")
         return False
     if not value.strip():
         err(lineno, f"empty-{name}", f"'{name}' is empty")
@@ -93,8 +94,6 @@ def parse_prompt_set(lines: Iterable[bytes], *, source_name: str, max_errors: in
     Raises :class:`DataValidationError` carrying every issue found; ``truncated`` is set when
     collection stopped after ``max_errors`` errors.
     """
-    # Local import: metrics.py imports Prompt from this module.
-    from gemini_tuning.core.metrics import METRIC_NAMES
 
     if max_errors < 1:
         raise ValueError("max_errors must be >= 1")
@@ -125,7 +124,7 @@ def parse_prompt_set(lines: Iterable[bytes], *, source_name: str, max_errors: in
                 err(lineno, "invalid-json", f"invalid JSON: {e}")
                 continue
             if not isinstance(obj, dict):
-                err(lineno, "not-an-object", f"expected a JSON object, got {_json_type(obj)}")
+                err(lineno, "not-an-object", f"expected a JSON object, got {json_type(obj)}")
                 continue
             ok = True
             unknown = sorted(k for k in obj if k not in ALLOWED_FIELDS)
@@ -142,7 +141,7 @@ def parse_prompt_set(lines: Iterable[bytes], *, source_name: str, max_errors: in
             metric = obj.get("metric")
             if metric is not None:
                 if not isinstance(metric, str):
-                    err(lineno, "bad-metric", f"'metric' must be a string, got {_json_type(metric)}")
+                    err(lineno, "bad-metric", f"'metric' must be a string, got {json_type(metric)}")
                     ok = False
                 elif metric not in METRIC_NAMES:
                     err(lineno, "unknown-metric",
@@ -164,7 +163,7 @@ def parse_prompt_set(lines: Iterable[bytes], *, source_name: str, max_errors: in
             given_id = obj.get("id")
             if given_id is not None:
                 if not isinstance(given_id, str):
-                    err(lineno, "bad-id", f"'id' must be a string, got {_json_type(given_id)}")
+                    err(lineno, "bad-id", f"'id' must be a string, got {json_type(given_id)}")
                     ok = False
                     given_id = None
                 elif not given_id.strip():
@@ -199,19 +198,3 @@ def parse_prompt_set(lines: Iterable[bytes], *, source_name: str, max_errors: in
         used.add(pid)
         out.append(Prompt(id=pid, prompt=prompt, reference=reference, metric=metric, tags=tags))
     return out
-
-
-def _json_type(v: object) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "array"
-    if isinstance(v, dict):
-        return "object"
-    return type(v).__name__

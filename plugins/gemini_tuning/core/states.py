@@ -84,6 +84,11 @@ class JobStatus:
         return self.state == SUCCEEDED
 
     @property
+    def poll_name(self) -> str:
+        """What to poll and cancel: the Vertex job, or the Gemini API operation (it carries progress and loss)."""
+        return self.operation or self.name
+
+    @property
     def latest_loss(self) -> float | None:
         return self.loss_history[-1].loss if self.loss_history else None
 
@@ -114,7 +119,7 @@ class JobStatus:
         return d
 
     @classmethod
-    def from_summary(cls, d: dict) -> "JobStatus":
+    def from_summary(cls, d: dict) -> JobStatus:
         d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         d["loss_history"] = tuple(LossPoint(*p) for p in d.get("loss_history") or ())
         return cls(**d)

@@ -1,1 +1,1 @@
-"""Operators: each a thin layer over the core and the backends."""
+"""Operators: each a thin layer over the services and backends, on one base operator (``base``)."""

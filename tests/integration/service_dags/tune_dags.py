@@ -7,7 +7,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG, Param
 
-from gemini_tuning.operators.tuning import GeminiTuningOperator
+from gemini_tuning.operators.tune import GeminiTuningOperator
 
 POLL = {"initial_seconds": 1, "min_seconds": 1, "max_seconds": 3, "fallback_max_seconds": 2}
 

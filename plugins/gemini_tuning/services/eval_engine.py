@@ -16,9 +16,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from .backends.errors import is_transient, retry_after_of
-from .core.metrics import Answer, ExampleScores
-from .core.promptset import Prompt
+from ..backends.errors import is_transient, retry_after_of
+from ..core.metrics import Answer, ExampleScores
+from ..core.promptset import Prompt
 
 log = logging.getLogger(__name__)
 

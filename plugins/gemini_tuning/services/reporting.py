@@ -39,7 +39,9 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["MAX_EXAMPLE_ROWS", "MAX_TAG_CHART", "render_report", "report_filename"]
+from ..core.vocabulary import DEFAULT_PRIMARY_METRIC, METRIC_TITLES, SUMMARY_METRIC_NAMES
+
+__all__ = ["MAX_EXAMPLE_ROWS", "MAX_TAG_CHART", "render_report", "report_data"]
 
 #: Rows of the examples table; the rest are counted in a note.
 MAX_EXAMPLE_ROWS = 100
@@ -56,23 +58,6 @@ PROMOTE_COLOR = "#188038"
 DELETE_COLOR = "#c5221f"
 NEUTRAL_COLOR = "#5f6368"
 
-_METRIC_ORDER = ("exact_match", "normalized_match", "contains", "rouge_l_f1", "item_metric",
-                 "label_accuracy", "macro_f1")
-_METRIC_LABELS = {
-    "exact_match": "exact match",
-    "normalized_match": "normalized match",
-    "contains": "contains",
-    "rouge_l_f1": "ROUGE-L F1",
-    "item_metric": "item metric",
-    "label_accuracy": "label accuracy",
-    "macro_f1": "macro F1",
-}
-_DEFAULT_PRIMARY = "normalized_match"  # GateConfig's default primary_metric
-
-
-def report_filename() -> str:
-    """Object name of the report inside the run's report folder."""
-    return "index.html"
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -190,12 +175,12 @@ def _metric_names(*summaries: Mapping | None) -> list[str]:
     present: set[str] = set()
     for s in summaries:
         present.update(k for k in _metrics_of(s))
-    ordered = [m for m in _METRIC_ORDER if m in present]
+    ordered = [m for m in SUMMARY_METRIC_NAMES if m in present]
     return ordered + sorted(present - set(ordered))
 
 
 def _label(metric: str) -> str:
-    return _METRIC_LABELS.get(metric, metric)
+    return METRIC_TITLES.get(metric, metric)
 
 
 def _kv_table(rows: Iterable[tuple[str, str]], cls: str = "kv") -> str:
@@ -240,10 +225,10 @@ def _primary_metric(data: Mapping, gate: Mapping, ch: Mapping | None) -> str:
                 pm = _dict(r.get("details"))["metric"]
                 break
     if not pm:
-        pm = _DEFAULT_PRIMARY
+        pm = DEFAULT_PRIMARY_METRIC
     metrics = _metrics_of(ch)
     if metrics and pm not in metrics:
-        pm = next((m for m in ("item_metric", _DEFAULT_PRIMARY) if m in metrics), next(iter(metrics)))
+        pm = next((m for m in ("item_metric", DEFAULT_PRIMARY_METRIC) if m in metrics), next(iter(metrics)))
     return str(pm)
 
 
@@ -485,7 +470,8 @@ def _metrics_section(data: Mapping, ch: Mapping | None, cp: Mapping | None) -> s
     table = f'<table class="grid compact"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
     plot = _img(_metrics_plot(names, ch, cp), "Metrics, challenger vs champion") if names else _note(
         "No metric values.")
-    sub = "Means over the prompts each model answered without error (failed calls are excluded and counted in the error rate)."
+    sub = ("Means over the prompts each model answered without error (failed calls are excluded and counted in the "
+           "error rate).")
     if c.get("labels"):
         sub += " References were detected as class labels, so label accuracy and macro F1 are included."
     title = "Metrics: challenger vs champion" if two else "Metrics: challenger (no champion)"
@@ -726,6 +712,22 @@ footer{color:#80868b;font-size:12px;text-align:center;margin-top:18px}
 
 
 # ---------------------------------------------------------------------------------------------- API
+
+def report_data(*, dag_id: str, run_id: str, generated_at: str | None, tuning: Mapping, evaluation: Mapping,
+                gate: Mapping, action_taken: str | None, examples: list[dict]) -> dict:
+    """The report's input from the pipeline's results (XCom of the tune, evaluate and gate tasks)."""
+    summary = evaluation.get("summary", {})
+    return {"title": f"Gemini tuning report — {dag_id}", "dag_id": dag_id, "run_id": run_id,
+            "generated_at": generated_at,
+            "tuning": {"backend": tuning.get("backend"), "job_name": tuning.get("name"),
+                       "tuned_model": tuning.get("tuned_model"), "endpoint": tuning.get("endpoint"),
+                       "loss_history": tuning.get("loss_history") or [],
+                       "example_count": tuning.get("example_count")},
+            "evaluation": {"n_prompts": evaluation.get("n_prompts"), "results_uri": evaluation.get("results_uri"),
+                           "models": evaluation.get("models", {}),
+                           "summary": {"challenger": summary.get("challenger"), "champion": summary.get("champion")}},
+            "gate": gate, "decision": gate.get("decision"), "action_taken": action_taken, "examples": examples}
+
 
 def render_report(data: dict) -> str:
     """Render the run report as one self-contained HTML page (see the module docstring for ``data``).

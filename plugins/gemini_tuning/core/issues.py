@@ -38,3 +38,15 @@ class DataValidationError(ValueError):
         if len(errors) > max_shown:
             lines.append(f"... and {len(errors) - max_shown} more")
         super().__init__(head + ":\n" + "\n".join(lines))
+
+
+_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}
+
+
+def json_type(value: object, *, article: bool = False) -> str:
+    """The JSON type name of a decoded value, for messages: ``"string"``, or ``"a string"`` with ``article``."""
+    name = _JSON_TYPES.get(type(value), type(value).__name__)
+    if article and name != "null":
+        return ("an " if name[0] in "aeiou" else "a ") + name
+    return name

@@ -9,15 +9,12 @@ import uuid
 from collections import Counter
 from dataclasses import replace
 
-from airflow.sdk import Asset, AssetAlias, BaseOperator
+from airflow.sdk import Asset, AssetAlias
 
 from ..backends import gcs
 from ..core.dataset import DatasetOptions, iter_lines, prepare_dataset
 from ..core.promptset import parse_prompt_set
-
-
-def _none(value):
-    return None if value in (None, "", "None") else value
+from .base import GeminiBaseOperator, optional
 
 
 def _by_rule(warnings) -> dict[str, int]:
@@ -29,7 +26,7 @@ def _by_rule(warnings) -> dict[str, int]:
     return dict(counts)
 
 
-class PrepareTuningDatasetOperator(BaseOperator):
+class PrepareTuningDatasetOperator(GeminiBaseOperator):
     """Validates ``source`` (a local path or ``gs://`` object; JSONL, optionally gzip), converts it to the
     ``target`` format ("vertex" or "gemini_api"), optionally splits off or adds a validation set, and uploads the
     result to ``destination`` (``gs://bucket/prefix``) under content-addressed names:
@@ -39,6 +36,23 @@ class PrepareTuningDatasetOperator(BaseOperator):
     (``created`` False) and never overwrites; bad data raises ``DataValidationError`` (file:line: [rule] message)
     and leaves no object. Returns a small summary (URIs, digests, counts, stats, warnings) and attaches the
     training object as an Asset event to the ``asset_alias`` outlet.
+
+    :param source: local path or ``gs://`` URI of the JSONL (optionally gzip) training set (templated).
+    :param destination: ``gs://bucket/prefix`` to upload to (templated).
+    :param target: ``vertex`` or ``gemini_api``: the format and the rules (templated).
+    :param validation_source: a separate validation set, validated and uploaded beside the training set
+        (templated). Exclusive with ``validation_fraction``.
+    :param validation_fraction: split this fraction off the training set, deterministically by content hash
+        (templated).
+    :param eval_prompts: a prompt set checked for leakage into the training set (templated).
+    :param duplicates: ``warn`` | ``fail`` | ``drop`` repeated examples (templated).
+    :param unknown_fields: ``warn`` | ``fail`` on fields the format does not define (templated).
+    :param leakage: ``off`` | ``warn`` | ``fail`` when a training prompt equals an evaluation prompt (templated).
+    :param max_errors: stop collecting errors after this many (templated).
+    :param epochs: for the billable-token estimate in the stats (templated).
+    :param asset_alias: the AssetAlias outlet that gets an Asset event per training URI; None turns it off.
+
+    And the connection arguments of :class:`~gemini_tuning.operators.base.GeminiBaseOperator` (only GCS is used).
     """
 
     template_fields = ("source", "destination", "target", "validation_source", "validation_fraction", "eval_prompts",
@@ -49,18 +63,23 @@ class PrepareTuningDatasetOperator(BaseOperator):
     def __init__(self, *, source: str, destination: str, target: str = "vertex", validation_source: str | None = None,
                  validation_fraction: float | str = 0.0, eval_prompts: str | None = None, duplicates: str = "warn",
                  unknown_fields: str = "warn", leakage: str = "warn", max_errors: int | str = 50,
-                 epochs: int | str = 1, gcp_conn_id: str = "google_cloud_default", impersonation_chain=None,
-                 asset_alias: str | None = "gemini-tuning-training-data", **kwargs):
+                 epochs: int | str = 1, asset_alias: str | None = "gemini-tuning-training-data", **kwargs):
         if asset_alias:
             outlets = list(kwargs.pop("outlets", None) or [])
             kwargs["outlets"] = outlets + [AssetAlias(asset_alias)]
         super().__init__(**kwargs)
-        self.source, self.destination, self.target = source, destination, target
-        self.validation_source, self.validation_fraction = validation_source, validation_fraction
+        self.source = source
+        self.destination = destination
+        self.target = target
+        self.validation_source = validation_source
+        self.validation_fraction = validation_fraction
         self.eval_prompts = eval_prompts
-        self.duplicates, self.unknown_fields, self.leakage = duplicates, unknown_fields, leakage
-        self.max_errors, self.epochs, self.asset_alias = max_errors, epochs, asset_alias
-        self.gcp_conn_id, self.impersonation_chain = gcp_conn_id, impersonation_chain
+        self.duplicates = duplicates
+        self.unknown_fields = unknown_fields
+        self.leakage = leakage
+        self.max_errors = max_errors
+        self.epochs = epochs
+        self.asset_alias = asset_alias
 
     def _prepare(self, client, source: str, options: DatasetOptions, train, validation=None, eval_prompts=None):
         self.log.info("validating %s for %s (%s)", source, options.target, options)
@@ -73,19 +92,17 @@ class PrepareTuningDatasetOperator(BaseOperator):
         return result
 
     def execute(self, context):
-        from airflow.providers.google.cloud.hooks.gcs import GCSHook
-
-        options = DatasetOptions(target=self.target, validation_fraction=float(_none(self.validation_fraction) or 0),
+        options = DatasetOptions(target=self.target, validation_fraction=float(optional(self.validation_fraction) or 0),
                                  duplicates=self.duplicates, unknown_fields=self.unknown_fields, leakage=self.leakage,
                                  max_errors=int(self.max_errors), epochs=int(self.epochs))
-        validation_source = _none(self.validation_source)
+        validation_source = optional(self.validation_source)
         if validation_source and options.validation_fraction:
             raise ValueError("give either validation_source or validation_fraction, not both")
         bucket, prefix = gcs.parse_gs_uri(self.destination)
         prefix = prefix.strip("/")
-        client = GCSHook(gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain).get_conn()
+        client = self.hook.storage()
         evals = None
-        if _none(self.eval_prompts) and options.leakage != "off":
+        if optional(self.eval_prompts) and options.leakage != "off":
             with gcs.open_source(self.eval_prompts, client) as fh:
                 evals = [p.prompt for p in parse_prompt_set(iter_lines(fh), source_name=self.eval_prompts)]
             self.log.info("leakage check (%s) against %d prompts of %s", options.leakage, len(evals), self.eval_prompts)

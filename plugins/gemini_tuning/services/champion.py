@@ -69,8 +69,9 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from .backends.errors import NotFoundError
-from .backends.gcs import GenerationMismatch, read_json, write_json
+from ..backends.errors import NotFoundError
+from ..backends.gcs import GenerationMismatch, read_json, write_json
+from ..core.tuning import BACKENDS
 
 if TYPE_CHECKING:
     from .backends.gemini_api import GeminiApiTuningBackend
@@ -78,7 +79,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("vertex", "gemini_api")
 POINTER_FIELDS = ("backend", "tuned_model", "endpoint", "display_name", "promoted_at", "run_id", "dag_id",
                   "metrics", "previous")
 CHAMPION_ALIAS = "champion"
@@ -96,8 +96,11 @@ class ChampionChanged(Exception):
 
     def __init__(self, pointer_uri: str, candidate: dict, current: dict | None, expected_generation: int,
                  actual_generation: int):
-        self.pointer_uri, self.candidate, self.current = pointer_uri, candidate, current
-        self.expected_generation, self.actual_generation = expected_generation, actual_generation
+        self.pointer_uri = pointer_uri
+        self.candidate = candidate
+        self.current = current
+        self.expected_generation = expected_generation
+        self.actual_generation = actual_generation
         mine = candidate.get("tuned_model")
         if current is None:
             what = f"the champion pointer {pointer_uri} was removed since the evaluation read it"

@@ -1,0 +1,202 @@
+"""Evaluate the tuned model (and the champion, optionally the base model) on a prompt set; gate the result."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from airflow.providers.standard.operators.branch import BaseBranchOperator
+from airflow.sdk.exceptions import AirflowException
+
+from ..core.generation import GenerationSettings
+from ..core.identity import identity_key
+from ..core.polling import PollPolicy
+from .base import GeminiBaseOperator, optional
+
+
+class GeminiEvaluateOperator(GeminiBaseOperator):
+    """Answers every prompt with every model under identical settings; writes one result row per prompt to
+    ``{results_prefix}/results.jsonl`` (and ``summary.json``) and returns a small manifest whose counts add up to
+    the number of prompts.
+
+    ``mode="online"``: async generateContent calls, rate-limited and retried (``services.eval_engine``).
+    ``mode="batch"`` (Vertex, for large prompt sets): one batch prediction job per model, each waited for deferred,
+    results read from its ``predictions.jsonl`` (``services.eval_batch``); a prompt missing from it is an error row.
+
+    :param prompt_set: local path or ``gs://`` JSONL of ``{prompt, reference, tags?, metric?, id?}`` (templated).
+    :param challenger: the tuning task's result (``backend``, ``tuned_model``, ``endpoint``) (templated).
+    :param results_prefix: ``gs://`` folder for the results (templated).
+    :param champion_pointer_uri: the champion pointer; its model is evaluated too (templated).
+    :param base_model: also evaluate this untuned model (templated).
+    :param system_instruction: text, or a ``.txt`` path / ``gs://`` URI of it (templated).
+    :param temperature: generation temperature, the same for every model (templated).
+    :param max_output_tokens: generation limit (templated).
+    :param concurrency: calls in flight at most (templated).
+    :param rpm: requests per minute at most, over all models (templated).
+    :param mode: ``online`` or ``batch`` (templated).
+    :param poll_policy: ``core.polling.PollPolicy`` fields for the batch jobs' deferred wait (templated).
+
+    And the connection arguments of :class:`~gemini_tuning.operators.base.GeminiBaseOperator`.
+    """
+
+    template_fields = ("prompt_set", "challenger", "results_prefix", "champion_pointer_uri", "base_model",
+                       "system_instruction", "project_id", "location", "temperature", "max_output_tokens", "rpm",
+                       "concurrency", "mode", "poll_policy")
+    BATCH_XCOM = "gemini_tuning_batch_jobs"
+
+    def __init__(self, *, prompt_set: str, challenger, results_prefix: str, champion_pointer_uri: str | None = None,
+                 base_model: str | None = None, system_instruction: str | None = None, temperature=0.0,
+                 max_output_tokens=256, concurrency=16, rpm=600, mode: str = "online",
+                 poll_policy: dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.prompt_set = prompt_set
+        self.challenger = challenger
+        self.results_prefix = results_prefix
+        self.champion_pointer_uri = champion_pointer_uri
+        self.base_model = base_model
+        self.system_instruction = system_instruction
+        self.temperature = temperature
+        self.max_output_tokens = max_output_tokens
+        self.concurrency = concurrency
+        self.rpm = rpm
+        self.mode = mode
+        self.poll_policy = poll_policy
+
+    def _plan(self):
+        from ..services.eval_results import EvaluationInputError, plan_evaluation, read_text_or_file
+
+        storage = self.hook.storage()
+        settings = GenerationSettings(temperature=float(self.temperature),
+                                      max_output_tokens=int(self.max_output_tokens),
+                                      system_instruction=read_text_or_file(optional(self.system_instruction),
+                                                                           storage))
+        try:
+            return plan_evaluation(storage, prompt_set=self.prompt_set, challenger=self.challenger,
+                                   champion_pointer_uri=optional(self.champion_pointer_uri),
+                                   base_model=optional(self.base_model), settings=settings)
+        except EvaluationInputError as exc:
+            raise AirflowException(str(exc)) from exc
+
+    def _finish(self, plan, answers) -> dict:
+        from ..services.eval_results import write_results
+
+        manifest = write_results(self.hook.storage(), plan, answers, self.results_prefix, self.mode)
+        for label, counts in manifest["counts"].items():
+            m = manifest["summary"][label]["metrics"]
+            self.log.info("%s: %d answered, %d errors; normalized_match=%s rouge_l_f1=%s", label, counts["answered"],
+                          counts["error"], m.get("normalized_match"), m.get("rouge_l_f1"))
+        return manifest
+
+    def execute(self, context):
+        if self.mode not in ("online", "batch"):
+            raise AirflowException(f"mode must be 'online' or 'batch', got {self.mode!r}")
+        plan = self._plan()
+        self.log.info("evaluating %d prompts from %s (%s mode) against %s (temperature %s)", len(plan.prompts),
+                      self.prompt_set, self.mode, ", ".join(f"{t.label}={t.model}" for t in plan.targets),
+                      plan.settings.temperature)
+        if self.mode == "batch":
+            return self._start_batch(context, plan)
+        return self._finish(plan, asyncio.run(self._online(plan)))
+
+    async def _online(self, plan):
+        from ..services.eval_engine import EngineConfig, run_online
+
+        backends = {t.backend: self.tuning_backend(t.backend) for t in plan.targets}
+
+        async def generate(target, prompt):
+            return await backends[target.backend].agenerate(target.model, prompt.prompt, plan.settings)
+
+        try:
+            return await run_online(generate, plan.prompts, plan.targets,
+                                    EngineConfig(concurrency=int(self.concurrency), rpm=float(self.rpm)))
+        finally:
+            for backend in backends.values():
+                await backend.aclose()
+
+    # ------------------------------------------------------------------------------------------ batch mode
+    def _start_batch(self, context, plan):
+        from ..services.eval_batch import start_jobs
+
+        if any(t.backend != "vertex" for t in plan.targets):
+            raise AirflowException("mode='batch' needs the Vertex backend (batch prediction jobs)")
+        ti = context["ti"]
+        jobs = start_jobs(self.hook.vertex_batch(optional(self.project_id), self.location), self.hook.storage(),
+                          key=identity_key(ti.dag_id, ti.task_id, ti.run_id, ti.map_index),
+                          results_prefix=self.results_prefix, models=plan.models, prompts=plan.prompts,
+                          settings=plan.settings)
+        ti.xcom_push(key=self.BATCH_XCOM, value={"jobs": jobs, "pending": list(jobs)})
+        return self._defer_batch(jobs[next(iter(jobs))])
+
+    def _defer_batch(self, name: str):
+        from ..triggers import BatchPredictionJobTrigger
+
+        self.defer(trigger=BatchPredictionJobTrigger(job_name=name, **self.trigger_connection(),
+                                                     poll=PollPolicy(**(self.poll_policy or {})).to_dict()),
+                   method_name="execute_batch_complete")
+
+    def execute_batch_complete(self, context, event: dict, **_):
+        """Resumed after each batch job: defer on the next, or read every job's predictions and finish. (The state
+        is in XCom, not in defer kwargs, which ``dag.test()`` drops.)"""
+        from ..services.eval_batch import read_predictions
+
+        if event.get("status") != "success":
+            raise AirflowException(f"batch job {event.get('job_name')} did not succeed: "
+                                   f"{(event.get('job') or {}).get('error_message') or event.get('message')}")
+        ti = context["ti"]
+        state = ti.xcom_pull(task_ids=self.task_id, key=self.BATCH_XCOM)
+        pending = [label for label in state["pending"] if state["jobs"][label] != event["job_name"]]
+        if pending:
+            ti.xcom_push(key=self.BATCH_XCOM, value={"jobs": state["jobs"], "pending": pending})
+            return self._defer_batch(state["jobs"][pending[0]])
+        plan = self._plan()
+        batch = self.hook.vertex_batch(optional(self.project_id), self.location)
+        storage = self.hook.storage()
+        answers = {t.label: read_predictions(storage, batch.get(state["jobs"][t.label]).output_uri, plan.prompts)
+                   for t in plan.targets}
+        return self._finish(plan, answers)
+
+
+class GeminiGateOperator(GeminiBaseOperator, BaseBranchOperator):
+    """Applies the promotion gate (``core.gate.decide``) to the evaluation and follows ``promote_task_id`` or
+    ``delete_task_id``. The decision with every rule's value and verdict goes to XCom (key ``gate``) and to
+    ``gate.json`` beside the results.
+
+    :param evaluation: the evaluation task's manifest (templated).
+    :param gate_config: ``core.gate.GateConfig`` fields (templated; values may be templated strings).
+    :param promote_task_id: the branch to follow when the challenger wins.
+    :param delete_task_id: the branch to follow otherwise.
+
+    And the connection arguments of :class:`~gemini_tuning.operators.base.GeminiBaseOperator`.
+    """
+
+    template_fields = ("evaluation", "gate_config")
+
+    def __init__(self, *, evaluation, gate_config: dict | None = None, promote_task_id: str = "promote",
+                 delete_task_id: str = "delete", **kwargs):
+        super().__init__(**kwargs)
+        self.evaluation = evaluation
+        self.gate_config = gate_config or {}
+        self.promote_task_id = promote_task_id
+        self.delete_task_id = delete_task_id
+
+    def choose_branch(self, context):
+        from ..backends import gcs
+        from ..core.gate import GateConfig, decide
+        from ..services.eval_results import example_scores, read_rows
+
+        storage = self.hook.storage()
+        ev = self.evaluation
+        rows = read_rows(storage, ev["results_uri"])
+        has_champion = "champion" in ev["models"]
+        champion = example_scores(rows, "champion") if has_champion else None
+        decision = decide(example_scores(rows, "challenger"), champion, GateConfig.from_dict(self.gate_config),
+                          challenger_summary=ev["summary"]["challenger"])
+        for rule in decision.rules:
+            self.log.info("gate %-28s %-7s observed=%s threshold=%s — %s", rule.name, rule.verdict.upper(),
+                          rule.observed, rule.threshold, rule.reason)
+        self.log.info("gate decision: %s — %s", decision.decision.upper(), decision.summary)
+        out = decision.to_dict()
+        gcs.write_bytes(storage, ev["results_uri"].rsplit("/", 1)[0] + "/gate.json",
+                        json.dumps(out, indent=1, default=str).encode(), "application/json")
+        context["ti"].xcom_push(key="gate", value=out)
+        return self.promote_task_id if decision.promote else self.delete_task_id

@@ -1,0 +1,58 @@
+"""The run's HTML report, stored in GCS beside the evaluation results and linked from the task."""
+
+from __future__ import annotations
+
+import json
+
+from ..links import ReportLink
+from .base import GeminiBaseOperator
+
+
+class GeminiTuningReportOperator(GeminiBaseOperator):
+    """Renders the run's HTML report (loss curve, challenger vs champion, gate verdicts, per-tag breakdown,
+    differing examples; ``services.reporting``) and stores it at ``report_uri``. Returns ``{report_uri, url,
+    decision}``; the "Report" extra link opens ``url``.
+
+    :param tuning: the tuning task's result (templated).
+    :param evaluation: the evaluation task's manifest (templated).
+    :param gate: the gate's decision (XCom key ``gate``) (templated).
+    :param report_uri: ``gs://`` URI of the HTML file (templated).
+    :param decision_task_ids: the tasks whose result says what was done (promoted / deleted) (templated).
+
+    And the connection arguments of :class:`~gemini_tuning.operators.base.GeminiBaseOperator`.
+    """
+
+    template_fields = ("tuning", "evaluation", "gate", "report_uri", "decision_task_ids")
+    operator_extra_links = (ReportLink(),)
+
+    def __init__(self, *, tuning, evaluation, gate, report_uri: str, decision_task_ids=("promote", "delete"),
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.tuning = tuning
+        self.evaluation = evaluation
+        self.gate = gate
+        self.report_uri = report_uri
+        self.decision_task_ids = decision_task_ids
+
+    def execute(self, context):
+        from ..backends import gcs
+        from ..services.eval_results import differing_examples, read_rows
+        from ..services.reporting import render_report, report_data
+
+        storage = self.hook.storage()
+        ev = self.evaluation or {}
+        gate = self.gate or {}
+        rows = read_rows(storage, ev["results_uri"]) if ev.get("results_uri") else []
+        ti = context["ti"]
+        action = None
+        for task_id in self.decision_task_ids:
+            result = ti.xcom_pull(task_ids=task_id)
+            if result is not None:
+                action = f"{task_id}: {json.dumps(result, default=str)[:300]}"
+        data = report_data(dag_id=ti.dag_id, run_id=ti.run_id, generated_at=context.get("ts"),
+                           tuning=self.tuning or {}, evaluation=ev, gate=gate, action_taken=action,
+                           examples=differing_examples(rows))
+        gcs.write_bytes(storage, self.report_uri, render_report(data).encode("utf-8"), "text/html; charset=utf-8")
+        url = gcs.browser_url(self.report_uri)
+        self.log.info("report: %s (%s)", self.report_uri, url)
+        return {"report_uri": self.report_uri, "url": url, "decision": gate.get("decision")}

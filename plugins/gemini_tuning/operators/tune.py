@@ -1,0 +1,219 @@
+"""Create a Gemini supervised tuning job (Vertex AI or Gemini API) idempotently, then wait for it, deferred."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+
+from airflow.sdk import conf
+from airflow.sdk.exceptions import AirflowException
+
+from ..core.identity import fingerprint, identity_key
+from ..core.polling import PollPolicy
+from ..core.states import JobStatus
+from ..core.tuning import TuningSpec
+from ..core.wait import WaitMachine
+from ..links import XCOM_KEY, TuningJobLink
+from ..triggers import TuningJobTrigger
+from .base import GeminiBaseOperator, optional
+
+
+def job_result(status: JobStatus) -> dict:
+    """XCom of a finished job: names, endpoint, loss history (thinned) — never data or credentials. Raises with the
+    service's message when the job did not succeed."""
+    if not status.succeeded:
+        raise AirflowException(f"tuning job {status.name} ended {status.state}: "
+                               f"{status.error_code} {status.error_message or 'no error message from the service'}")
+    return status.summary()
+
+
+def finish_event(event: dict, log) -> dict:
+    """The trigger's final event -> the job result, or an error that says what happened to the job."""
+    if event.get("status") in ("success", "failed"):
+        status = JobStatus.from_summary(event["job"])
+        log.info("%s finished: %s", status.name, status.describe())
+        return job_result(status)
+    if event.get("status") == "timeout":
+        raise AirflowException(event.get("message"))
+    raise AirflowException(f"{event.get('message')} (job {event.get('job_name')} was not cancelled; a retry of "
+                           "this task reattaches to it)")
+
+
+class GeminiTuningOperator(GeminiBaseOperator):
+    """Creates (or reattaches to) a supervised tuning job and waits for it, deferred by default.
+
+    Idempotent per task instance: every retry or clear of the same (dag, task, run, map index) resolves to the
+    same job through an intent record in GCS and the job's own identity (labels / a deterministic id); see
+    ``gemini_tuning.services.idempotence``. Returns the job summary (``name``, ``tuned_model``, ``endpoint``,
+    ``loss_history``, progress, example count) or raises with the service's message.
+
+    :param base_model: the model to tune, e.g. ``gemini-2.5-flash`` (templated).
+    :param training_uri: ``gs://`` JSONL of training examples in the backend's format (templated).
+    :param backend: ``vertex`` (default) or ``gemini_api`` (templated).
+    :param validation_uri: ``gs://`` JSONL of validation examples, Vertex only (templated).
+    :param training_sha256: the content hash from the prepare step; part of the fingerprint (templated).
+    :param epochs: epoch count (templated).
+    :param learning_rate_multiplier: Vertex (and Gemini API) learning-rate multiplier (templated).
+    :param learning_rate: Gemini API learning rate (templated).
+    :param adapter_size: Vertex LoRA adapter size, 1-32 (templated).
+    :param batch_size: Gemini API batch size (templated).
+    :param display_name: the tuned model's display name (templated).
+    :param description: the tuned model's description (templated).
+    :param labels: extra Google labels on the job (templated).
+    :param state_uri: ``gs://`` prefix of the intent records (templated); default ``gs://<training bucket>/gemini-
+        tuning-state``.
+    :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``); False polls on the worker
+        with the same wait machine.
+    :param poll_policy: ``core.polling.PollPolicy`` fields (templated).
+    :param job_timeout: how long the job may run, from its create time (timedelta or seconds; templated).
+    :param cancel_on_kill: cancel the job when the task is killed, cleared or marked while it waits.
+    :param cancel_on_timeout: cancel the job when ``job_timeout`` is reached.
+    :param on_fingerprint_change: ``cancel_and_resubmit`` or ``fail``: a retry finds a live job with other inputs
+        (templated).
+    :param error_budget_seconds: how long status polling may keep failing transiently before the task fails (the
+        job is never cancelled for it; a retry reattaches).
+
+    And the connection arguments of :class:`~gemini_tuning.operators.base.GeminiBaseOperator`.
+    """
+
+    template_fields = ("backend", "base_model", "training_uri", "validation_uri", "training_sha256", "epochs",
+                       "learning_rate_multiplier", "learning_rate", "adapter_size", "batch_size", "display_name",
+                       "description", "labels", "project_id", "location", "state_uri", "job_timeout", "poll_policy",
+                       "on_fingerprint_change")
+    operator_extra_links = (TuningJobLink(),)
+    ui_color = "#d6e4ff"
+
+    def __init__(self, *, base_model: str, training_uri: str, backend: str = "vertex",
+                 validation_uri: str | None = None, training_sha256: str | None = None, epochs=None,
+                 learning_rate_multiplier=None, learning_rate=None, adapter_size=None, batch_size=None,
+                 display_name: str | None = None, description: str | None = None, labels: dict | None = None,
+                 state_uri: str | None = None,
+                 deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+                 poll_policy: dict | None = None, job_timeout: timedelta | float | str = timedelta(hours=24),
+                 cancel_on_kill: bool = True, cancel_on_timeout: bool = True,
+                 on_fingerprint_change: str = "cancel_and_resubmit", error_budget_seconds: float = 1800.0, **kwargs):
+        super().__init__(**kwargs)
+        self.backend = backend
+        self.base_model = base_model
+        self.training_uri = training_uri
+        self.validation_uri = validation_uri
+        self.training_sha256 = training_sha256
+        self.epochs = epochs
+        self.learning_rate_multiplier = learning_rate_multiplier
+        self.learning_rate = learning_rate
+        self.adapter_size = adapter_size
+        self.batch_size = batch_size
+        self.display_name = display_name
+        self.description = description
+        self.labels = labels or {}
+        self.state_uri = state_uri
+        self.deferrable = deferrable
+        self.poll_policy = poll_policy or {}
+        self.job_timeout = job_timeout
+        self.cancel_on_kill = cancel_on_kill
+        self.cancel_on_timeout = cancel_on_timeout
+        self.on_fingerprint_change = on_fingerprint_change
+        self.error_budget_seconds = error_budget_seconds
+        self._job_ref: str | None = None
+
+    # ---------------------------------------------------------------------------------------------- helpers
+    def _spec(self) -> TuningSpec:
+        spec = TuningSpec(backend=self.backend, base_model=self.base_model, training_uri=self.training_uri,
+                          validation_uri=optional(self.validation_uri),
+                          training_sha256=optional(self.training_sha256),
+                          epochs=optional(self.epochs, int),
+                          learning_rate_multiplier=optional(self.learning_rate_multiplier, float),
+                          learning_rate=optional(self.learning_rate, float),
+                          adapter_size=optional(self.adapter_size, int),
+                          batch_size=optional(self.batch_size, int),
+                          display_name=optional(self.display_name), description=optional(self.description),
+                          labels=dict(self.labels or {}))
+        spec.validate()
+        return spec
+
+    def _timeout_seconds(self) -> float:
+        t = self.job_timeout
+        return t.total_seconds() if isinstance(t, timedelta) else float(t)
+
+    def _deadline(self, status: JobStatus) -> float:
+        """The job's own clock: created + timeout, the same for every retry that reattaches to it."""
+        start = datetime.fromisoformat(status.create_time).timestamp() if status.create_time else time.time()
+        return start + self._timeout_seconds()
+
+    def _launcher(self, context, spec: TuningSpec, backend):
+        from ..services.idempotence import IntentStore, JobLauncher
+
+        ti = context["ti"]
+        key = identity_key(ti.dag_id, ti.task_id, ti.run_id, ti.map_index)
+        fp = fingerprint({**spec.fingerprint_inputs(), "project": getattr(backend, "project", None),
+                          "location": self.location})
+        state_uri = self.state_uri or f"gs://{spec.training_uri[5:].split('/', 1)[0]}/gemini-tuning-state"
+        return JobLauncher(backend, IntentStore(self.hook.storage(), state_uri), key=key, fingerprint=fp,
+                           policy=self.on_fingerprint_change,
+                           task={"dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id,
+                                 "map_index": ti.map_index})
+
+    # ---------------------------------------------------------------------------------------------- execute
+    def execute(self, context):
+        if self.on_fingerprint_change not in ("cancel_and_resubmit", "fail"):
+            raise ValueError("on_fingerprint_change must be 'cancel_and_resubmit' or 'fail', "
+                             f"got {self.on_fingerprint_change!r}")
+        spec = self._spec()
+        backend = self.tuning_backend(spec.backend)
+        launch = self._launcher(context, spec, backend).launch(spec)
+        status = launch.status
+        self._job_ref = status.poll_name
+        context["ti"].xcom_push(key=XCOM_KEY, value={"name": status.name, "ref": self._job_ref,
+                                                     "backend": spec.backend, "url": backend.console_url(status.name),
+                                                     "decision": launch.decision.action})
+        self.log.info("%s %s: %s", launch.decision.action, status.name, status.describe())
+        if status.terminal:
+            return job_result(backend.with_loss(status))
+        deadline = self._deadline(status)
+        if self.deferrable:
+            self.defer(trigger=TuningJobTrigger(
+                backend=spec.backend, job_name=self._job_ref, **self.trigger_connection(),
+                poll=PollPolicy(**self.poll_policy).to_dict(), error_budget_seconds=self.error_budget_seconds,
+                deadline=deadline, cancel_on_kill=self.cancel_on_kill, cancel_on_timeout=self.cancel_on_timeout),
+                method_name="execute_complete",
+                timeout=timedelta(seconds=max(60.0, deadline - time.time() + 600)))  # safety net; the trigger owns it
+        return job_result(self._wait_on_worker(backend, deadline))
+
+    def _wait_on_worker(self, backend, deadline: float) -> JobStatus:
+        """Non-deferrable mode: the trigger's wait machine, driven synchronously on the worker."""
+        from ..backends.errors import is_transient, retry_after_of
+
+        machine = WaitMachine(self._job_ref, PollPolicy(**self.poll_policy), deadline, self.error_budget_seconds)
+        while True:
+            step = machine.due(time.time())
+            if step is None:
+                try:
+                    status = backend.get(self._job_ref)
+                except Exception as exc:  # noqa: BLE001
+                    step = machine.on_error(exc, transient=is_transient(exc), retry_after=retry_after_of(exc),
+                                            now=time.time())
+                else:
+                    self.log.info("%s: %s", self._job_ref, status.describe())
+                    step = machine.on_status(status, time.time())
+            if step.kind == "sleep":
+                if step.message:
+                    self.log.warning("%s", step.message)
+                time.sleep(step.delay)
+            elif step.kind == "done":
+                return backend.with_loss(step.status)
+            elif step.kind == "error":
+                raise AirflowException(f"{step.message} (a retry of this task reattaches to the job)")
+            else:
+                if self.cancel_on_timeout:
+                    backend.cancel(self._job_ref)
+                raise AirflowException(f"{self._job_ref} did not finish within {self._timeout_seconds():.0f}s"
+                                       + ("; it was cancelled" if self.cancel_on_timeout else ""))
+
+    def execute_complete(self, context, event: dict, **_):
+        return finish_event(event, self.log)
+
+    def on_kill(self) -> None:
+        """Non-deferrable mode: the task is killed on the worker while it polls. (Deferred: see the trigger.)"""
+        if self.cancel_on_kill and self._job_ref and not self.deferrable:
+            self.log.warning("task killed: cancelling %s", self._job_ref)
+            self.tuning_backend(self.backend).cancel(self._job_ref)

@@ -1,0 +1,132 @@
+"""What one evaluation reads and writes, free of Airflow: the plan (prompts, models, settings, champion), the
+results (one row per prompt, a summary, a manifest whose counts add up), and the views the gate and the report
+take of those rows.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from ..backends import gcs
+from ..core.dataset import iter_lines
+from ..core.generation import GenerationSettings
+from ..core.metrics import Answer, ExampleScores, score_all, summarize
+from ..core.promptset import Prompt, parse_prompt_set
+from ..core.vocabulary import DEFAULT_ITEM_METRIC
+from .champion import read_champion
+from .eval_engine import Target, result_rows
+
+MAX_RESULTS_BYTES = 512 * 1024 * 1024
+STATUSES = ("answered", "error", "missing")
+
+
+class EvaluationInputError(ValueError):
+    """The evaluation cannot start: nothing to evaluate, or an inconsistent result."""
+
+
+@dataclass(frozen=True)
+class ModelTarget:
+    """One model to evaluate: ``target`` for online calls (a Vertex endpoint, a tuned model, a base model id) and
+    ``batch_model`` for batch prediction (the Model Registry name)."""
+
+    target: Target
+    batch_model: str
+
+
+@dataclass(frozen=True)
+class EvaluationPlan:
+    prompts: list[Prompt]
+    models: list[ModelTarget]
+    settings: GenerationSettings
+    champion: dict | None
+    champion_generation: int
+
+    @property
+    def targets(self) -> list[Target]:
+        return [m.target for m in self.models]
+
+
+def read_text_or_file(value: str | None, storage) -> str | None:
+    """A system instruction given inline, or as a path / gs:// URI of a text file."""
+    if not value:
+        return None
+    if value.startswith("gs://") or (len(value) < 4096 and "\n" not in value and value.endswith(".txt")):
+        with gcs.open_source(value, storage) as f:
+            return f.read().decode("utf-8").strip()
+    return value
+
+
+def plan_evaluation(storage, *, prompt_set: str, challenger: dict | None, champion_pointer_uri: str | None,
+                    base_model: str | None, settings: GenerationSettings) -> EvaluationPlan:
+    """Read the prompt set and the champion pointer; the challenger, the champion (unless it is the challenger)
+    and optionally the base model, all under the same ``settings``."""
+    with gcs.open_source(prompt_set, storage) as f:
+        prompts = parse_prompt_set(iter_lines(f), source_name=prompt_set)
+    ch = challenger or {}
+    if not ch.get("tuned_model"):
+        raise EvaluationInputError(f"no tuned model to evaluate (challenger={ch!r})")
+    models = [ModelTarget(Target("challenger", ch["backend"], ch.get("endpoint") or ch["tuned_model"]),
+                          ch["tuned_model"])]
+    champion, generation = read_champion(storage, champion_pointer_uri) if champion_pointer_uri else (None, 0)
+    if champion and champion.get("tuned_model") != ch["tuned_model"]:
+        models.append(ModelTarget(Target("champion", champion["backend"],
+                                         champion.get("endpoint") or champion["tuned_model"]),
+                                  champion["tuned_model"]))
+    if base_model:
+        models.append(ModelTarget(Target("base", ch["backend"], base_model), base_model))
+    return EvaluationPlan(prompts, models, settings, champion, generation)
+
+
+def write_results(storage, plan: EvaluationPlan, answers: dict[str, dict[str, Answer]], results_prefix: str,
+                  mode: str) -> dict:
+    """Score every answer, write ``results.jsonl`` (one row per prompt) and ``summary.json``, return the
+    manifest. Raises :class:`EvaluationInputError` if the counts of a model do not add up to the prompts."""
+    prompts = plan.prompts
+    scores = {label: {s.prompt_id: s for s in score_all(prompts, by_id)} for label, by_id in answers.items()}
+    summary = {label: summarize(prompts, by_id) for label, by_id in answers.items()}
+    rows = list(result_rows(prompts, answers, scores))
+    prefix = results_prefix.rstrip("/")
+    gcs.write_bytes(storage, f"{prefix}/results.jsonl",
+                    "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode(), "application/jsonl")
+    gcs.write_bytes(storage, f"{prefix}/summary.json", json.dumps(summary, indent=1).encode(), "application/json")
+    counts = {}
+    for t in plan.targets:
+        statuses = [r["models"][t.label]["status"] for r in rows]
+        counts[t.label] = {s: statuses.count(s) for s in STATUSES}
+        if sum(counts[t.label].values()) != len(prompts):
+            raise EvaluationInputError(f"{t.label}: {counts[t.label]} does not add up to {len(prompts)} prompts")
+    return {"results_uri": f"{prefix}/results.jsonl", "n_prompts": len(prompts), "rows": len(rows),
+            "counts": counts, "summary": summary, "models": {t.label: t.model for t in plan.targets},
+            "champion": plan.champion, "champion_generation": plan.champion_generation,
+            "settings": plan.settings.to_dict(), "mode": mode}
+
+
+def read_rows(storage, results_uri: str) -> list[dict]:
+    return gcs.read_jsonl(storage, results_uri, max_bytes=MAX_RESULTS_BYTES)
+
+
+def example_scores(rows: list[dict], label: str) -> list[ExampleScores]:
+    """One model's scores from the result rows, as the gate takes them (errors carry no scores)."""
+    out = []
+    for r in rows:
+        m = r["models"][label]
+        out.append(ExampleScores(r["prompt_id"], m["scores"], m["error"] if m["status"] != "answered" else None))
+    return out
+
+
+def differing_examples(rows: list[dict]) -> list[dict]:
+    """The prompts where challenger and champion answered differently (all of them without a champion), with
+    each model's answer and its score on the prompt's own metric, for the report."""
+    examples = []
+    for r in rows:
+        ch, cp = r["models"].get("challenger", {}), r["models"].get("champion")
+        if cp is not None and ch.get("answer") == cp.get("answer"):
+            continue
+        metric = r.get("metric") or DEFAULT_ITEM_METRIC
+        examples.append({"prompt_id": r["prompt_id"], "prompt": r["prompt"], "reference": r["reference"],
+                         "tags": r["tags"], "challenger": ch.get("answer"), "champion": (cp or {}).get("answer"),
+                         "challenger_score": (ch.get("scores") or {}).get(metric),
+                         "champion_score": ((cp or {}).get("scores") or {}).get(metric),
+                         "challenger_error": ch.get("error"), "champion_error": (cp or {}).get("error")})
+    return examples

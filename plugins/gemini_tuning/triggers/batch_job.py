@@ -1,0 +1,13 @@
+"""The deferred wait for a Vertex AI batch prediction job (evaluation in batch mode)."""
+
+from __future__ import annotations
+
+from .base_job import BaseJobTrigger
+
+
+class BatchPredictionJobTrigger(BaseJobTrigger):
+    """Polls a batch prediction job. Takes every argument of
+    :class:`~gemini_tuning.triggers.base_job.BaseJobTrigger`."""
+
+    def make_backend(self, hook):
+        return hook.vertex_batch(self.project_id, self.location)

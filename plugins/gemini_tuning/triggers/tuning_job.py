@@ -1,0 +1,42 @@
+"""The deferred wait for a tuning job (Vertex AI or Gemini API): the shared job trigger plus the loss curve."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ..core.states import JobStatus
+from ..core.wait import LossThrottle
+from . import base_job
+from .base_job import BaseJobTrigger
+
+
+class TuningJobTrigger(BaseJobTrigger):
+    """Polls a tuning job; logs state, progress and the latest loss on every poll.
+
+    Takes every argument of :class:`~gemini_tuning.triggers.base_job.BaseJobTrigger`, and:
+
+    :param backend: ``vertex`` or ``gemini_api`` (``core.tuning.BACKENDS``).
+    """
+
+    def __init__(self, *, backend: str, **kwargs):
+        super().__init__(**kwargs)
+        self.backend = backend
+        self._loss = LossThrottle()
+        self._points: tuple = ()
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"backend": self.backend, **super().kwargs()}
+
+    def make_backend(self, hook):
+        return hook.backend(self.backend, project_id=self.project_id, location=self.location)
+
+    async def enrich(self, backend, status: JobStatus) -> JobStatus:
+        """A loss curve kept apart from the job (Vertex: its metrics file) is read when progress moved, at most
+        every two minutes, and at the end; a status that carries its own loss (Gemini API) is left as it is."""
+        if status.metrics_uri is None:
+            return status
+        if self._loss.due(status, base_job._now()):
+            self._loss.mark(status, base_job._now())
+            self._points = (await backend.awith_loss(status)).loss_history or self._points
+        return dataclasses.replace(status, loss_history=self._points) if self._points else status
