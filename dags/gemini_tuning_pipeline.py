@@ -41,7 +41,9 @@ with DAG(
                                  assets=[RAW_TRAINING_DATA]),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=1,
+    # one run at a time per deployment by default (runs of one pipeline share its champion); a deployment that runs
+    # several pipelines from this file (each its own gcs_prefix) raises it
+    max_active_runs=int(os.environ.get("GEMINI_TUNING_MAX_ACTIVE_RUNS", "1")),
     render_template_as_native_obj=True,
     default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
     tags=["gemini", "tuning"],

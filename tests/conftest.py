@@ -34,6 +34,7 @@ os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_AF_HO
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "scripts"))   # airflow_services (the real-services harness) and the cluster
 
 from emulator.app import EmulatorConfig  # noqa: E402
 from emulator.server import EmulatorServer  # noqa: E402

@@ -112,7 +112,7 @@ class GeminiTuningHook(GoogleBaseHook):
 
     # ------------------------------------------------------------------------------------------ tuning backends
     def vertex(self, project_id: str | None, location: str) -> VertexTuningBackend:
-        return VertexTuningBackend(storage=self.storage, **self._vertex_connection(project_id, location))
+        return VertexTuningBackend(**self._vertex_connection(project_id, location))
 
     def gemini_api(self, project_id: str | None = None, location: str | None = None) -> GeminiApiTuningBackend:
         """``location`` is accepted for the builder table and ignored (the Gemini API is global)."""

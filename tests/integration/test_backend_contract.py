@@ -57,3 +57,31 @@ def test_create_find_poll_and_cancel_through_the_contract(hook, upload, kind):
     asyncio.run(cancel_async())
     assert backend.get(created.poll_name).state == "JOB_STATE_CANCELLED"
     assert backend.console_url(created.name).startswith("https://")
+
+
+def test_the_rest_poll_and_google_genai_parse_every_live_job_state_alike(hook, upload):
+    """Every state a live emulator job passes through: the same response body, parsed by our REST poll and by
+    google-genai's own converter and model (what ``client.tunings.get`` does), field by field."""
+    import time
+    from dataclasses import fields
+
+    from google.genai import tunings, types
+
+    from gemini_tuning.backends.rest import single
+    from gemini_tuning.backends.vertex import get_job_request, job_status, parse_job
+
+    backend = hook.backend("vertex", project_id=PROJECT)
+    created = backend.create(spec_for("vertex", upload), JobIdentity(unique("k").replace("-", ""), "f", 1))
+    seen = set()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        body = backend.rest.run(single(get_job_request(created.name)))
+        ours = parse_job(body)
+        theirs = job_status(types.TuningJob._from_response(response=tunings._TuningJob_from_vertex(body), kwargs={}))
+        for f in fields(ours):
+            assert getattr(ours, f.name) == getattr(theirs, f.name), (ours.state, f.name)
+        seen.add((ours.state, ours.sub_state))
+        if ours.terminal:
+            break
+        time.sleep(0.2)
+    assert {s for s, _ in seen} >= {"JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"}, seen

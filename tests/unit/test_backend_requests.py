@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from gemini_tuning.backends import gemini_api as g
@@ -135,3 +138,37 @@ async def test_async_retry_awaits_what_a_lambda_returns_and_retries_it():
     policy = retry.RetryPolicy(attempts=3, initial_delay=0.0, max_delay=0.0)
     assert await retry.acall(policy, lambda: cancel("job")) == "cancelled"
     assert calls == ["job", "job"]
+
+
+# ---------------------------------------------------------------------------------------------- REST poll parity
+JOBS_JSON = Path(__file__).parent / "data" / "vertex_tuning_jobs.json"
+
+
+def genai_parse(body: dict):
+    """What google-genai makes of a GET tuningJobs response (its own converter and model, as client.tunings.get)."""
+    from google.genai import tunings, types
+
+    return types.TuningJob._from_response(response=tunings._TuningJob_from_vertex(body), kwargs={})
+
+
+@pytest.mark.parametrize("body", json.loads(JOBS_JSON.read_text()), ids=lambda b: b["state"])
+def test_rest_parse_equals_genai_parse_field_by_field(body):
+    from dataclasses import fields
+
+    from gemini_tuning.backends.vertex import parse_job
+
+    ours, theirs = parse_job(body), job_status(genai_parse(body))
+    for f in fields(ours):
+        assert getattr(ours, f.name) == getattr(theirs, f.name), f.name
+    assert ours.state == body["state"]
+
+
+def test_rest_parse_reads_every_field_it_needs():
+    from gemini_tuning.backends.vertex import parse_job
+
+    running, succeeded = (parse_job(b) for b in json.loads(JOBS_JSON.read_text())[1:3])
+    assert (running.completed_steps, running.total_steps, running.progress_percent) == (46, 135, 34.1)
+    assert running.sub_state == "TUNING_JOB_STATE_TUNING" and running.metrics_uri == "gs://b/metrics/112/"
+    assert running.example_count == 360 and running.create_time == "2026-11-30T10:00:00+00:00"
+    assert succeeded.completed_steps == 135 and succeeded.endpoint.endswith("/endpoints/7")
+    assert succeeded.tuned_model.endswith("/models/9@1")

@@ -583,3 +583,39 @@ def browser_url(uri: str) -> str:
     if host:
         return f"{host.rstrip('/')}/download/storage/v1/b/{bucket}/o/{quote(name, safe='')}?alt=media"
     return f"https://storage.cloud.google.com/{bucket}/{quote(name)}"
+
+
+# ------------------------------------------------------------------------------------------ REST reads
+# The triggerer reads a job's metrics files with a plain authorized GET (``backends.rest``), so google-cloud-storage
+# is never loaded there. The JSON API paths below are GCS's own (``/download/...`` serves media).
+def rest_base_url() -> str:
+    """GCS's JSON API host, or ``$STORAGE_EMULATOR_HOST`` (the variable google-cloud-storage honours)."""
+    host = os.environ.get("STORAGE_EMULATOR_HOST")
+    if host:
+        return host if host.startswith("http") else f"http://{host}"
+    return "https://storage.googleapis.com"
+
+
+def read_texts_plan(uri: str, suffixes: tuple[str, ...]):
+    """A ``backends.rest`` plan: the text of every object under the ``gs://bucket/prefix`` whose name ends with
+    one of ``suffixes``, in name order."""
+    from urllib.parse import quote
+
+    from .rest import Request
+
+    bucket, prefix = parse_gs_uri(uri)
+    names, token = [], None
+    while True:
+        params = {"prefix": prefix, "fields": "items(name),nextPageToken"}
+        if token:
+            params["pageToken"] = token
+        page = yield Request("GET", f"/storage/v1/b/{bucket}/o", params)
+        names += [i["name"] for i in page.get("items") or [] if i["name"].endswith(suffixes)]
+        token = page.get("nextPageToken")
+        if not token:
+            break
+    texts = []
+    for name in sorted(names):
+        texts.append((yield Request("GET", f"/download/storage/v1/b/{bucket}/o/{quote(name, safe='')}",
+                                    {"alt": "media"}, raw=True)))
+    return texts

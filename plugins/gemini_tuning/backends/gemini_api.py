@@ -1,17 +1,14 @@
 """Gemini API ``tunedModels`` over REST, by hand (google-genai drops ``trainingData`` on this API).
 
-Each call is a ``Request`` built by one function and parsed by one function; ``_send`` (requests, for operators)
-and ``_asend`` (aiohttp, for triggers) only move bytes. Auth: an API key in the ``x-goog-api-key`` header (never
+Each call is a ``Request`` built by one function and parsed by one function; ``backends.rest.RestClient`` moves
+the bytes (requests for operators, aiohttp for triggers). Auth: an API key in the ``x-goog-api-key`` header (never
 in the URL, where it would land in logs), or OAuth credentials with the tuning scope and ``x-goog-user-project``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import re
-from dataclasses import dataclass, field
 
 from ..core.generation import GenerationSettings, response_text
 from ..core.states import CANCELLED, FAILED, RUNNING, SUCCEEDED, JobStatus, LossPoint
@@ -26,6 +23,7 @@ from .errors import (
     TuningDiscontinuedError,
     parse_retry_after,
 )
+from .rest import Request, RestClient, bearer_headers, google_error
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +40,6 @@ _DISCONTINUED = re.compile(rf"{_TUNING}[^.]*?{_GONE}|{_GONE}[^.]*?{_TUNING}", re
 def is_tuning_discontinued(message: str) -> bool:
     """Whether an error message is Google's "tuning on the Gemini API is discontinued" refusal."""
     return bool(_DISCONTINUED.search(message or ""))
-
-
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: str
-    params: dict = field(default_factory=dict)
-    json: dict | None = None
-    creating: bool = False
 
 
 # ------------------------------------------------------------------------------------------ request definitions
@@ -127,12 +116,7 @@ def parse_operation(op: dict) -> JobStatus:
 def raise_for(status: int, text: str, headers, req: Request) -> None:
     if status < 400:
         return
-    try:
-        err = json.loads(text).get("error", {})
-    except (ValueError, AttributeError):
-        err = {}
-    message = err.get("message") or text[:500] or f"HTTP {status}"
-    canonical = err.get("status")
+    message, canonical = google_error(text, status)
     ra = parse_retry_after(headers.get("Retry-After") if headers else None)
     if status == 403 and "scope" in message.lower():
         raise InsufficientScopesError(status, f"{message} Tuning on the Gemini API needs OAuth credentials with the "
@@ -179,8 +163,9 @@ class GeminiApiTuningBackend:
         self.retry_policy = retry_policy or retry.RetryPolicy()
         self.timeout = timeout
         self.storage = storage
-        self._session = None
-        self._asession = None          # aiohttp session of the event loop that made it (closed by aclose)
+        self.rest = RestClient(self.base_url, headers=self._headers,
+                               headers_ready=lambda: bool(self.api_key or self.credentials.valid),
+                               raise_for=raise_for, timeout=timeout)
 
     def __repr__(self) -> str:  # never show the key
         return f"GeminiApiTuningBackend(base_url={self.base_url!r}, auth={'api_key' if self.api_key else 'oauth'})"
@@ -189,42 +174,9 @@ class GeminiApiTuningBackend:
     def _headers(self) -> dict:
         if self.api_key:
             return {"x-goog-api-key": self.api_key}
-        if not self.credentials.valid:
-            import google.auth.transport.requests
-
-            self.credentials.refresh(google.auth.transport.requests.Request())
-        headers = {"Authorization": f"Bearer {self.credentials.token}"}
-        if self.quota_project:
-            headers["x-goog-user-project"] = self.quota_project
-        return headers
-
-    def _send(self, req: Request) -> dict:
-        import requests
-
-        if self._session is None:
-            self._session = requests.Session()
-        resp = self._session.request(req.method, self.base_url + req.path, params=req.params or None,
-                                     json=req.json, headers=self._headers(), timeout=self.timeout)
-        raise_for(resp.status_code, resp.text, resp.headers, req)
-        return resp.json() if resp.content else {}
-
-    async def _asend(self, req: Request) -> dict:
-        import aiohttp
-
-        session = self._asession
-        if session is None or session.closed or session.loop is not asyncio.get_running_loop():
-            session = self._asession = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
-        headers = self._headers() if (self.api_key or self.credentials.valid) else \
-            await asyncio.to_thread(self._headers)
-        async with session.request(req.method, self.base_url + req.path, params=req.params or None,
-                                   json=req.json, headers=headers) as resp:
-            text = await resp.text()
-            raise_for(resp.status, text, resp.headers, req)
-            return json.loads(text) if text else {}
+        return bearer_headers(self.credentials, self.quota_project)
 
     # ------------------------------------------------------------------ plans: each call written once
-    # A plan is a generator that yields Requests and receives their JSON answers; ``_run`` drives it with
-    # requests (operators), ``_arun`` with aiohttp (triggers).
     @staticmethod
     def _status_plan(name: str):
         """``name`` is the operation (preferred) or the tuned model."""
@@ -240,22 +192,6 @@ class GeminiApiTuningBackend:
         op = name if "/operations/" in name else (yield from cls._status_plan(name)).operation
         yield cancel_request(op)
 
-    def _run(self, plan):
-        try:
-            req = next(plan)
-            while True:
-                req = plan.send(self._send(req))
-        except StopIteration as stop:
-            return stop.value
-
-    async def _arun(self, plan):
-        try:
-            req = next(plan)
-            while True:
-                req = plan.send(await self._asend(req))
-        except StopIteration as stop:
-            return stop.value
-
     # ------------------------------------------------------------------ sync (operators)
     def _examples(self, uri: str) -> list[dict]:
         if self.storage is None:
@@ -265,7 +201,7 @@ class GeminiApiTuningBackend:
     def create(self, spec: TuningSpec, identity: JobIdentity) -> JobStatus:
         """Not retried: the deterministic model id makes a repeated create answer 409 (AlreadyExistsError)."""
         model_id = tuned_model_id(identity.key, identity.attempt)
-        return parse_operation(self._send(create_request(spec, self._examples(spec.training_uri), model_id,
+        return parse_operation(self.rest.send(create_request(spec, self._examples(spec.training_uri), model_id,
                                                          identity.marker())))
 
     def find(self, identity: JobIdentity) -> JobStatus | None:
@@ -288,38 +224,36 @@ class GeminiApiTuningBackend:
         return status            # the operation's snapshots are the loss curve, already in the status
 
     def get(self, name: str) -> JobStatus:
-        return retry.call(self.retry_policy, lambda: self._run(self._status_plan(name)))
+        return retry.call(self.retry_policy, lambda: self.rest.run(self._status_plan(name)))
 
     def cancel(self, name: str) -> None:
-        retry.call(self.retry_policy, lambda: self._run(self._cancel_plan(name)))
+        retry.call(self.retry_policy, lambda: self.rest.run(self._cancel_plan(name)))
 
     def delete(self, model: str) -> bool:
         """Deletes a tuned model. Returns False when it was already gone (idempotent)."""
         try:
-            retry.call(self.retry_policy, lambda: self._send(delete_request(model)))
+            retry.call(self.retry_policy, lambda: self.rest.send(delete_request(model)))
             return True
         except NotFoundError:
             return False
 
     # ------------------------------------------------------------------ async (triggers)
     async def aget(self, name: str) -> JobStatus:
-        return await self._arun(self._status_plan(name))
+        return await self.rest.arun(self._status_plan(name))
 
     async def acancel(self, name: str) -> None:
-        await retry.acall(self.retry_policy, lambda: self._arun(self._cancel_plan(name)))
+        await retry.acall(self.retry_policy, lambda: self.rest.arun(self._cancel_plan(name)))
 
     async def awith_loss(self, status: JobStatus) -> JobStatus:
         return status
 
     async def agenerate(self, model: str, prompt: str, settings: GenerationSettings) -> str:
         """One generateContent call, not retried here (the evaluation engine owns retries and rate limits)."""
-        return response_text(await self._asend(generate_request(model, prompt, settings)))
+        return response_text(await self.rest.asend(generate_request(model, prompt, settings)))
 
     async def aclose(self) -> None:
         """Closes the aiohttp session (call before its event loop ends)."""
-        session, self._asession = self._asession, None
-        if session is not None and not session.closed:
-            await session.close()
+        await self.rest.aclose()
 
     def console_url(self, name: str) -> str:
         model = name.split("/operations/")[0]

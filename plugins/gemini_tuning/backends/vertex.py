@@ -1,13 +1,16 @@
-"""Vertex AI tuning jobs through google-genai (``Client(vertexai=True)``; ``client.aio`` on the async side).
+"""Vertex AI tuning jobs: google-genai (``Client(vertexai=True)``) for create, list and generate on the worker; a
+plain authorized REST GET for the status poll and the cancel, on both sides.
 
-Request definitions (``_create_args``, ``_list_config``) and the response parse (``job_status``) are written once
-and used by both the sync methods (operators) and the async ones (triggers); :func:`sdk_call` / :func:`asdk_call`
-are the one place SDK errors become ours.
+Why the poll is not google-genai: a status poll runs every few minutes for every deferred job in the triggerer.
+Through google-genai it built the pydantic ``TuningJob`` model each time and kept the SDK (≈55 MiB) loaded in the
+triggerer; measured by ``scripts/bench_tuning_wait.py --part c``. The REST poll is one request definition
+(:func:`get_job_request`) and one parse (:func:`parse_job`) for the sync and async paths, driven by
+``backends.rest.RestClient``. ``job_status`` (the parse of google-genai's object, for what create returns) and
+:func:`parse_job` must agree field by field: ``tests/unit/test_backend_requests.py`` checks them on recorded jobs.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
@@ -19,7 +22,10 @@ from ..core.states import JobStatus, LossPoint, normalize_state
 from ..core.tuning import ADAPTER_SIZES, TuningSpec
 from . import gcs, retry
 from .contract import JobIdentity
-from .errors import NotFoundError, TuningApiError, retry_after_of
+from .errors import NotFoundError, TuningApiError, parse_retry_after, retry_after_of
+from .rest import Request, RestClient, bearer_headers, google_error, single
+
+API_VERSION = "v1beta1"        # google-genai's Vertex default; it has tuningJobState and tuningJobMetadata
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +66,75 @@ def job_status(job) -> JobStatus:
         example_count=getattr(stats, "tuning_dataset_example_count", None) if stats else None,
         metrics_uri=getattr(job, "gcs_metrics_uri", None),
     )
+
+
+def _int(value) -> int | None:
+    return int(value) if value is not None else None        # int64 fields arrive as strings in REST JSON
+
+
+def parse_job(body: dict) -> JobStatus:
+    """A ``TuningJob`` as REST JSON (camelCase, int64 as strings) -> JobStatus; the twin of :func:`job_status`."""
+    stats = (body.get("tuningDataStats") or {}).get("supervisedTuningDataStats") or {}
+    total = _int(stats.get("tuningStepCount"))
+    done = _int((body.get("tuningJobMetadata") or {}).get("completedStepCount"))
+    state = normalize_state(body["state"]) if body.get("state") is not None else "JOB_STATE_UNSPECIFIED"
+    if state == "JOB_STATE_SUCCEEDED" and total:
+        done = total
+    tuned = body.get("tunedModel") or {}
+    err = body.get("error") or {}
+    return JobStatus(
+        backend="vertex", name=body["name"], state=state, sub_state=body.get("tuningJobState"),
+        completed_steps=done, total_steps=total,
+        progress_percent=round(100.0 * done / total, 1) if (done is not None and total) else None,
+        tuned_model=tuned.get("model"), endpoint=tuned.get("endpoint"),
+        error_code=err.get("code"), error_message=err.get("message"), labels=dict(body.get("labels") or {}),
+        create_time=_rfc3339(body.get("createTime")), end_time=_rfc3339(body.get("endTime")),
+        example_count=_int(stats.get("tuningDatasetExampleCount")), metrics_uri=body.get("gcsMetricsUri"))
+
+
+def _rfc3339(value: str | None) -> str | None:
+    """The same ISO form :func:`job_status` gives (``datetime.isoformat()`` of the parsed timestamp)."""
+    if not value:
+        return None
+    from datetime import datetime
+
+    head, dot, frac = value.replace("Z", "+00:00").partition(".")
+    if dot:                                   # Google sends up to 9 fractional digits; Python reads 6
+        digits = len(frac) - len(frac.lstrip("0123456789"))
+        frac = frac[:min(digits, 6)] + frac[digits:]
+    return datetime.fromisoformat(head + dot + frac).isoformat()
+
+
+METRICS_SUFFIXES = (".jsonl", ".json")
+
+
+def _with_points(status: JobStatus, texts: list[str]) -> JobStatus:
+    points = parse_metrics("\n".join(texts))
+    return dataclasses.replace(status, loss_history=points) if points else status
+
+
+def get_job_request(name: str) -> Request:
+    return Request("GET", f"/{API_VERSION}/{name}")
+
+
+def cancel_job_request(name: str) -> Request:
+    return Request("POST", f"/{API_VERSION}/{name}:cancel", json={})
+
+
+def raise_for(status: int, text: str, headers, req: Request) -> None:
+    """Google's error envelope -> our errors (404 NotFoundError; Retry-After kept)."""
+    if status < 400:
+        return
+    message, canonical = google_error(text, status)
+    cls = NotFoundError if status == 404 else TuningApiError
+    raise cls(status, message, status=canonical,
+              retry_after=parse_retry_after(headers.get("Retry-After") if headers else None))
+
+
+def vertex_base_url(location: str, base_url: str | None) -> str:
+    if base_url:
+        return base_url
+    return "https://aiplatform.googleapis.com" if location == "global" else f"https://{location}-aiplatform.googleapis.com"
 
 
 def normalize_sub_state(value) -> str | None:
@@ -136,13 +211,17 @@ class GenaiBackend:
         self.credentials = credentials
         self.base_url = base_url
         self.retry_policy = retry_policy or retry.RetryPolicy()
+        self.rest = RestClient(vertex_base_url(location, base_url), headers=lambda: bearer_headers(credentials),
+                               headers_ready=lambda: credentials.valid, raise_for=raise_for)
 
     @cached_property
     def client(self):
+        """google-genai's client, built on first use (the status poll does not need it)."""
         return genai_client(self.project, self.location, self.credentials, self.base_url)
 
     async def aclose(self) -> None:
         """Closes the async HTTP sessions of this event loop (call before the loop ends)."""
+        await self.rest.aclose()
         if "client" in self.__dict__:
             await self.client.aio.aclose()
             del self.__dict__["client"]
@@ -154,14 +233,15 @@ class VertexTuningBackend(GenaiBackend):
     Identity travels in labels: create puts ``JobIdentity.labels()`` on the job, find lists by a label filter.
     The loss curve is not on the job: it is read from the job's ``gcsMetricsUri`` through ``storage``.
 
-    Takes :class:`GenaiBackend`'s arguments, and:
-
-    :param storage: a zero-argument callable returning a ``google.cloud.storage.Client`` (for the loss curve).
+    Takes :class:`GenaiBackend`'s arguments; the loss curve is read with the same credentials from GCS's JSON API
+    (``$STORAGE_EMULATOR_HOST`` when set).
     """
 
-    def __init__(self, *, storage=None, **connection):
+    def __init__(self, **connection):
         super().__init__(**connection)
-        self.storage = storage
+        credentials = self.credentials
+        self.gcs_rest = RestClient(gcs.rest_base_url(), headers=lambda: bearer_headers(credentials),
+                                   headers_ready=lambda: credentials.valid, raise_for=raise_for)
 
     # ------------------------------------------------------------------ request definitions
     @staticmethod
@@ -212,35 +292,42 @@ class VertexTuningBackend(GenaiBackend):
         return status.labels.get(FINGERPRINT_LABEL)
 
     def get(self, name: str) -> JobStatus:
-        return retry.call(self.retry_policy, lambda: sdk_call(lambda: job_status(self.client.tunings.get(name=name))))
+        return retry.call(self.retry_policy, lambda: self.rest.run(single(get_job_request(name), parse_job)))
 
     def cancel(self, name: str) -> None:
-        retry.call(self.retry_policy, lambda: sdk_call(lambda: self.client.tunings.cancel(name=name)))
+        retry.call(self.retry_policy, lambda: self.rest.run(single(cancel_job_request(name))))
 
     def with_loss(self, status: JobStatus) -> JobStatus:
         """Reads the loss curve from the job's ``gcsMetricsUri`` (best effort, see :func:`parse_metrics`)."""
-        if not status.metrics_uri or self.storage is None:
+        if not status.metrics_uri:
             return status
         try:
-            client = self.storage()
-            bucket, prefix = gcs.parse_gs_uri(status.metrics_uri)
-            texts = [b.download_as_text() for b in client.list_blobs(bucket, prefix=prefix)
-                     if b.name.endswith((".jsonl", ".json"))]
-            points = parse_metrics("\n".join(texts))
+            texts = self.gcs_rest.run(gcs.read_texts_plan(status.metrics_uri, METRICS_SUFFIXES))
         except Exception as exc:  # noqa: BLE001 - loss is reporting, never control
             log.warning("could not read training metrics from %s: %s", status.metrics_uri, exc)
             return status
-        return dataclasses.replace(status, loss_history=points) if points else status
+        return _with_points(status, texts)
 
     # ------------------------------------------------------------------ async (triggers)
     async def aget(self, name: str) -> JobStatus:
-        return job_status(await asdk_call(lambda: self.client.aio.tunings.get(name=name)))
+        return await self.rest.arun(single(get_job_request(name), parse_job))
 
     async def acancel(self, name: str) -> None:
-        await retry.acall(self.retry_policy, lambda: asdk_call(lambda: self.client.aio.tunings.cancel(name=name)))
+        await retry.acall(self.retry_policy, lambda: self.rest.arun(single(cancel_job_request(name))))
+
+    async def aclose(self) -> None:
+        await self.gcs_rest.aclose()
+        await super().aclose()
 
     async def awith_loss(self, status: JobStatus) -> JobStatus:
-        return await asyncio.to_thread(self.with_loss, status)
+        if not status.metrics_uri:
+            return status
+        try:
+            texts = await self.gcs_rest.arun(gcs.read_texts_plan(status.metrics_uri, METRICS_SUFFIXES))
+        except Exception as exc:  # noqa: BLE001 - loss is reporting, never control
+            log.warning("could not read training metrics from %s: %s", status.metrics_uri, exc)
+            return status
+        return _with_points(status, texts)
 
     # ------------------------------------------------------------------ generation (evaluation)
     @staticmethod

@@ -48,14 +48,12 @@ def _loop_state() -> dict:
 
 
 def build_backend(trigger: BaseJobTrigger):
-    """The backend for ``trigger``, built in a worker thread (connection lookup, SDK import, client)."""
+    """The backend for ``trigger``, built in a worker thread (connection lookup, credentials, any SDK import)."""
     from ..hooks import GeminiTuningHook
 
     hook = GeminiTuningHook(gcp_conn_id=trigger.gcp_conn_id, impersonation_chain=trigger.impersonation_chain,
                             api_base_url=trigger.api_base_url, gemini_api_conn_id=trigger.gemini_api_conn_id)
-    backend = trigger.make_backend(hook)
-    getattr(backend, "client", None)   # build the SDK client here, in the worker thread, not on the event loop
-    return backend
+    return trigger.make_backend(hook)
 
 
 class BaseJobTrigger(BaseTrigger):

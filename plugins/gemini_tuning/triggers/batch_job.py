@@ -10,4 +10,6 @@ class BatchPredictionJobTrigger(BaseJobTrigger):
     :class:`~gemini_tuning.triggers.base_job.BaseJobTrigger`."""
 
     def make_backend(self, hook):
-        return hook.vertex_batch(self.project_id, self.location)
+        backend = hook.vertex_batch(self.project_id, self.location)
+        _ = backend.client  # google-genai polls batch jobs: build it here, in the worker thread, not on the loop
+        return backend

@@ -1,9 +1,10 @@
-"""Real Airflow 3.3 services for integration tests.
+"""Real Airflow 3.3 services, for the integration tests and the local cluster (``scripts/cluster.py``).
 
-``AirflowServices`` starts the four components of a LocalExecutor deployment on SQLite -- ``api-server``,
-``scheduler`` (parallelism 4), ``dag-processor`` and ``triggerer`` -- each as its own ``airflow`` CLI process in
-its own session and process group, with a private temporary ``AIRFLOW_HOME``, free ports and an explicit
-environment (nothing is inherited from ``tests/conftest.py``'s in-process Airflow settings).
+``AirflowServices`` starts, by default, the four components of a LocalExecutor deployment on SQLite --
+``api-server``, ``scheduler`` (parallelism 4), ``dag-processor`` and ``triggerer`` -- each as its own ``airflow``
+CLI process in its own session and process group, with a private temporary ``AIRFLOW_HOME``, free ports and an
+explicit environment (nothing is inherited from ``tests/conftest.py``'s in-process Airflow settings). Pass
+``components`` (and the settings in ``extra_env``) for another shape, e.g. two triggerers and Celery workers.
 
     with AirflowServices(dags_folder=ROOT / "dags", plugins_folder=ROOT / "plugins") as af:
         af.wait_dag_parsed("my_dag")
@@ -70,11 +71,26 @@ from urllib.parse import quote
 import httpx
 import psutil
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
+ROOT = Path(__file__).resolve().parents[1]
+TESTS_INTEGRATION = ROOT / "tests" / "integration"   # helper modules the test DAGs import by bare name
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
-# Key of each component in GET /api/v2/monitor/health (the api-server is healthy when it answers).
+# Key of each component in GET /api/v2/monitor/health (the api-server is healthy when it answers). Components named
+# "triggerer-N" report under "triggerer" (the health endpoint shows the newest heartbeat of all triggerers).
 _HEALTH_KEY = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
+
+
+@dataclass(frozen=True)
+class Component:
+    """One process of the deployment: its ``airflow`` sub-command and the environment it adds."""
+
+    name: str
+    args: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+    ready_log: str | None = None       # a line its log shows once it is ready (components without health)
+
+    @property
+    def health_key(self) -> str | None:
+        return _HEALTH_KEY.get(self.name.split("-", 1)[0] if self.name.startswith("triggerer") else self.name)
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 POLL = 0.5
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -165,6 +181,8 @@ class AirflowServices:
         home: Path | None = None,
         startup_timeout: float = 150.0,
         stop_timeout: float = 20.0,
+        components: Iterable[Component] | None = None,
+        extra_pythonpath: Iterable[str | os.PathLike] = (),
     ):
         self.home = Path(home) if home is not None else Path(tempfile.mkdtemp(prefix="af-services-"))
         self.home.mkdir(parents=True, exist_ok=True)
@@ -186,10 +204,13 @@ class AirflowServices:
             json.dumps({self.username: self.password})
         )
 
+        self.extra_pythonpath = [str(p) for p in extra_pythonpath]
         self.env = self._build_env(extra_env or {})
         self.procs: dict[str, subprocess.Popen] = {}
         self.started_at: dict[str, float] = {}
-        self._sids: dict[str, set[int]] = {name: set() for name in COMPONENTS}  # every session a component had
+        self.components: dict[str, Component] = {
+            c.name: c for c in (components or [Component(n, (n,)) for n in COMPONENTS])}
+        self._sids: dict[str, set[int]] = {name: set() for name in self.components}  # every session a component had
         self._logs: dict[str, Any] = {}
         self._token: str | None = None
         self._http = httpx.Client(base_url=self.base_url, timeout=30.0)
@@ -208,7 +229,8 @@ class AirflowServices:
         # The project root (``emulator``, ``plugins``-independent helpers) and this directory (helper modules
         # next to the tests import by bare name, as under pytest). NB ``tests.*`` itself is NOT importable:
         # looker_sdk installs a regular ``tests`` package in site-packages that shadows our namespace dir.
-        pythonpath = [str(ROOT), str(HERE)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        pythonpath = [str(ROOT), str(TESTS_INTEGRATION), *self.extra_pythonpath]
+        pythonpath += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         secret = uuid.uuid4().hex + uuid.uuid4().hex
         env.update(
             {
@@ -273,14 +295,18 @@ class AirflowServices:
                                 f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
         return res
 
-    def start(self) -> None:
-        """``airflow db migrate``, then all four components, then wait until /monitor/health is all healthy."""
+    def start(self, *, register_atexit: bool = True) -> None:
+        """``airflow db migrate``, then every component, then wait until they are all healthy.
+
+        ``register_atexit``: stop everything when this Python process exits (tests); False leaves the services
+        running for a later ``stop`` by process group (the cluster CLI)."""
         t0 = time.monotonic()
-        atexit.register(self.stop)  # the pytest process exiting without teardown must not leak services
+        if register_atexit:
+            atexit.register(self.stop)  # the pytest process exiting without teardown must not leak services
         try:
             self.airflow("db", "migrate")
             self.timings["db_migrate"] = time.monotonic() - t0
-            for name in COMPONENTS:
+            for name in self.components:
                 self.start_component(name, wait=False)
             self.wait_healthy(timeout=self.startup_timeout)
         except BaseException:
@@ -291,8 +317,9 @@ class AirflowServices:
 
     def start_component(self, name: str, *, wait: bool = True, timeout: float | None = None) -> None:
         """Start one component in its own session/process group; with ``wait``, until it is healthy."""
-        if name not in COMPONENTS:
-            raise ValueError(f"unknown component {name!r}; one of {COMPONENTS}")
+        if name not in self.components:
+            raise ValueError(f"unknown component {name!r}; one of {tuple(self.components)}")
+        component = self.components[name]
         if name in self.procs and self.procs[name].poll() is None:
             raise ServicesError(f"{name} is already running (pid {self.procs[name].pid})")
         if name in self._logs:
@@ -303,8 +330,8 @@ class AirflowServices:
         self._logs[name] = log
         self.started_at[name] = time.time()
         proc = subprocess.Popen(
-            [*_airflow_cmd(), name], env=self.env, cwd=self.home, stdin=subprocess.DEVNULL,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [*_airflow_cmd(), *component.args], env={**self.env, **dict(component.env)}, cwd=self.home,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         self.procs[name] = proc
         self._sids[name].add(proc.pid)
@@ -377,7 +404,8 @@ class AirflowServices:
         running task would otherwise wait the whole ``stop_timeout`` for it."""
         t0 = time.monotonic()
         self._stop_task_runners()
-        for names, grace in ((("scheduler", "triggerer", "dag-processor"), self.stop_timeout), (("api-server",), 5)):
+        first = tuple(n for n in self.components if n != "api-server")
+        for names, grace in ((first, self.stop_timeout), (("api-server",), 5)):
             deadline = time.monotonic() + grace
             for name in names:
                 proc = self.procs.get(name)
@@ -390,7 +418,7 @@ class AirflowServices:
                         self.procs[name].wait(max(0.01, deadline - time.monotonic()))
         self.timings["stop_graceful"] = time.monotonic() - t0
         errors = []
-        for name in COMPONENTS:
+        for name in self.components:
             try:
                 self._kill_sessions(name, signal.SIGKILL)
             except ServicesError as e:
@@ -419,14 +447,19 @@ class AirflowServices:
         """Every live process of one component (all its process groups, incl. task runners for the scheduler)."""
         return self._session_members(name)
 
+    def executor_components(self) -> list[str]:
+        """Where task runners live: the scheduler (LocalExecutor) or the Celery workers."""
+        return [n for n in self.components if n == "scheduler" or n.startswith("worker")]
+
     def task_runner_pids(self) -> list[int]:
-        """Running task runners: the scheduler-session processes that lead their own process group."""
-        root = self.procs["scheduler"].pid if "scheduler" in self.procs else None
+        """Running task runners: the executor-session processes that lead their own process group."""
         out = []
-        for pid in self.component_pids("scheduler"):
-            with contextlib.suppress(OSError):
-                if pid != root and os.getpgid(pid) == pid:
-                    out.append(pid)
+        for name in self.executor_components():
+            root = self.procs[name].pid if name in self.procs else None
+            for pid in self.component_pids(name):
+                with contextlib.suppress(OSError):
+                    if pid != root and os.getpgid(pid) == pid:
+                        out.append(pid)
         return out
 
     def _stop_task_runners(self, grace: float = 3.0) -> None:
@@ -444,7 +477,7 @@ class AirflowServices:
 
     def leftover_pids(self) -> list[int]:
         """Every live process in any session this harness started (empty after ``stop()``)."""
-        return sorted({pid for name in COMPONENTS for pid in self._session_members(name)})
+        return sorted({pid for name in self.components for pid in self._session_members(name)})
 
     def ps(self) -> str:
         """``ps``-like listing (pid pgid sid title) of all harness processes -- for debugging."""
@@ -463,6 +496,14 @@ class AirflowServices:
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
 
+    def _log_since_start(self, name: str) -> str:
+        """The component's log since its latest start (the harness writes a marker line at each start)."""
+        try:
+            text = self.log_path(name).read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return text.rsplit("===== harness: starting", 1)[-1]
+
     def log_tail(self, name: str, lines: int = 40) -> str:
         try:
             text = self.log_path(name).read_text(errors="replace")
@@ -472,7 +513,7 @@ class AirflowServices:
 
     def diagnostics(self, lines: int = 40) -> str:
         parts = [f"AIRFLOW_HOME={self.home}"]
-        for name in COMPONENTS:
+        for name in self.components:
             proc = self.procs.get(name)
             rc = None if proc is None else proc.poll()
             parts.append(f"----- {name} (pid {proc.pid if proc else '-'}, exit {rc}) {self.log_path(name)}\n"
@@ -486,9 +527,10 @@ class AirflowServices:
         except (httpx.HTTPError, ValueError):
             return None
 
-    def wait_healthy(self, components: Iterable[str] = COMPONENTS, timeout: float = 120.0) -> dict:
-        """Wait until each component reports healthy *with a heartbeat newer than its own start*."""
-        components = list(components)
+    def wait_healthy(self, components: Iterable[str] | None = None, timeout: float = 120.0) -> dict:
+        """Wait until each component reports healthy *with a heartbeat newer than its own start* (or, for a
+        component without a health entry, until its log shows its ``ready_log`` line)."""
+        components = list(self.components if components is None else components)
         t0 = time.monotonic()
         deadline = t0 + timeout
         last = None
@@ -504,7 +546,10 @@ class AirflowServices:
             if last is not None and last.get("metadatabase", {}).get("status") == "healthy":
                 ok = True
                 for name in components:
-                    key = _HEALTH_KEY.get(name)
+                    key = self.components[name].health_key
+                    ready = self.components[name].ready_log
+                    if ready and ready not in self._log_since_start(name):
+                        ok = False
                     if key is None:
                         continue
                     info = last.get(key) or {}

@@ -1,0 +1,129 @@
+"""One REST transport for the hand-written calls (Gemini API ``tunedModels``, the Vertex job poll): each call is a
+:class:`Request` built by one function and parsed by one function; :class:`RestClient` only moves bytes, with
+``requests`` on the worker and ``aiohttp`` in the triggerer.
+
+A *plan* is a generator that yields Requests and receives their JSON answers (a call that needs two round trips,
+e.g. "find the operation, then cancel it", is one plan); :meth:`RestClient.run` drives it synchronously,
+:meth:`RestClient.arun` asynchronously, so the sync and async paths never write a request twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Plan = Generator["Request", Any, Any]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP call. ``creating``: a create call (its errors may mean something else, see the backends);
+    ``raw``: the answer is returned as text, not parsed as JSON (a media download)."""
+
+    method: str
+    path: str
+    params: dict = field(default_factory=dict)
+    json: dict | None = None
+    creating: bool = False
+    raw: bool = False
+
+
+def bearer_headers(credentials, quota_project: str | None = None) -> dict[str, str]:
+    """``Authorization: Bearer`` from google-auth credentials (refreshed when needed; blocking)."""
+    if not credentials.valid:
+        import google.auth.transport.requests
+
+        credentials.refresh(google.auth.transport.requests.Request())
+    headers = {"Authorization": f"Bearer {credentials.token}"}
+    if quota_project:
+        headers["x-goog-user-project"] = quota_project
+    return headers
+
+
+class RestClient:
+    """:param base_url: scheme and host, e.g. ``https://us-central1-aiplatform.googleapis.com``.
+    :param headers: returns the auth headers (may block: it is called in a thread on the async side when
+        ``headers_ready`` says a refresh is due).
+    :param headers_ready: True when ``headers`` can be called without I/O.
+    :param raise_for: ``(status, body text, response headers, request)`` -> raises the service's error, or returns.
+    :param timeout: seconds per request.
+    """
+
+    def __init__(self, base_url: str, *, headers: Callable[[], Mapping[str, str]],
+                 headers_ready: Callable[[], bool] = lambda: True,
+                 raise_for: Callable[[int, str, Mapping, Request], None], timeout: float = 60.0):
+        self.base_url = base_url.rstrip("/")
+        self._headers = headers
+        self._headers_ready = headers_ready
+        self._raise_for = raise_for
+        self.timeout = timeout
+        self._session = None
+        self._asession = None          # aiohttp session of the event loop that made it (closed by aclose)
+
+    def send(self, req: Request) -> dict:
+        import requests
+
+        if self._session is None:
+            self._session = requests.Session()
+        resp = self._session.request(req.method, self.base_url + req.path, params=req.params or None,
+                                     json=req.json, headers=dict(self._headers()), timeout=self.timeout)
+        self._raise_for(resp.status_code, resp.text, resp.headers, req)
+        if req.raw:
+            return resp.text
+        return resp.json() if resp.content else {}
+
+    async def asend(self, req: Request) -> dict:
+        import aiohttp
+
+        session = self._asession
+        if session is None or session.closed or session.loop is not asyncio.get_running_loop():
+            session = self._asession = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        headers = self._headers() if self._headers_ready() else await asyncio.to_thread(self._headers)
+        async with session.request(req.method, self.base_url + req.path, params=req.params or None,
+                                   json=req.json, headers=dict(headers)) as resp:
+            text = await resp.text()
+            self._raise_for(resp.status, text, resp.headers, req)
+            if req.raw:
+                return text
+            return json.loads(text) if text else {}
+
+    def run(self, plan: Plan):
+        try:
+            req = next(plan)
+            while True:
+                req = plan.send(self.send(req))
+        except StopIteration as stop:
+            return stop.value
+
+    async def arun(self, plan: Plan):
+        try:
+            req = next(plan)
+            while True:
+                req = plan.send(await self.asend(req))
+        except StopIteration as stop:
+            return stop.value
+
+    async def aclose(self) -> None:
+        """Closes the aiohttp session (call before its event loop ends)."""
+        session, self._asession = self._asession, None
+        if session is not None and not session.closed:
+            await session.close()
+
+
+def single(req: Request, parse: Callable[[dict], Any] = lambda body: body) -> Plan:
+    """The plan of one request and its parse."""
+    return parse((yield req))
+
+
+def google_error(text: str, status: int) -> tuple[str, str | None]:
+    """(message, canonical status) of Google's error envelope ``{"error": {"code", "message", "status"}}``."""
+    try:
+        err = json.loads(text).get("error", {})
+    except (ValueError, AttributeError):
+        err = {}
+    if not isinstance(err, dict):
+        err = {}
+    return err.get("message") or text[:500] or f"HTTP {status}", err.get("status")
