@@ -142,5 +142,18 @@ def wait_until(get, done, timeout: float = 60.0, interval: float = 0.2):
         time.sleep(interval)
 
 
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
+    """Polls ``predicate()`` until it returns something truthy (returned); fails the test naming ``what``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def unique(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 from cluster import BUCKET, TRIGGERERS, WORKERS, Cluster, component_of
+from conftest import wait_for
 
 from gemini_tuning.core.identity import identity_key
 
@@ -67,16 +68,6 @@ def cancels(cluster) -> list[dict]:
                      params={"path": r":cancel$", "method": "POST"}, timeout=10)
     r.raise_for_status()
     return r.json()["requests"]
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def trigger_holder(cluster, dag_id, run_id, task_id="tune") -> tuple[str | None, int | None]:

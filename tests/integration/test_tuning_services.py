@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 from airflow_services import AirflowServices
+from conftest import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "plugins"))
@@ -70,16 +71,6 @@ def jobs_for(info, dag_id, run_id, task_id="tune"):
     r = requests.get(info["url"] + JOBS, params={"filter": f'labels.gemini-tuning-key="{key}"'}, timeout=10)
     r.raise_for_status()
     return r.json().get("tuningJobs", [])
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_pipeline_succeeds_with_tune_deferred_and_no_worker(stack):
