@@ -237,3 +237,14 @@ async def test_triggers_starting_together_share_one_backend_build(monkeypatch, c
     events = await asyncio.gather(*(first_event(trig()) for _ in range(20)))
     assert len(builds) == 1 and all(e["status"] == "success" for e in events)
     assert b.closed == 1
+
+
+@pytest.mark.asyncio
+async def test_backends_are_closed_before_the_event_leaves(monkeypatch, clock):
+    """dag.test() takes the first event and drops the generator without closing it: the sessions must be closed
+    already (else 'Unclosed client session' once its loop ends)."""
+    b = Script(s("JOB_STATE_SUCCEEDED"))
+    use(monkeypatch, b)
+    ev = await trig().run().__anext__()          # no aclose() of the generator afterwards
+    assert ev.payload["status"] == "success"
+    assert getattr(b, "closed", 0) == 1

@@ -139,18 +139,30 @@ class BaseJobTrigger(BaseTrigger):
     async def run(self):
         state = _loop_state()
         state["users"] += 1
+        released = False
         try:
             async for event in self._poll():
+                # Let go of the loop's backends *before* the event leaves: the trigger is done, and a caller may
+                # never resume this generator (dag.test() takes one event and drops it; its loop then cancels the
+                # finalizer, which would leave the HTTP sessions unclosed).
+                released = True
+                await self._release(state)
                 yield event
         finally:
-            state["users"] -= 1
-            if state["users"] == 0:
-                builds, state["backends"] = list(state["backends"].values()), {}
-                for build in builds:
-                    try:
-                        await (await build).aclose()
-                    except Exception as exc:  # noqa: BLE001
-                        log.debug("closing a backend failed: %s", exc)
+            if not released:
+                await self._release(state)
+
+    @staticmethod
+    async def _release(state: dict) -> None:
+        """One trigger fewer in this loop; the last one closes the loop's shared backends."""
+        state["users"] -= 1
+        if state["users"] == 0:
+            builds, state["backends"] = list(state["backends"].values()), {}
+            for build in builds:
+                try:
+                    await (await build).aclose()
+                except Exception as exc:  # noqa: BLE001
+                    log.debug("closing a backend failed: %s", exc)
 
     async def _poll(self):
         machine = WaitMachine(self.job_name, PollPolicy(**self.poll), self.deadline, self.error_budget_seconds)
