@@ -82,7 +82,11 @@ def _stop_session(sid: int, *, grace: float = 10.0) -> None:
         pids = session_pids(sid)
         if not pids:
             return
-        for pgid in {os.getpgid(p) for p in pids if _exists(p)}:
+        pgids = set()
+        for pid in pids:
+            with contextlib.suppress(OSError):          # it may exit between the listing and this look-up
+                pgids.add(os.getpgid(pid))
+        for pgid in pgids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, sig)
         deadline = time.monotonic() + wait
@@ -90,12 +94,21 @@ def _stop_session(sid: int, *, grace: float = 10.0) -> None:
             time.sleep(0.2)
 
 
-def _exists(pid: int) -> bool:
+def _boot_id() -> str:
     try:
-        os.getpgid(pid)
-        return True
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
-        return False
+        return ""
+
+
+def _started(pid: int) -> float | None:
+    """The process's start time (to tell a session id apart from a later one that reused the number)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
 
 
 @dataclass
@@ -106,6 +119,8 @@ class ClusterState:
     api_port: int = 0
     emulator: dict = field(default_factory=dict)
     sessions: dict = field(default_factory=dict)      # component -> [session ids]
+    started: dict = field(default_factory=dict)       # session id -> its leader's start time
+    boot_id: str = field(default_factory=_boot_id)
     airflow_home: str = ""
 
 
@@ -147,7 +162,21 @@ class Cluster:
 
     def _save(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
+        for sids in self.state.sessions.values():
+            for sid in sids:
+                if str(sid) not in self.state.started and (t := _started(sid)) is not None:
+                    self.state.started[str(sid)] = t
         self.state_file.write_text(json.dumps(asdict(self.state), indent=1))
+
+    @staticmethod
+    def _ours(state: ClusterState, sid: int) -> bool:
+        """Whether session ``sid`` is still the one this cluster started: same boot, and its leader (if alive)
+        started when recorded. A stale state file must never make ``down`` signal someone else's session."""
+        if state.boot_id != _boot_id():
+            return False
+        recorded = state.started.get(str(sid))
+        now = _started(sid)
+        return now is None or recorded is None or abs(now - recorded) < 1.0
 
     def running(self) -> dict[str, list[int]]:
         """Live processes of a cluster started before (from the state file), by component."""
@@ -156,7 +185,7 @@ class Cluster:
             return {}
         out = {}
         for name, sids in state.sessions.items():
-            pids = sorted({p for sid in sids for p in session_pids(sid)})
+            pids = sorted({p for sid in sids if self._ours(state, sid) for p in session_pids(sid)})
             if pids:
                 out[name] = pids
         return out
@@ -209,8 +238,18 @@ class Cluster:
             time.sleep(0.2)
         raise ClusterError(f"PostgreSQL did not start; see {self.dir / 'postgres.log'}")
 
+    def _pg_fast_stop(self, state: ClusterState) -> None:
+        """``pg_ctl stop -m fast``: clients are disconnected and the server shuts down cleanly (a SIGTERM would be
+        a smart shutdown that waits for Airflow's pooled connections)."""
+        if any(self._ours(state, sid) and session_pids(sid) for sid in state.sessions.get("postgres", [])):
+            with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError):
+                subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D",
+                                str(Path(state.dir) / "pg" / "data"), "stop", "-m", "fast", "-w", "-t", "30"],
+                               capture_output=True, timeout=40, check=True)
+
     def restart_postgres(self, down_seconds: float = 2.0) -> None:
         """Stop PostgreSQL (fast shutdown: clients are disconnected), wait, start it again."""
+        self._pg_fast_stop(self.state)
         for sid in self.state.sessions.get("postgres", []):
             _stop_session(sid)
         time.sleep(down_seconds)
@@ -337,12 +376,16 @@ class Cluster:
         state = self.state or self.load_state()
         if state is None:
             return []
-        order = [n for n in state.sessions if n not in ("emulator", "redis", "postgres")] + \
-                ["emulator", "redis", "postgres"]
+        last = ("api-server", "emulator", "redis", "postgres")   # task runners report through the api-server
+        order = [n for n in state.sessions if n not in last] + list(last)
         for name in order:
+            if name == "postgres":
+                self._pg_fast_stop(state)
             for sid in state.sessions.get(name, []):
-                _stop_session(sid)
-        left = sorted({p for sids in state.sessions.values() for sid in sids for p in session_pids(sid)})
+                if self._ours(state, sid):
+                    _stop_session(sid)
+        left = sorted({p for sids in state.sessions.values() for sid in sids if self._ours(state, sid)
+                       for p in session_pids(sid)})
         if not left:
             with contextlib.suppress(FileNotFoundError):
                 self.state_file.unlink()

@@ -172,3 +172,15 @@ def test_rest_parse_reads_every_field_it_needs():
     assert running.example_count == 360 and running.create_time == "2026-11-30T10:00:00+00:00"
     assert succeeded.completed_steps == 135 and succeeded.endpoint.endswith("/endpoints/7")
     assert succeeded.tuned_model.endswith("/models/9@1")
+
+
+def test_rest_auth_headers_carry_the_credentials_quota_project():
+    """User ADC need x-goog-user-project on Vertex calls (google-genai sent it; the REST poll must too)."""
+    import google.oauth2.credentials
+
+    from gemini_tuning.backends.rest import bearer_headers
+
+    creds = google.oauth2.credentials.Credentials(token="t", quota_project_id="billing-project")
+    assert bearer_headers(creds) == {"Authorization": "Bearer t", "x-goog-user-project": "billing-project"}
+    assert bearer_headers(creds, "explicit")["x-goog-user-project"] == "explicit"
+    assert "x-goog-user-project" not in bearer_headers(google.oauth2.credentials.Credentials(token="t"))

@@ -248,3 +248,17 @@ async def test_backends_are_closed_before_the_event_leaves(monkeypatch, clock):
     ev = await trig().run().__anext__()          # no aclose() of the generator afterwards
     assert ev.payload["status"] == "success"
     assert getattr(b, "closed", 0) == 1
+
+
+def test_a_trigger_serialized_by_the_previous_layout_still_resumes():
+    """The kwargs 0.1.0 stored before triggers.py became a package (``read_metrics`` included; False on the batch
+    evaluation's triggers) must rebuild the trigger the triggerer imports from the same path."""
+    from airflow.sdk.module_loading import import_string
+
+    old = {"backend": "vertex", "job_name": "projects/p/locations/l/batchPredictionJobs/1", "project_id": "p",
+           "location": "us-central1", "gcp_conn_id": "google_cloud_default", "impersonation_chain": None,
+           "api_base_url": None, "gemini_api_conn_id": None, "poll": {"initial_seconds": 10.0},
+           "error_budget_seconds": 1800.0, "deadline": None, "cancel_on_kill": True, "cancel_on_timeout": True,
+           "read_metrics": False}
+    t = import_string("gemini_tuning.triggers.TuningJobTrigger")(**old)
+    assert t.read_metrics is False and t.serialize()[1]["job_name"] == old["job_name"]

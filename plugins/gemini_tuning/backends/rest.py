@@ -32,12 +32,15 @@ class Request:
 
 
 def bearer_headers(credentials, quota_project: str | None = None) -> dict[str, str]:
-    """``Authorization: Bearer`` from google-auth credentials (refreshed when needed; blocking)."""
+    """``Authorization: Bearer`` from google-auth credentials (refreshed when needed; blocking), and
+    ``x-goog-user-project``: ``quota_project``, else the credentials' own quota project (user ADC need one), as
+    google-auth's ``apply`` and the SDKs do."""
     if not credentials.valid:
         import google.auth.transport.requests
 
         credentials.refresh(google.auth.transport.requests.Request())
     headers = {"Authorization": f"Bearer {credentials.token}"}
+    quota_project = quota_project or getattr(credentials, "quota_project_id", None)
     if quota_project:
         headers["x-goog-user-project"] = quota_project
     return headers
@@ -62,6 +65,8 @@ class RestClient:
         self.timeout = timeout
         self._session = None
         self._asession = None          # aiohttp session of the event loop that made it (closed by aclose)
+        self._aloop = None
+        self._refresh_lock: asyncio.Lock | None = None
 
     def send(self, req: Request) -> dict:
         import requests
@@ -78,10 +83,12 @@ class RestClient:
     async def asend(self, req: Request) -> dict:
         import aiohttp
 
+        loop = asyncio.get_running_loop()
         session = self._asession
-        if session is None or session.closed or session.loop is not asyncio.get_running_loop():
+        if session is None or session.closed or self._aloop is not loop:
             session = self._asession = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
-        headers = self._headers() if self._headers_ready() else await asyncio.to_thread(self._headers)
+            self._aloop, self._refresh_lock = loop, asyncio.Lock()
+        headers = await self._aheaders()
         async with session.request(req.method, self.base_url + req.path, params=req.params or None,
                                    json=req.json, headers=dict(headers)) as resp:
             text = await resp.text()
@@ -89,6 +96,15 @@ class RestClient:
             if req.raw:
                 return text
             return json.loads(text) if text else {}
+
+    async def _aheaders(self) -> Mapping[str, str]:
+        """The auth headers; a due token refresh runs once, in a thread, however many calls wait for it."""
+        if self._headers_ready():
+            return self._headers()
+        async with self._refresh_lock:
+            if self._headers_ready():
+                return self._headers()
+            return await asyncio.to_thread(self._headers)
 
     def run(self, plan: Plan):
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from airflow.sdk import Asset
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
-from .base import GeminiBaseOperator
+from .base import GeminiBaseOperator, optional
 
 CHAMPION_ASSET = Asset(name="gemini_tuning_champion")
 
@@ -38,7 +38,8 @@ class GeminiPromoteOperator(GeminiBaseOperator):
         from ..services.champion import ChampionChanged, promote
 
         cand = self.candidate
-        registry = self.hook.registry(self.project_id, self.location) if cand["backend"] == "vertex" else None
+        registry = self.hook.registry(optional(self.project_id), self.location) \
+            if cand["backend"] == "vertex" else None
         metrics = (self.evaluation.get("summary") or {}).get("challenger", {}).get("metrics")
         run = {"dag_id": context["ti"].dag_id, "run_id": context["ti"].run_id, "metrics": metrics}
         try:
@@ -81,7 +82,7 @@ class GeminiDeleteTunedModelOperator(GeminiBaseOperator):
         vertex = cand["backend"] == "vertex"
         result = delete_candidate(
             cand, storage_client=self.hook.storage(), pointer_uri=self.pointer_uri,
-            registry=self.hook.registry(self.project_id, self.location) if vertex else None,
-            gemini_api=self.hook.gemini_api(self.project_id) if not vertex else None)
+            registry=self.hook.registry(optional(self.project_id), self.location) if vertex else None,
+            gemini_api=self.hook.gemini_api(optional(self.project_id)) if not vertex else None)
         self.log.info("deleted %s: %s", cand["tuned_model"], result)
         return result
