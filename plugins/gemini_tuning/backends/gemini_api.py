@@ -16,14 +16,11 @@ from ..core.tuning import TuningSpec
 from . import gcs, retry
 from .contract import JobIdentity
 from .errors import (
-    AlreadyExistsError,
     InsufficientScopesError,
     NotFoundError,
-    TuningApiError,
     TuningDiscontinuedError,
-    parse_retry_after,
 )
-from .rest import Request, RestClient, bearer_headers, google_error
+from .rest import Request, RestClient, bearer_headers, google_api_error, google_error
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +114,6 @@ def raise_for(status: int, text: str, headers, req: Request) -> None:
     if status < 400:
         return
     message, canonical = google_error(text, status)
-    ra = parse_retry_after(headers.get("Retry-After") if headers else None)
     if status == 403 and "scope" in message.lower():
         raise InsufficientScopesError(status, f"{message} Tuning on the Gemini API needs OAuth credentials with the "
                                               f"scope {TUNING_SCOPE} (or use an API key).", status=canonical)
@@ -125,8 +121,7 @@ def raise_for(status: int, text: str, headers, req: Request) -> None:
         raise TuningDiscontinuedError(status, f"Google refused Gemini API tuning: {message} Google stopped "
                                               "offering tuning on the Gemini API in 2025; use backend='vertex' "
                                               "(Vertex AI supervised tuning) instead.", status=canonical)
-    cls = {404: NotFoundError, 409: AlreadyExistsError}.get(status, TuningApiError)
-    raise cls(status, message, status=canonical, retry_after=ra)
+    raise google_api_error(status, text, headers)
 
 
 class GeminiApiTuningBackend:

@@ -134,6 +134,17 @@ def single(req: Request, parse: Callable[[dict], Any] = lambda body: body) -> Pl
     return parse((yield req))
 
 
+def google_api_error(status: int, text: str, headers: Mapping | None):
+    """Google's error envelope as our error: 404 NotFoundError, 409 AlreadyExistsError, else TuningApiError;
+    Retry-After kept. (The backends raise it after their own service-specific cases.)"""
+    from .errors import AlreadyExistsError, NotFoundError, TuningApiError, parse_retry_after
+
+    message, canonical = google_error(text, status)
+    cls = {404: NotFoundError, 409: AlreadyExistsError}.get(status, TuningApiError)
+    return cls(status, message, status=canonical,
+               retry_after=parse_retry_after(headers.get("Retry-After") if headers else None))
+
+
 def google_error(text: str, status: int) -> tuple[str, str | None]:
     """(message, canonical status) of Google's error envelope ``{"error": {"code", "message", "status"}}``."""
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from datetime import datetime
 from functools import cached_property
 
 from ..core.generation import GenerationSettings
@@ -22,8 +23,8 @@ from ..core.states import JobStatus, LossPoint, normalize_state
 from ..core.tuning import ADAPTER_SIZES, TuningSpec
 from . import gcs, retry
 from .contract import JobIdentity
-from .errors import NotFoundError, TuningApiError, parse_retry_after, retry_after_of
-from .rest import Request, RestClient, bearer_headers, google_error, single
+from .errors import NotFoundError, TuningApiError, retry_after_of
+from .rest import Request, RestClient, bearer_headers, google_api_error, single
 
 API_VERSION = "v1beta1"        # google-genai's Vertex default; it has tuningJobState and tuningJobMetadata
 
@@ -96,8 +97,6 @@ def _rfc3339(value: str | None) -> str | None:
     """The same ISO form :func:`job_status` gives (``datetime.isoformat()`` of the parsed timestamp)."""
     if not value:
         return None
-    from datetime import datetime
-
     head, dot, frac = value.replace("Z", "+00:00").partition(".")
     if dot:                                   # Google sends up to 9 fractional digits; Python reads 6
         digits = len(frac) - len(frac.lstrip("0123456789"))
@@ -122,13 +121,9 @@ def cancel_job_request(name: str) -> Request:
 
 
 def raise_for(status: int, text: str, headers, req: Request) -> None:
-    """Google's error envelope -> our errors (404 NotFoundError; Retry-After kept)."""
-    if status < 400:
-        return
-    message, canonical = google_error(text, status)
-    cls = NotFoundError if status == 404 else TuningApiError
-    raise cls(status, message, status=canonical,
-              retry_after=parse_retry_after(headers.get("Retry-After") if headers else None))
+    """Google's error envelope -> our errors (``rest.google_api_error``)."""
+    if status >= 400:
+        raise google_api_error(status, text, headers)
 
 
 def vertex_base_url(location: str, base_url: str | None) -> str:
