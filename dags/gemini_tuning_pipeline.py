@@ -81,11 +81,19 @@ with DAG(
                              description="initial, min (near the end), max (mid-job); see gemini_tuning.core.polling"),
         "on_fingerprint_change": Param("cancel_and_resubmit", enum=["cancel_and_resubmit", "fail"],
                                        title="If a retry finds a job with other inputs"),
+        "continue_from": Param(None, type=["null", "string"], title="Continue tuning from (Vertex)",
+                               description="empty: tune the base model; 'champion': the current champion's model "
+                                           "version and checkpoint; or projects/P/locations/L/models/M@version "
+                                           "(or @alias). The result is the next version of that model",
+                               examples=["champion"]),
         # --- evaluation
         "eval_mode": Param("online", enum=["online", "batch"], title="Evaluation mode",
                            description="online: rate-limited generateContent calls; batch: Vertex batch prediction "
                                        "jobs (large prompt sets), waited for deferred"),
         "compare_base_model": Param(False, type="boolean", title="Also evaluate the untuned base model"),
+        "evaluate_checkpoints": Param(False, type="boolean", title="Evaluate every checkpoint (Vertex, online)",
+                                      description="score each epoch's checkpoint on the prompt set and gate and "
+                                                  "promote the best (by the gate's primary metric), not the last"),
         "temperature": Param(0.0, type="number", minimum=0, maximum=2, title="Evaluation temperature"),
         "max_output_tokens": Param(256, type="integer", minimum=1, maximum=8192, title="Max output tokens"),
         "eval_rpm": Param(600, type="number", exclusiveMinimum=0, title="Evaluation requests per minute"),
@@ -130,6 +138,8 @@ with DAG(
         job_timeout="{{ params.job_timeout_hours * 3600 }}",
         poll_policy="{{ params.poll_policy }}",
         on_fingerprint_change="{{ params.on_fingerprint_change }}",
+        continue_from="{{ params.continue_from }}",
+        champion_pointer_uri="{{ params.gcs_prefix }}/champion.json",
         deferrable=True,
     )
     evaluate = GeminiEvaluateOperator(
@@ -147,6 +157,8 @@ with DAG(
         concurrency="{{ params.eval_concurrency }}",
         mode="{{ params.eval_mode }}",
         poll_policy="{{ params.poll_policy }}",
+        evaluate_checkpoints="{{ params.evaluate_checkpoints }}",
+        checkpoint_metric="{{ params.gate_primary_metric }}",
     )
     gate = GeminiGateOperator(
         task_id="gate",

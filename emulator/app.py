@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, fields
 
 from aiohttp import web
 
+from . import wire
 from .errors import ApiError
 from .faults import Faults
 from .store import Store
@@ -114,6 +115,9 @@ class Emulator:
             await asyncio.sleep(delay)
         status = 0
         try:
+            query = wire.camel_query(request.query)   # handlers read camelCase query keys only (page_size too)
+            if query is not None:
+                request = request.clone(rel_url=request.rel_url.with_query(query))
             if rule is not None and rule.kind in ("reset_after", "stall_after"):
                 resp = await self.router.dispatch(request)   # processed for real...
                 status = -1

@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 import base64
-import json
 import re
 
 from aiohttp import web
 
+from . import wire
 from .errors import ApiError
 
 
 async def json_body(request: web.Request) -> dict:
+    """The request body as an object with camelCase field names (see ``emulator.wire``)."""
     if not request.can_read_body:
         return {}
     raw = await request.read()
     if not raw.strip():
         return {}
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise ApiError(400, f"Invalid JSON payload received. {exc}") from None
+    body = wire.loads(raw)
     if not isinstance(body, dict):
         raise ApiError(400, "Invalid JSON payload received. Expected an object.")
-    return body
+    return wire.camel_keys(body)   # snake_case or camelCase field names, as Google's front end accepts
 
 
 def ok(body: dict, status: int = 200) -> web.Response:
@@ -32,13 +30,13 @@ def ok(body: dict, status: int = 200) -> web.Response:
 
 def page(items: list, request: web.Request, *, default_size: int, max_size: int) -> tuple[list, str | None]:
     try:
-        size = int(request.query.get("pageSize") or request.query.get("page_size") or default_size)
+        size = int(request.query.get("pageSize") or default_size)
     except ValueError:
         raise ApiError(400, "pageSize must be an integer.") from None
     if size < 0:
         raise ApiError(400, "pageSize must not be negative.")
     size = min(size or default_size, max_size)
-    token = request.query.get("pageToken") or request.query.get("page_token") or ""
+    token = request.query.get("pageToken") or ""
     try:
         start = int(base64.urlsafe_b64decode(token.encode()).decode()) if token else 0
     except ValueError:
@@ -70,8 +68,7 @@ def matches(resource: dict, terms: list[tuple[str, str, str]]) -> bool:
         if key.startswith("labels."):
             actual = (resource.get("labels") or {}).get(key[len("labels."):])
         else:
-            camel = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), key)
-            actual = resource.get(key, resource.get(camel))
+            actual = resource.get(key, resource.get(wire.camel(key)))
         if op == ":":
             if actual is None or (value != "*" and str(actual) != value):
                 return False

@@ -25,6 +25,15 @@ RPC_CODE = {"OK": 0, "CANCELLED": 1, "UNKNOWN": 2, "INVALID_ARGUMENT": 3, "DEADL
             "ABORTED": 10, "INTERNAL": 13, "UNAVAILABLE": 14, "UNAUTHENTICATED": 16}
 
 
+def rpc_status(error: dict) -> dict:
+    """A google.rpc.Status ({code, message, details}; nothing else) from a stored error: the shape of a long-running
+    operation's ``error`` and of a job's ``error``."""
+    status = {"code": int(error.get("code", RPC_CODE["UNKNOWN"])), "message": str(error.get("message", ""))}
+    if error.get("details"):
+        status["details"] = list(error["details"])
+    return status
+
+
 class ApiError(Exception):
     """Raised by handlers; rendered as {"error": {"code", "message", "status", "details"}}."""
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import re
 
-from . import learner, serving
+from . import learner, serving, wire
 from .common import json_body, ok, page
-from .errors import ApiError, not_found
+from .errors import ApiError, not_found, rpc_status
 from .store import new_slug_id
 from .training import Trainer, hp_from_emu, new_emu_state, timeline
 
@@ -86,7 +86,7 @@ class GeminiApiService:
                                 "training data with at least one example is required")
         examples = []
         for i, ex in enumerate(examples_in):
-            text_in = ex.get("textInput", ex.get("text_input")) if isinstance(ex, dict) else None
+            text_in = ex.get("textInput") if isinstance(ex, dict) else None
             out = ex.get("output") if isinstance(ex, dict) else None
             if not isinstance(text_in, str) or not isinstance(out, str) or not text_in or not out:
                 raise ApiError(400, f"* training_data.examples[{i}]: text_input and output must be non-empty strings")
@@ -248,7 +248,7 @@ class GeminiApiService:
                 view["response"] = {"@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.TunedModel",
                                     **self._resource_view(obj)}
             else:
-                view["error"] = tl.error or {"code": 2, "message": "Tuning failed."}
+                view["error"] = rpc_status(tl.error or {"code": 2, "message": "Tuning failed."})
         else:
             view["done"] = False
         return view
@@ -276,12 +276,12 @@ class GeminiApiService:
         _check_auth(request)
         name = f"tunedModels/{id}"
         obj = self._obj(name)
-        mask = request.query.get("updateMask") or request.query.get("update_mask")
+        mask = request.query.get("updateMask")
         if not mask:
             raise ApiError(400, "* UpdateTunedModelRequest.update_mask: update_mask is required")
         body = await json_body(request)
         for field in [f.strip() for f in mask.split(",") if f.strip()]:
-            key = {"display_name": "displayName", "top_p": "topP", "top_k": "topK"}.get(field, field)
+            key = wire.camel(field)   # mask paths are field paths: display_name and displayName alike
             if key not in ("displayName", "description", "temperature", "topP", "topK", "readerProjectNumbers"):
                 raise ApiError(400, f"* UpdateTunedModelRequest.update_mask: field {field!r} cannot be updated")
             obj["resource"][key] = body.get(key)

@@ -559,21 +559,32 @@ def train(
     hp: HyperParams,
     *,
     on_step: Callable[[StepRecord], None] | None = None,
+    init: TunedModel | None = None,
+    on_epoch: Callable[[int, TunedModel], None] | None = None,
 ) -> tuple[TunedModel, list[StepRecord]]:
     """Train an adapter on ``examples``; returns the model and one :class:`StepRecord` per step.
 
     ``on_step`` is called after every step (e.g. to publish progress); an exception it raises
     aborts training (use that to cancel a job).
+
+    ``init`` warm-starts from an earlier model (continuous tuning): its classes, vocabulary, IDF
+    weights and adapter are kept as they are (so it starts out answering like ``init``); outputs
+    and buckets new in ``examples`` are added, new ``A`` rows drawn like a fresh init, new ``B``
+    columns zero. The adapter rank must be ``init``'s.
+
+    ``on_epoch(epoch, model)`` receives a snapshot of the model after every epoch (checkpoints).
     """
     hp.validate()
     examples = list(examples)
     n = len(examples)
     if n == 0:
         raise ValueError("cannot tune on an empty dataset")
+    if init is not None and init.rank != int(hp.adapter_rank):
+        raise ValueError(f"warm start: adapter rank {hp.adapter_rank} differs from the initial model's {init.rank}")
 
-    # classes: distinct outputs in order of first appearance
-    outputs: list[str] = []
-    class_of: dict[str, int] = {}
+    # classes: distinct outputs in order of first appearance (after the initial model's, when warm-starting)
+    outputs: list[str] = list(init.outputs) if init is not None else []
+    class_of: dict[str, int] = {o: k for k, o in enumerate(outputs)}
     labels = np.empty(n, dtype=np.int64)
     for i, ex in enumerate(examples):
         out = ex.output.strip()
@@ -591,6 +602,11 @@ def train(
     df = np.bincount(col, minlength=HASH_DIM)
     buckets = np.flatnonzero((df > 0) & (df < n))
     idf = np.log((1.0 + n) / (1.0 + df[buckets])).astype(np.float32)
+    n_old = 0
+    if init is not None:  # the initial model's buckets keep their rows and IDF; the new ones follow
+        fresh = np.setdiff1d(buckets, init.buckets, assume_unique=True)
+        idf = np.concatenate([init.idf, idf[np.searchsorted(buckets, fresh)]]).astype(np.float32)
+        buckets, n_old = np.concatenate([init.buckets, fresh]), init.buckets.size
     lookup = np.full(HASH_DIM, -1, dtype=np.int32)
     lookup[buckets] = np.arange(buckets.size, dtype=np.int32)
     indptr, rows, vals = _finish(doc, col, val, n, lookup, idf)
@@ -605,6 +621,14 @@ def train(
     a_state[:, 0, :] = _A_INIT_STD * rng.standard_normal((vocab, r))
     B = np.zeros((r, n_classes), dtype=np.float32)
     b = np.zeros(n_classes, dtype=np.float32)
+    if init is not None:
+        a_state[:n_old, 0, :] = init.A
+        B[:, : len(init.outputs)] = init.B
+        b[: len(init.outputs)] = init.b
+
+    def snapshot() -> TunedModel:
+        return TunedModel(buckets=buckets, idf=idf, A=a_state[:, 0, :].copy(), B=B.copy(), b=b.copy(),
+                          outputs=outputs, hyperparams=hp, n_examples=n)
     opt_B, opt_b = _Adam(B, hp.learning_rate), _Adam(b, hp.learning_rate)
 
     starts, lengths = indptr[:-1], np.diff(indptr)
@@ -656,10 +680,10 @@ def train(
             records.append(record)
             if on_step is not None:
                 on_step(record)
+        if on_epoch is not None:
+            on_epoch(epoch, snapshot())
 
-    A = np.ascontiguousarray(a_state[:, 0, :])
-    model = TunedModel(buckets=buckets, idf=idf, A=A, B=B, b=b, outputs=outputs, hyperparams=hp, n_examples=n)
-    return model, records
+    return snapshot(), records
 
 
 # --------------------------------------------------------------------------------------------

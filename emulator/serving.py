@@ -33,17 +33,17 @@ def prompt_from_request(body: dict) -> str:
             raise ApiError(400, "Unable to submit request because it has an empty text parameter. "
                                 "Add a value to the parameter and try again.")
     try:
-        return learner.prompt_from_contents(contents, body.get("systemInstruction") or body.get("system_instruction"))
+        return learner.prompt_from_contents(contents, body.get("systemInstruction"))
     except ValueError as exc:
         raise ApiError(400, f"Invalid GenerateContentRequest: {exc}") from None
 
 
 def _generation_config(body: dict) -> dict:
-    cfg = body.get("generationConfig") or body.get("generation_config") or {}
+    cfg = body.get("generationConfig") or {}
     temperature = float(cfg.get("temperature", 1.0) if cfg.get("temperature") is not None else 1.0)
     if not 0.0 <= temperature <= 2.0:
         raise ApiError(400, f"Unable to submit request because temperature {temperature} is out of range [0, 2].")
-    max_tokens = cfg.get("maxOutputTokens") or cfg.get("max_output_tokens")
+    max_tokens = cfg.get("maxOutputTokens")
     seed = cfg.get("seed")
     return {"temperature": temperature, "max_tokens": int(max_tokens) if max_tokens else None,
             "seed": int(seed) if seed is not None else None}
@@ -55,7 +55,8 @@ def estimate_tokens(text: str) -> int:
 
 def generate(model: learner.TunedModel | None, base_model_id: str, body: dict, *, vertex: bool,
              model_version: str) -> dict:
-    """Answers one GenerateContentRequest. ``model`` None means the untuned base model."""
+    """Answers one GenerateContentRequest (camelCase field names: see ``emulator.wire.camel_keys``).
+    ``model`` None means the untuned base model."""
     prompt = prompt_from_request(body)
     cfg = _generation_config(body)
     if model is None:

@@ -110,20 +110,30 @@ class Trainer:
 
     def start(self, key: str, load: Callable[[], list[learner.Example]], hp: learner.HyperParams,
               on_data: Callable[[int], None],
-              on_done: Callable[[list[learner.StepRecord] | None, Exception | None], None]) -> None:
+              on_done: Callable[[list[learner.StepRecord] | None, Exception | None], None], *,
+              init_artifact: str | None = None, checkpoints: bool = False) -> None:
+        """Trains ``key`` in the background. ``init_artifact``: warm-start from that saved model (continuous
+        tuning); ``checkpoints``: also save the model after every epoch as :func:`checkpoint_artifact`."""
         if key in self._running:
             return
         self._running.add(key)
-        self.emu.spawn(self._run(key, load, hp, on_data, on_done))
+        self.emu.spawn(self._run(key, load, hp, on_data, on_done, init_artifact, checkpoints))
 
-    async def _run(self, key, load, hp, on_data, on_done) -> None:
+    async def _run(self, key, load, hp, on_data, on_done, init_artifact, checkpoints) -> None:
         loop = asyncio.get_running_loop()
         self.progress[key] = 0
+        store = self.emu.store
         try:
             try:
                 examples = await loop.run_in_executor(self.emu.executor, load)
                 if not examples:
                     raise DataError("The training dataset has no usable examples.")
+                init = None
+                if init_artifact is not None:
+                    try:
+                        init = learner.TunedModel.load(store.artifact_path(init_artifact))
+                    except (OSError, ValueError) as exc:
+                        raise DataError(f"The pre-tuned model's weights could not be read: {exc}") from None
             except DataError as exc:
                 on_done(None, exc)
                 return
@@ -132,10 +142,14 @@ class Trainer:
             def step(rec: learner.StepRecord) -> None:
                 self.progress[key] = rec.step
 
+            def epoch_done(epoch: int, model: learner.TunedModel) -> None:
+                model.save(store.artifact_path(checkpoint_artifact(key, epoch)))
+
             def work():
                 t0 = time.perf_counter()
-                model, records = learner.train(examples, hp, on_step=step)
-                model.save(self.emu.store.artifact_path(key))
+                model, records = learner.train(examples, hp, on_step=step, init=init,
+                                               on_epoch=epoch_done if checkpoints else None)
+                model.save(store.artifact_path(key))
                 log.info("trained %s: %d examples, %d steps, %.2fs", key, len(examples), len(records),
                          time.perf_counter() - t0)
                 return records
@@ -150,6 +164,11 @@ class Trainer:
         finally:
             self._running.discard(key)
             self.progress.pop(key, None)
+
+
+def checkpoint_artifact(key: str, epoch: int) -> str:
+    """The artifact of one epoch's checkpoint of a job (its weights after that epoch)."""
+    return f"{key}#checkpoint-{epoch}"
 
 
 def new_emu_state(emu_config, *, hp: learner.HyperParams, fail_plan, now: float) -> dict:

@@ -154,16 +154,23 @@ def test_gapic_tuning_prediction_model_endpoint_lros(emulator, small_train_uri):
     with pytest.raises(exceptions.BadRequest, match="deployed"):   # FAILED_PRECONDITION travels as HTTP 400
         models.delete_model(name=model_name).result(timeout=30)
     endpoints = v1.EndpointServiceClient(**kw)
-    ep = endpoints.get_endpoint(name=job.tuned_model.endpoint)
-    assert len(ep.deployed_models) == 1
-    endpoints.undeploy_model(endpoint=ep.name, deployed_model_id=ep.deployed_models[0].id).result(timeout=30)
-    assert not endpoints.get_endpoint(name=ep.name).deployed_models
-    endpoints.delete_endpoint(name=ep.name).result(timeout=30)    # LRO, polled under /ui/...
+    # every checkpoint (one per epoch) is served from an endpoint of its own; the last one is tunedModel.endpoint
+    assert [c.checkpoint_id for c in job.tuned_model.checkpoints] == ["1", "2"]
+    assert job.tuned_model.checkpoints[-1].endpoint == job.tuned_model.endpoint
+    for ckpt in job.tuned_model.checkpoints:
+        ep = endpoints.get_endpoint(name=ckpt.endpoint)
+        assert len(ep.deployed_models) == 1 and ep.deployed_models[0].checkpoint_id == ckpt.checkpoint_id
+        endpoints.undeploy_model(endpoint=ep.name, deployed_model_id=ep.deployed_models[0].id).result(timeout=30)
+        assert not endpoints.get_endpoint(name=ep.name).deployed_models
+        if ckpt.checkpoint_id == "1":
+            with pytest.raises(exceptions.BadRequest, match="deployed"):     # checkpoint 2 is still deployed
+                models.delete_model(name=model_name).result(timeout=30)
+        endpoints.delete_endpoint(name=ep.name).result(timeout=30)    # LRO, polled under /ui/...
     models.delete_model(name=model_name).result(timeout=30)
     with pytest.raises(exceptions.NotFound):
         models.get_model(name=model_name)
     with pytest.raises(exceptions.NotFound):
-        endpoints.get_endpoint(name=ep.name)
+        endpoints.get_endpoint(name=job.tuned_model.endpoint)
 
 
 def test_gapic_job_service_batch_prediction(emulator, upload):

@@ -109,3 +109,99 @@ def test_vertex_batch_evaluation_mode(pipeline, emulator):
                         timeout=10).json()["batchPredictionJobs"]
     mine = [j for j in jobs if j["outputConfig"]["gcsDestination"]["outputUriPrefix"].startswith(prefix)]
     assert len(mine) == 2 and all(j["state"] == "JOB_STATE_SUCCEEDED" for j in mine)
+
+
+# ---------------------------------------------------------------------------------------------- continuous tuning
+def write_jsonl(path, rows) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def demo(name: str) -> list[dict]:
+    return [json.loads(x) for x in (DEMO / name).read_text().splitlines() if x.strip()]
+
+
+def tuning_jobs(url: str) -> list[dict]:
+    return requests.get(f"{url}/_emulator/resources", params={"kind": "tuningJobs"}, timeout=10).json()["tuningJobs"]
+
+
+def pointer_of(gcs_client, prefix: str) -> dict:
+    return json.loads(gcs_client.bucket(BUCKET).blob(prefix[len(f"gs://{BUCKET}/"):] + "/champion.json")
+                      .download_as_text())
+
+
+def test_continuous_tuning_from_the_champion(pipeline, emulator, gcs_client, tmp_path):
+    """No champion: a clear error before any job exists. Then a champion from the base model; a run that continues
+    from it promotes the next version of the same model; a losing continuation deletes only its own version."""
+    from airflow.utils.state import DagRunState
+
+    url, prefix = emulator.endpoints.url, f"{PREFIX_ROOT}/{uuid.uuid4().hex[:8]}"
+    train = demo("train.jsonl")
+    # a champion from a small first batch; then a larger new batch of the same task
+    first, second = write_jsonl(tmp_path / "a.jsonl", train[:60]), write_jsonl(tmp_path / "b.jsonl", train[60:])
+    shuffled = write_jsonl(tmp_path / "bad.jsonl", demo("train_shuffled.jsonl")[180:])
+    conf = {**FAST, "gcs_prefix": prefix, "evaluate_checkpoints": False, "gate_min_score": 0.3}  # varying keys: always
+
+    jobs_before = len(tuning_jobs(url))
+    dr = pipeline.test(run_conf={**conf, "training_data": first, "continue_from": "champion", "epochs": 3,
+                                 "gate_min_margin": 0.0, "gate_confidence": 0.95})
+    tune_ti = next(ti for ti in dr.get_task_instances() if ti.task_id == "tune")
+    assert dr.state == DagRunState.FAILED and tune_ti.state == "failed"
+    assert len(tuning_jobs(url)) == jobs_before                      # nothing was paid for
+
+    _, tis = run(pipeline, **conf, training_data=first, continue_from=None, epochs=3, gate_min_margin=0.0,
+                 gate_confidence=0.95)
+    champion = xcom(tis, "tune")
+    assert tis["promote"].state == "success" and champion["tuned_model"].endswith("@1")
+    model = champion["tuned_model"].split("@")[0]
+
+    _, tis = run(pipeline, **conf, training_data=second, continue_from="champion", epochs=1, gate_min_margin=0.0,
+                 gate_confidence=0.95)
+    nxt = xcom(tis, "tune")
+    assert nxt["tuned_model"] == f"{model}@2" and nxt["continued_from"].startswith(champion["tuned_model"])
+    assert tis["promote"].state == "success", xcom(tis, "gate", "gate")
+    assert pointer_of(gcs_client, prefix)["tuned_model"] == f"{model}@2"
+    assert "champion" in requests.get(f"{url}/v1/{model}@2", timeout=10).json()["versionAliases"]
+
+    _, tis = run(pipeline, **conf, training_data=shuffled, continue_from="champion", epochs=1, gate_min_margin=0.0,
+                 gate_confidence=0.95)
+    loser = xcom(tis, "tune")
+    assert loser["tuned_model"] == f"{model}@3"
+    assert tis["delete"].state == "success" and tis["promote"].state == "skipped", xcom(tis, "gate", "gate")
+    versions = requests.get(f"{url}/v1/{model}:listVersions", timeout=10).json()["models"]
+    assert [v["versionId"] for v in versions] == ["1", "2"]
+    assert all(requests.get(f"{url}/v1/{c['endpoint']}", timeout=10).status_code == 404 for c in loser["checkpoints"])
+    body = {"contents": [{"role": "user", "parts": [{"text": "My card was charged twice."}]}]}
+    served = requests.post(f"{url}/v1/{nxt['endpoint']}:generateContent", json=body, timeout=10)
+    assert served.status_code == 200 and pointer_of(gcs_client, prefix)["tuned_model"] == f"{model}@2"
+
+
+def overfit_training_set(path) -> str:
+    """The demo set plus 40 near-copies of evaluation prompts with wrong labels: epoch by epoch the learner
+    memorises them, so the held-out score of later checkpoints falls (over-fitting to label noise)."""
+    labels = ["account", "billing", "other", "refund", "shipping", "technical"]
+    system = (DEMO / "system_instruction.txt").read_text().strip()
+    twins = [{"systemInstruction": {"role": "system", "parts": [{"text": system}]},
+              "contents": [{"role": "user", "parts": [{"text": p["prompt"] + " Thanks."}]},
+                           {"role": "model", "parts": [{"text": labels[(labels.index(p["reference"]) + 1) % 6]}]}]}
+             for p in demo("eval_prompts.jsonl")[:40]]
+    return write_jsonl(path, demo("train.jsonl") + twins)
+
+
+def test_the_best_checkpoint_is_gated_and_promoted_not_the_last(pipeline, emulator, gcs_client, tmp_path):
+    url, prefix = emulator.endpoints.url, f"{PREFIX_ROOT}/{uuid.uuid4().hex[:8]}"
+    _, tis = run(pipeline, gcs_prefix=prefix, training_data=overfit_training_set(tmp_path / "overfit.jsonl"),
+                 epochs=3, evaluate_checkpoints=True, continue_from=None, gate_min_score=0.3, gate_min_margin=0.0,
+                 gate_confidence=0.95)
+    tuned, ev = xcom(tis, "tune"), xcom(tis, "evaluate")
+    best, scores = ev["best_checkpoint"], ev["best_checkpoint"]["scores"]
+    assert [s["checkpoint_id"] for s in scores] == ["1", "2", "3"] and len(tuned["checkpoints"]) == 3
+    assert best["checkpoint_id"] != "3" and best["score"] == max(s["score"] for s in scores) > scores[-1]["score"]
+    assert ev["summary"]["challenger"]["metrics"]["normalized_match"] == best["score"]
+    assert tis["promote"].state == "success"
+    model = requests.get(f"{url}/v1/{tuned['tuned_model']}", timeout=10).json()
+    assert model["defaultCheckpointId"] == best["checkpoint_id"]
+    pointer = pointer_of(gcs_client, prefix)
+    assert (pointer["checkpoint_id"], pointer["endpoint"]) == (best["checkpoint_id"], best["endpoint"])
+    html = gcs_client.bucket(BUCKET).blob(xcom(tis, "report")["report_uri"][len(f"gs://{BUCKET}/"):]).download_as_text()
+    assert "Checkpoints" in html and f"checkpoint {best['checkpoint_id']}" in html

@@ -19,7 +19,7 @@ from functools import cached_property
 
 from ..core.generation import GenerationSettings
 from ..core.identity import FINGERPRINT_LABEL
-from ..core.states import JobStatus, LossPoint, normalize_state
+from ..core.states import Checkpoint, JobStatus, LossPoint, normalize_state
 from ..core.tuning import ADAPTER_SIZES, TuningSpec
 from . import gcs, retry
 from .contract import JobIdentity
@@ -53,6 +53,7 @@ def job_status(job) -> JobStatus:
     pct = round(100.0 * done / total, 1) if (done is not None and total) else None
     tuned = job.tuned_model
     err = job.error
+    pre = getattr(job, "pre_tuned_model", None)
     return JobStatus(
         backend="vertex", name=job.name, state=state,
         sub_state=normalize_sub_state(getattr(job, "tuning_job_state", None)),
@@ -66,7 +67,17 @@ def job_status(job) -> JobStatus:
         end_time=job.end_time.isoformat() if job.end_time else None,
         example_count=getattr(stats, "tuning_dataset_example_count", None) if stats else None,
         metrics_uri=getattr(job, "gcs_metrics_uri", None),
+        checkpoints=tuple(Checkpoint(str(c.checkpoint_id), _int(c.epoch), _int(c.step), c.endpoint)
+                          for c in (getattr(tuned, "checkpoints", None) or ())),
+        continued_from=_source(getattr(pre, "tuned_model_name", None), getattr(pre, "checkpoint_id", None)),
     )
+
+
+def _source(model: str | None, checkpoint: str | None) -> str | None:
+    """``M@1`` or ``M@1 checkpoint 2``: where a continuous tuning job started."""
+    if not model:
+        return None
+    return f"{model} checkpoint {checkpoint}" if checkpoint else model
 
 
 def _int(value) -> int | None:
@@ -90,7 +101,11 @@ def parse_job(body: dict) -> JobStatus:
         tuned_model=tuned.get("model"), endpoint=tuned.get("endpoint"),
         error_code=err.get("code"), error_message=err.get("message"), labels=dict(body.get("labels") or {}),
         create_time=_rfc3339(body.get("createTime")), end_time=_rfc3339(body.get("endTime")),
-        example_count=_int(stats.get("tuningDatasetExampleCount")), metrics_uri=body.get("gcsMetricsUri"))
+        example_count=_int(stats.get("tuningDatasetExampleCount")), metrics_uri=body.get("gcsMetricsUri"),
+        checkpoints=tuple(Checkpoint(str(c["checkpointId"]), _int(c.get("epoch")), _int(c.get("step")),
+                                     c.get("endpoint")) for c in tuned.get("checkpoints") or ()),
+        continued_from=_source((body.get("preTunedModel") or {}).get("tunedModelName"),
+                               (body.get("preTunedModel") or {}).get("checkpointId")))
 
 
 def _rfc3339(value: str | None) -> str | None:
@@ -256,7 +271,12 @@ class VertexTuningBackend(GenaiBackend):
             cfg["adapter_size"] = types.AdapterSize(ADAPTER_SIZES[spec.adapter_size])
         if spec.validation_uri:
             cfg["validation_dataset"] = types.TuningValidationDataset(gcs_uri=spec.validation_uri)
-        return {"base_model": spec.base_model, "training_dataset": types.TuningDataset(gcs_uri=spec.training_uri),
+        source = spec.base_model
+        if spec.continue_from:       # google-genai sends preTunedModel for a "projects/..." base model
+            source = spec.continue_from
+            if spec.checkpoint_id:
+                cfg["pre_tuned_model_checkpoint_id"] = spec.checkpoint_id
+        return {"base_model": source, "training_dataset": types.TuningDataset(gcs_uri=spec.training_uri),
                 "config": types.CreateTuningJobConfig(**cfg)}
 
     @staticmethod

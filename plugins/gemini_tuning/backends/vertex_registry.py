@@ -63,6 +63,8 @@ class ModelVersion:
     version_aliases: tuple[str, ...] = ()
     labels: dict = field(default_factory=dict)
     deployed_models: tuple[DeployedModelRef, ...] = ()
+    checkpoint_ids: tuple[str, ...] = ()       # a tuned Gemini model's checkpoints (one per epoch)
+    default_checkpoint_id: str | None = None   # the checkpoint that serves the version by default
 
     @property
     def resource(self) -> str:
@@ -113,7 +115,9 @@ def _model_version(m) -> ModelVersion:
     return ModelVersion(
         name=m.name.split("@", 1)[0], version_id=str(m.version_id), display_name=m.display_name or "",
         version_aliases=tuple(m.version_aliases), labels=dict(m.labels),
-        deployed_models=tuple(DeployedModelRef(d.endpoint, str(d.deployed_model_id)) for d in m.deployed_models))
+        deployed_models=tuple(DeployedModelRef(d.endpoint, str(d.deployed_model_id)) for d in m.deployed_models),
+        checkpoint_ids=tuple(str(c.checkpoint_id) for c in m.checkpoints),
+        default_checkpoint_id=m.default_checkpoint_id or None)
 
 
 class VertexRegistry:
@@ -301,27 +305,50 @@ class VertexRegistry:
         return _model_version(self._call(self.models.update_model, model=model,
                                          update_mask=field_mask_pb2.FieldMask(paths=["labels"])))
 
+    def set_default_checkpoint(self, model_version_name: str, checkpoint_id: str) -> ModelVersion:
+        """Make ``checkpoint_id`` the version's ``defaultCheckpointId`` (``updateMask=default_checkpoint_id``);
+        a no-op when it already is. ValueError when the version has no such checkpoint."""
+        from google.cloud import aiplatform_v1
+        from google.protobuf import field_mask_pb2
+
+        resource, mv = self._version_name(model_version_name)
+        checkpoint_id = str(checkpoint_id)
+        if mv.checkpoint_ids and checkpoint_id not in mv.checkpoint_ids:
+            raise ValueError(f"{resource} has no checkpoint {checkpoint_id!r} (it has {list(mv.checkpoint_ids)})")
+        if mv.default_checkpoint_id == checkpoint_id:
+            return mv
+        model = aiplatform_v1.Model(name=resource, default_checkpoint_id=checkpoint_id)
+        return _model_version(self._call(self.models.update_model, model=model,
+                                         update_mask=field_mask_pb2.FieldMask(paths=["default_checkpoint_id"])))
+
     # ------------------------------------------------------------------ endpoints
     def _get_endpoint(self, name: str):
         self._check_location(name)
         return self._call(self.endpoints.get_endpoint, name=name)
 
     # ------------------------------------------------------------------ delete
-    def delete_tuned_model(self, model_version_name: str, endpoint: str | None = None, timeout: float = 600) -> dict:
+    def delete_tuned_model(self, model_version_name: str, endpoint: str | None = None, timeout: float = 600, *,
+                           checkpoint_endpoints: tuple[str, ...] | list[str] = ()) -> dict:
         """The safe delete sequence (module docstring). Idempotent: what is already gone counts as done.
 
+        ``endpoint`` is the tuning job's own endpoint; ``checkpoint_endpoints`` the endpoints of the job's other
+        checkpoints (one per epoch): each is undeployed and deleted like ``endpoint``.
+
         Returns ``{"model", "endpoint", "undeployed": [{endpoint, deployed_model_id}], "undeploy_refused":
-        [{endpoint, deployed_model_id, code, message}], "endpoint_deleted", "endpoint_kept" (why, or None),
+        [{endpoint, deployed_model_id, code, message}], "endpoint_deleted" (the job's own), "endpoints_deleted"
+        (every endpoint deleted, checkpoints' too), "endpoint_kept" (why, or None),
         "model_deleted", "version_only" (True: only this version was deleted, the model has others),
         "already_gone" (the model version did not exist)}``. ``timeout`` bounds the whole sequence (LRO waits).
         """
         deadline = time.monotonic() + float(timeout)
         base, _ = split_version(model_version_name)
         self._check_location(base)
-        if endpoint:
-            self._check_location(endpoint)
+        own = list(dict.fromkeys(e for e in (endpoint, *checkpoint_endpoints) if e))
+        for ep_name in own:
+            self._check_location(ep_name)
         report = {"model": model_version_name, "endpoint": endpoint, "undeployed": [], "undeploy_refused": [],
-                  "endpoint_deleted": False, "endpoint_kept": None, "model_deleted": False, "version_only": False,
+                  "endpoint_deleted": False, "endpoints_deleted": [], "endpoint_kept": None, "model_deleted": False,
+                  "version_only": False,
                   "already_gone": False}
         try:
             mv = self.get_model(model_version_name)
@@ -334,16 +361,16 @@ class VertexRegistry:
         if mv is not None:
             for d in mv.deployed_models:
                 targets[(d.endpoint, d.deployed_model_id)] = None
-        if endpoint:
+        for ep_name in own:
             try:
-                ep = self._get_endpoint(endpoint)
+                ep = self._get_endpoint(ep_name)
             except NotFoundError:
                 ep = None
             if ep is not None:
                 for dm in ep.deployed_models:
                     if dm.model.split("@", 1)[0] == base and (mv is None or not dm.model_version_id
                                                               or str(dm.model_version_id) == mv.version_id):
-                        targets[(endpoint, str(dm.id))] = None
+                        targets[(ep_name, str(dm.id))] = None
 
         # 2. undeploy
         for ep_name, dm_id in targets:
@@ -360,9 +387,9 @@ class VertexRegistry:
                 report["undeploy_refused"].append({"endpoint": ep_name, "deployed_model_id": dm_id,
                                                    "code": exc.code, "message": exc.message})
 
-        # 3. the tuning job's own endpoint, if nothing else is served from it
-        if endpoint:
-            self._delete_endpoint(endpoint, deadline, report)
+        # 3. the tuning job's own endpoints, if nothing else is served from them
+        for ep_name in own:
+            self._delete_endpoint(ep_name, deadline, report)
 
         # 4. the model (or only this version, when the model has siblings)
         if mv is not None:
@@ -390,7 +417,8 @@ class VertexRegistry:
             report["endpoint_kept"] = f"delete refused ({exc.code}): {exc.message}"
             log.warning("delete of endpoint %s refused (%s): %s; continuing", endpoint, exc.code, exc.message)
             return
-        report["endpoint_deleted"] = True
+        report["endpoints_deleted"].append(endpoint)
+        report["endpoint_deleted"] = report["endpoint_deleted"] or endpoint == report["endpoint"]
         log.info("deleted endpoint %s", endpoint)
 
     def _delete_model(self, mv: ModelVersion, deadline: float, report: dict) -> None:

@@ -52,6 +52,16 @@ class LossPoint:
 
 
 @dataclass(frozen=True)
+class Checkpoint:
+    """One checkpoint of a Vertex tuning job (``tunedModel.checkpoints[]``): the weights after ``epoch``."""
+
+    checkpoint_id: str
+    epoch: int | None = None
+    step: int | None = None
+    endpoint: str | None = None       # where this checkpoint is served
+
+
+@dataclass(frozen=True)
 class JobStatus:
     """What either service says about one tuning job, normalised."""
 
@@ -74,6 +84,8 @@ class JobStatus:
     metrics_uri: str | None = None    # Vertex: gcsMetricsUri, where the job writes its training metrics
     operation: str | None = None      # Gemini API: the create operation that reports progress and loss
     output_uri: str | None = None     # Vertex batch prediction: the folder holding predictions.jsonl
+    checkpoints: tuple[Checkpoint, ...] = ()   # Vertex: one per epoch unless exportLastCheckpointOnly
+    continued_from: str | None = None  # Vertex continuous tuning: the pre-tuned model version it started from
 
     @property
     def terminal(self) -> bool:
@@ -116,10 +128,12 @@ class JobStatus:
             hist = hist[::stride] + ([hist[-1]] if (len(hist) - 1) % stride else [])
         d["loss_history"] = [[p.step, p.epoch, p.loss] for p in hist]
         d["latest_loss"] = self.latest_loss
+        d["checkpoints"] = [asdict(c) for c in self.checkpoints]
         return d
 
     @classmethod
     def from_summary(cls, d: dict) -> JobStatus:
         d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         d["loss_history"] = tuple(LossPoint(*p) for p in d.get("loss_history") or ())
+        d["checkpoints"] = tuple(Checkpoint(**c) for c in d.get("checkpoints") or ())
         return cls(**d)

@@ -12,6 +12,8 @@ ADAPTER_SIZES = {1: "ADAPTER_SIZE_ONE", 2: "ADAPTER_SIZE_TWO", 4: "ADAPTER_SIZE_
                  16: "ADAPTER_SIZE_SIXTEEN", 32: "ADAPTER_SIZE_THIRTY_TWO"}
 _LABEL = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+#: A Model Registry model version (continuous tuning starts from one): ``projects/P/locations/L/models/M@1``.
+MODEL_VERSION = re.compile(r"^projects/[^/]+/locations/[^/]+/models/[^/@]+@[^/@]+$")
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class TuningSpec:
     display_name: str | None = None
     description: str | None = None
     labels: dict = field(default_factory=dict)
+    continue_from: str | None = None           # Vertex continuous tuning: the model version (M@<versionId>) ...
+    checkpoint_id: str | None = None           # ... and its checkpoint to start from (resolved before the create)
 
     def validate(self) -> None:
         errors = []
@@ -46,6 +50,14 @@ class TuningSpec:
             errors.append("learning_rate must be > 0")
         if self.adapter_size is not None and self.adapter_size not in ADAPTER_SIZES:
             errors.append(f"adapter_size must be one of {sorted(ADAPTER_SIZES)}, got {self.adapter_size}")
+        if self.continue_from is not None:
+            if self.backend != "vertex":
+                errors.append("continue_from (continuous tuning) applies to the Vertex backend only")
+            elif not MODEL_VERSION.match(self.continue_from):
+                errors.append(f"continue_from must be resolved to a model version projects/P/locations/L/models/"
+                              f"M@<version> before the create, got {self.continue_from!r}")
+        elif self.checkpoint_id is not None:
+            errors.append("checkpoint_id needs continue_from")
         if self.backend == "vertex":
             if self.learning_rate is not None or self.batch_size is not None:
                 errors.append("learning_rate and batch_size apply to the Gemini API backend only; "

@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowException
 from ..core.generation import GenerationSettings
 from ..core.identity import identity_key
 from ..core.polling import PollPolicy
+from ..core.vocabulary import DEFAULT_PRIMARY_METRIC, EXAMPLE_METRIC_NAMES
 from .base import GeminiBaseOperator, optional
 
 
@@ -35,20 +36,27 @@ class GeminiEvaluateOperator(GeminiBaseOperator):
     :param rpm: requests per minute at most, over all models (templated).
     :param mode: ``online`` or ``batch`` (templated).
     :param poll_policy: ``core.polling.PollPolicy`` fields for the batch jobs' deferred wait (templated).
+    :param evaluate_checkpoints: evaluate every checkpoint of the challenger (one per epoch, each on its own
+        endpoint; same engine, one rate limit for all) and make the best by ``checkpoint_metric`` the challenger
+        (ties: the earlier checkpoint). Online mode only (templated).
+    :param checkpoint_metric: the metric that picks the checkpoint; give the gate's primary metric (templated).
 
     And the connection arguments of :class:`~gemini_tuning.operators.base.GeminiBaseOperator`.
     """
 
     template_fields = ("prompt_set", "challenger", "results_prefix", "champion_pointer_uri", "base_model",
                        "system_instruction", "project_id", "location", "temperature", "max_output_tokens", "rpm",
-                       "concurrency", "mode", "poll_policy")
+                       "concurrency", "mode", "poll_policy", "evaluate_checkpoints", "checkpoint_metric")
     BATCH_XCOM = "gemini_tuning_batch_jobs"
 
     def __init__(self, *, prompt_set: str, challenger, results_prefix: str, champion_pointer_uri: str | None = None,
                  base_model: str | None = None, system_instruction: str | None = None, temperature=0.0,
                  max_output_tokens=256, concurrency=16, rpm=600, mode: str = "online",
-                 poll_policy: dict | None = None, **kwargs):
+                 poll_policy: dict | None = None, evaluate_checkpoints=False,
+                 checkpoint_metric: str = DEFAULT_PRIMARY_METRIC, **kwargs):
         super().__init__(**kwargs)
+        self.evaluate_checkpoints = evaluate_checkpoints
+        self.checkpoint_metric = checkpoint_metric
         self.prompt_set = prompt_set
         self.challenger = challenger
         self.results_prefix = results_prefix
@@ -73,14 +81,29 @@ class GeminiEvaluateOperator(GeminiBaseOperator):
         try:
             return plan_evaluation(storage, prompt_set=self.prompt_set, challenger=self.challenger,
                                    champion_pointer_uri=optional(self.champion_pointer_uri),
-                                   base_model=optional(self.base_model), settings=settings)
+                                   base_model=optional(self.base_model), settings=settings,
+                                   evaluate_checkpoints=self._checkpoints_wanted())
         except EvaluationInputError as exc:
             raise AirflowException(str(exc)) from exc
 
-    def _finish(self, plan, answers) -> dict:
-        from ..services.eval_results import write_results
+    def _checkpoints_wanted(self) -> bool:
+        wanted = self.evaluate_checkpoints
+        return wanted.strip().lower() in ("1", "true", "yes") if isinstance(wanted, str) else bool(wanted)
 
-        manifest = write_results(self.hook.storage(), plan, answers, self.results_prefix, self.mode)
+    def _finish(self, plan, answers) -> dict:
+        from ..services.eval_results import choose_checkpoint, write_results
+
+        best = choose_checkpoint(plan, answers, self.checkpoint_metric)
+        if best is not None:
+            for c in best["scores"]:
+                self.log.info("checkpoint %s (epoch %s, step %s): %s=%s", c["checkpoint_id"], c["epoch"], c["step"],
+                              self.checkpoint_metric, c["score"])
+            self.log.info("best checkpoint: %s (%s=%s); it is the challenger from here on", best["checkpoint_id"],
+                          self.checkpoint_metric, best["score"])
+        elif self._checkpoints_wanted():
+            self.log.warning("evaluate_checkpoints: %s has fewer than two checkpoints with an endpoint; evaluating "
+                             "it as one model", (self.challenger or {}).get("tuned_model"))
+        manifest = write_results(self.hook.storage(), plan, answers, self.results_prefix, self.mode, best)
         for label, counts in manifest["counts"].items():
             m = manifest["summary"][label]["metrics"]
             self.log.info("%s: %d answered, %d errors; normalized_match=%s rouge_l_f1=%s", label, counts["answered"],
@@ -90,6 +113,13 @@ class GeminiEvaluateOperator(GeminiBaseOperator):
     def execute(self, context):
         if self.mode not in ("online", "batch"):
             raise AirflowException(f"mode must be 'online' or 'batch', got {self.mode!r}")
+        if self.checkpoint_metric not in EXAMPLE_METRIC_NAMES:
+            raise AirflowException(f"checkpoint_metric must be one of {EXAMPLE_METRIC_NAMES}, "
+                                   f"got {self.checkpoint_metric!r}")
+        if self.mode == "batch" and self._checkpoints_wanted():
+            raise AirflowException("evaluate_checkpoints needs mode='online': each checkpoint is served from its "
+                                   "own endpoint, and a batch prediction job reads a model version's default "
+                                   "checkpoint only")
         plan = self._plan()
         self.log.info("evaluating %d prompts from %s (%s mode) against %s (temperature %s)", len(plan.prompts),
                       self.prompt_set, self.mode, ", ".join(f"{t.label}={t.model}" for t in plan.targets),

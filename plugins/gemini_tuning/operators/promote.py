@@ -16,8 +16,9 @@ class GeminiPromoteOperator(GeminiBaseOperator):
     ``gemini_tuning_champion``. If another run promoted since the evaluation, fails without touching the registry.
 
     :param candidate: the tuning task's result (``backend``, ``tuned_model``, ``endpoint``) (templated).
-    :param evaluation: the evaluation task's manifest: the pointer generation it compared against, and the
-        challenger's metrics kept in the pointer (templated).
+    :param evaluation: the evaluation task's manifest: the pointer generation it compared against, the
+        challenger's metrics kept in the pointer, and the checkpoint it chose (``best_checkpoint``; promoted as the
+        version's ``defaultCheckpointId``) (templated).
     :param pointer_uri: ``gs://`` URI of the champion pointer (templated).
     :param alias: the Model Registry version alias of the champion.
 
@@ -37,7 +38,12 @@ class GeminiPromoteOperator(GeminiBaseOperator):
     def execute(self, context):
         from ..services.champion import ChampionChanged, promote
 
-        cand = self.candidate
+        cand = dict(self.candidate)
+        best = (self.evaluation or {}).get("best_checkpoint")
+        if best:  # the evaluated checkpoint is what gets promoted: it serves the champion, by default too
+            cand.update(endpoint=best["endpoint"], checkpoint_id=best["checkpoint_id"])
+            self.log.info("promoting checkpoint %s of %s (the best by %s)", best["checkpoint_id"],
+                          cand["tuned_model"], best["metric"])
         registry = self.hook.registry(optional(self.project_id), self.location) \
             if cand["backend"] == "vertex" else None
         metrics = (self.evaluation.get("summary") or {}).get("challenger", {}).get("metrics")
@@ -51,6 +57,7 @@ class GeminiPromoteOperator(GeminiBaseOperator):
         self.log.info("promoted %s to champion (pointer %s)", cand["tuned_model"], self.pointer_uri)
         context["outlet_events"][CHAMPION_ASSET].extra = {"tuned_model": cand["tuned_model"],
                                                           "endpoint": cand.get("endpoint"),
+                                                          "checkpoint_id": cand.get("checkpoint_id"),
                                                           "pointer_uri": self.pointer_uri}
         return pointer
 

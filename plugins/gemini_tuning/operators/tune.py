@@ -6,7 +6,7 @@ import time
 from datetime import datetime, timedelta
 
 from airflow.sdk import conf
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from ..core.identity import fingerprint, identity_key
 from ..core.polling import PollPolicy
@@ -72,6 +72,13 @@ class GeminiTuningOperator(GeminiBaseOperator):
         (templated).
     :param error_budget_seconds: how long status polling may keep failing transiently before the task fails (the
         job is never cancelled for it; a retry reattaches).
+    :param continue_from: Vertex continuous tuning (templated): ``"champion"`` (the model version and checkpoint the
+        champion pointer names when the task runs), a Model Registry name ``projects/P/locations/L/models/M@1`` /
+        ``…/M@<alias>`` / ``…/M``, or None to tune ``base_model``. Resolved to an exact version and checkpoint
+        before the create (``services.continuation``) and part of the job's fingerprint; the result is the next
+        version of that model.
+    :param champion_pointer_uri: ``gs://`` URI of the champion pointer, for ``continue_from="champion"``
+        (templated).
 
     And the connection arguments of :class:`~gemini_tuning.operators.base.GeminiBaseOperator`.
     """
@@ -79,7 +86,7 @@ class GeminiTuningOperator(GeminiBaseOperator):
     template_fields = ("backend", "base_model", "training_uri", "validation_uri", "training_sha256", "epochs",
                        "learning_rate_multiplier", "learning_rate", "adapter_size", "batch_size", "display_name",
                        "description", "labels", "project_id", "location", "state_uri", "job_timeout", "poll_policy",
-                       "on_fingerprint_change")
+                       "on_fingerprint_change", "continue_from", "champion_pointer_uri")
     operator_extra_links = (TuningJobLink(),)
     ui_color = "#d6e4ff"
 
@@ -91,7 +98,8 @@ class GeminiTuningOperator(GeminiBaseOperator):
                  deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
                  poll_policy: dict | None = None, job_timeout: timedelta | float | str = timedelta(hours=24),
                  cancel_on_kill: bool = True, cancel_on_timeout: bool = True,
-                 on_fingerprint_change: str = "cancel_and_resubmit", error_budget_seconds: float = 1800.0, **kwargs):
+                 on_fingerprint_change: str = "cancel_and_resubmit", error_budget_seconds: float = 1800.0,
+                 continue_from: str | None = None, champion_pointer_uri: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.backend = backend
         self.base_model = base_model
@@ -114,10 +122,30 @@ class GeminiTuningOperator(GeminiBaseOperator):
         self.cancel_on_timeout = cancel_on_timeout
         self.on_fingerprint_change = on_fingerprint_change
         self.error_budget_seconds = error_budget_seconds
+        self.continue_from = continue_from
+        self.champion_pointer_uri = champion_pointer_uri
         self._job_ref: str | None = None
 
     # ---------------------------------------------------------------------------------------------- helpers
-    def _spec(self) -> TuningSpec:
+    def _continuation(self):
+        """``continue_from`` resolved to an exact model version and checkpoint (None: from the base model)."""
+        from ..services.continuation import ContinuationError, resolve
+
+        value = optional(self.continue_from)
+        if not value:
+            return None
+        try:
+            found = resolve(value, backend=self.backend, storage=self.hook.storage(),
+                            pointer_uri=optional(self.champion_pointer_uri),
+                            registry=self.hook.registry(optional(self.project_id), self.location)
+                            if self.backend == "vertex" else None)
+        except ContinuationError as exc:
+            raise AirflowFailException(f"nothing was created: {exc}") from exc
+        self.log.info("continuous tuning from %s (checkpoint %s; continue_from=%r)", found.model_version,
+                      found.checkpoint_id or "default", value)
+        return found
+
+    def _spec(self, continuation=None) -> TuningSpec:
         spec = TuningSpec(backend=self.backend, base_model=self.base_model, training_uri=self.training_uri,
                           validation_uri=optional(self.validation_uri),
                           training_sha256=optional(self.training_sha256),
@@ -127,7 +155,9 @@ class GeminiTuningOperator(GeminiBaseOperator):
                           adapter_size=optional(self.adapter_size, int),
                           batch_size=optional(self.batch_size, int),
                           display_name=optional(self.display_name), description=optional(self.description),
-                          labels=dict(self.labels or {}))
+                          labels=dict(self.labels or {}),
+                          continue_from=continuation.model_version if continuation else None,
+                          checkpoint_id=continuation.checkpoint_id if continuation else None)
         spec.validate()
         return spec
 
@@ -158,7 +188,7 @@ class GeminiTuningOperator(GeminiBaseOperator):
         if self.on_fingerprint_change not in ("cancel_and_resubmit", "fail"):
             raise ValueError("on_fingerprint_change must be 'cancel_and_resubmit' or 'fail', "
                              f"got {self.on_fingerprint_change!r}")
-        spec = self._spec()
+        spec = self._spec(self._continuation())
         backend = self.tuning_backend(spec.backend)
         launch = self._launcher(context, spec, backend).launch(spec)
         status = launch.status

@@ -9,7 +9,8 @@ The pointer
 One small JSON object in GCS per pipeline (``pointer_uri``) is the **source of truth** for "who is champion"::
 
     {"backend": "vertex"|"gemini_api", "tuned_model": "projects/.../models/M@1"|"tunedModels/x",
-     "endpoint": ".../endpoints/E"|null, "display_name": ..., "promoted_at": "2026-11-03T10:00:00Z",
+     "endpoint": ".../endpoints/E"|null, "checkpoint_id": "2"|null, "display_name": ...,
+     "promoted_at": "2026-11-03T10:00:00Z",
      "run_id": ..., "dag_id": ..., "metrics": {...}, "previous": {<the previous pointer without its "previous">}|null}
 
 It is only ever replaced with a generation precondition (``ifGenerationMatch``), so of two writers that read the
@@ -24,9 +25,10 @@ Order of operations in :func:`promote`, and why
 2. **Compare-and-swap the pointer** from ``expected_generation`` (the generation the *evaluation* read) to the new
    pointer. A failed swap raises :class:`ChampionChanged` before anything in the registry is touched, so a losing
    run's model never gets the alias or the champion label.
-3. Only then bring the registry in line with the pointer (:func:`reconcile`): alias + ``role=champion`` on the
-   pointer's model first, then ``role=retired`` and alias removal on the previous champion and on any other
-   model of this pipeline still labelled champion. Adding before retiring means the old ``M@champion`` keeps
+3. Only then bring the registry in line with the pointer (:func:`reconcile`): alias + ``role=champion`` (and the
+   evaluated checkpoint as ``defaultCheckpointId``, when the pointer names one) on the pointer's model first,
+   then ``role=retired`` and alias removal on the previous champion and on any other model of this pipeline still
+   labelled champion. Adding before retiring means the old ``M@champion`` keeps
    resolving until the new one does (never zero champions); the cost is a short window with two.
 4. Re-read the pointer; if its generation moved while we were writing labels (a newer promotion raced our
    registry writes), converge again to the newer pointer. So whichever promoter finishes last leaves the
@@ -55,8 +57,10 @@ decision from the run's history.
 Deleting
 --------
 :func:`delete_candidate` refuses the model the pointer names (:class:`ChampionDeletionRefused`), then deletes
-(Vertex: undeploy, delete the tuning job's endpoint, delete the model, each LRO awaited; Gemini API:
-``tunedModels.delete``). Already gone counts as done. The check and the delete are not atomic: a model promoted
+(Vertex: undeploy, delete the tuning job's endpoints - one per checkpoint -, delete the model, each LRO awaited;
+Gemini API: ``tunedModels.delete``). A losing *version* of the champion's model (continuous tuning makes the
+challenger ``M@2`` of a champion ``M@1``) is deleted as that version only: the champion's version and its
+endpoints are never touched. Already gone counts as done. The check and the delete are not atomic: a model promoted
 *between* them would be deleted. The pipeline never promotes and deletes the same candidate (they are the two
 branches of one run's gate), so this window is not reachable from the DAG.
 """
@@ -79,8 +83,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-POINTER_FIELDS = ("backend", "tuned_model", "endpoint", "display_name", "promoted_at", "run_id", "dag_id",
-                  "metrics", "previous")
+POINTER_FIELDS = ("backend", "tuned_model", "endpoint", "checkpoint_id", "display_name", "promoted_at", "run_id",
+                  "dag_id", "metrics", "previous")
 CHAMPION_ALIAS = "champion"
 ROLE_LABEL = "gemini-tuning-role"
 RUN_LABEL = "gemini-tuning-run"
@@ -154,7 +158,9 @@ def normalize_candidate(candidate: dict) -> dict:
     endpoint = candidate.get("endpoint") or None
     if endpoint is not None and backend == "vertex" and "/endpoints/" not in endpoint:
         raise ValueError(f"not a Vertex AI endpoint name: {endpoint!r}")
+    checkpoint = candidate.get("checkpoint_id")
     return {**candidate, "backend": backend, "tuned_model": model, "endpoint": endpoint,
+            "checkpoint_id": str(checkpoint) if checkpoint not in (None, "") else None,
             "display_name": candidate.get("display_name") or None}
 
 
@@ -195,6 +201,7 @@ def build_pointer(candidate: dict, run: dict, previous: dict | None, *, now: str
         "backend": cand["backend"],
         "tuned_model": cand["tuned_model"],
         "endpoint": cand["endpoint"],
+        "checkpoint_id": cand["checkpoint_id"],
         "display_name": cand["display_name"],
         "promoted_at": now or _now(),
         "run_id": run.get("run_id"),
@@ -311,6 +318,8 @@ def _apply(pointer: dict | None, registry: VertexRegistry, scope: str, alias: st
         try:
             registry.set_alias(champ["tuned_model"], alias)
             registry.set_labels(champ["tuned_model"], labels)
+            if champ.get("checkpoint_id"):  # the evaluated checkpoint serves the version by default
+                registry.set_default_checkpoint(champ["tuned_model"], champ["checkpoint_id"])
             out["champion"] = champ["tuned_model"]
         except NotFoundError:
             log.warning("the champion %s named by the pointer is not in the Model Registry", champ["tuned_model"])
@@ -354,7 +363,9 @@ def delete_candidate(candidate: dict, *, storage_client, pointer_uri: str, regis
     if cand["backend"] == "vertex":
         if registry is None:
             raise ValueError(f"deleting the Vertex AI model {cand['tuned_model']} needs a VertexRegistry")
-        report = registry.delete_tuned_model(cand["tuned_model"], cand["endpoint"], timeout=timeout)
+        others = tuple(c["endpoint"] for c in cand.get("checkpoints") or () if c.get("endpoint"))
+        report = registry.delete_tuned_model(cand["tuned_model"], cand["endpoint"], timeout=timeout,
+                                             checkpoint_endpoints=others)
     else:
         if gemini_api is None:
             raise ValueError(f"deleting the Gemini API model {cand['tuned_model']} needs a GeminiApiTuningBackend")

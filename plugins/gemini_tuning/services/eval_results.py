@@ -6,7 +6,7 @@ take of those rows.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..backends import gcs
 from ..core.dataset import iter_lines
@@ -18,6 +18,7 @@ from .champion import read_champion
 from .eval_engine import Target, result_rows
 
 MAX_RESULTS_BYTES = 512 * 1024 * 1024
+CHECKPOINT_LABEL = "checkpoint-{}"
 STATUSES = ("answered", "error", "missing")
 
 
@@ -41,6 +42,7 @@ class EvaluationPlan:
     settings: GenerationSettings
     champion: dict | None
     champion_generation: int
+    checkpoints: dict = field(default_factory=dict)   # target label -> the challenger checkpoint it serves
 
     @property
     def targets(self) -> list[Target]:
@@ -58,16 +60,28 @@ def read_text_or_file(value: str | None, storage) -> str | None:
 
 
 def plan_evaluation(storage, *, prompt_set: str, challenger: dict | None, champion_pointer_uri: str | None,
-                    base_model: str | None, settings: GenerationSettings) -> EvaluationPlan:
+                    base_model: str | None, settings: GenerationSettings,
+                    evaluate_checkpoints: bool = False) -> EvaluationPlan:
     """Read the prompt set and the champion pointer; the challenger, the champion (unless it is the challenger)
-    and optionally the base model, all under the same ``settings``."""
+    and optionally the base model, all under the same ``settings``.
+
+    ``evaluate_checkpoints``: every checkpoint of the challenger that has an endpoint is a target of its own
+    (``checkpoint-<id>``); :func:`choose_checkpoint` then makes the best one the challenger. With one checkpoint
+    (``exportLastCheckpointOnly``, the Gemini API) the challenger is evaluated as usual."""
     with gcs.open_source(prompt_set, storage) as f:
         prompts = parse_prompt_set(iter_lines(f), source_name=prompt_set)
     ch = challenger or {}
     if not ch.get("tuned_model"):
         raise EvaluationInputError(f"no tuned model to evaluate (challenger={ch!r})")
-    models = [ModelTarget(Target("challenger", ch["backend"], ch.get("endpoint") or ch["tuned_model"]),
-                          ch["tuned_model"])]
+    ckpts = [c for c in ch.get("checkpoints") or () if c.get("endpoint")]
+    checkpoints = {}
+    if evaluate_checkpoints and len(ckpts) > 1:
+        checkpoints = {CHECKPOINT_LABEL.format(c["checkpoint_id"]): c for c in ckpts}
+        models = [ModelTarget(Target(label, ch["backend"], c["endpoint"]), ch["tuned_model"])
+                  for label, c in checkpoints.items()]
+    else:
+        models = [ModelTarget(Target("challenger", ch["backend"], ch.get("endpoint") or ch["tuned_model"]),
+                              ch["tuned_model"])]
     champion, generation = read_champion(storage, champion_pointer_uri) if champion_pointer_uri else (None, 0)
     if champion and champion.get("tuned_model") != ch["tuned_model"]:
         models.append(ModelTarget(Target("champion", champion["backend"],
@@ -75,13 +89,32 @@ def plan_evaluation(storage, *, prompt_set: str, challenger: dict | None, champi
                                   champion["tuned_model"]))
     if base_model:
         models.append(ModelTarget(Target("base", ch["backend"], base_model), base_model))
-    return EvaluationPlan(prompts, models, settings, champion, generation)
+    return EvaluationPlan(prompts, models, settings, champion, generation, checkpoints)
+
+
+def choose_checkpoint(plan: EvaluationPlan, answers: dict[str, dict[str, Answer]], metric: str) -> dict | None:
+    """The best checkpoint by ``metric`` (the gate's primary metric; ties go to the earlier, smaller checkpoint):
+    its answers become the ``challenger``'s in ``answers`` (in place). Returns ``{"checkpoint_id", "epoch",
+    "step", "endpoint", "label", "metric", "score", "scores": [per checkpoint, in epoch order]}``, or None when the
+    plan has no checkpoint targets."""
+    if not plan.checkpoints:
+        return None
+    scores = []
+    for label, c in plan.checkpoints.items():
+        value = summarize(plan.prompts, answers[label])["metrics"].get(metric)
+        scores.append({"label": label, "checkpoint_id": str(c["checkpoint_id"]), "epoch": c.get("epoch"),
+                       "step": c.get("step"), "endpoint": c["endpoint"], "score": value})
+    scores.sort(key=lambda r: (r["epoch"] is None, r["epoch"] or 0, r["step"] or 0))
+    best = max(scores, key=lambda r: r["score"] if r["score"] is not None else float("-inf"))  # first max wins
+    answers["challenger"] = answers[best["label"]]
+    return {**best, "metric": metric, "scores": scores}
 
 
 def write_results(storage, plan: EvaluationPlan, answers: dict[str, dict[str, Answer]], results_prefix: str,
-                  mode: str) -> dict:
+                  mode: str, checkpoint: dict | None = None) -> dict:
     """Score every answer, write ``results.jsonl`` (one row per prompt) and ``summary.json``, return the
-    manifest. Raises :class:`EvaluationInputError` if the counts of a model do not add up to the prompts."""
+    manifest. Raises :class:`EvaluationInputError` if the counts of a model do not add up to the prompts.
+    ``checkpoint``: what :func:`choose_checkpoint` chose (kept in the manifest as ``best_checkpoint``)."""
     prompts = plan.prompts
     scores = {label: {s.prompt_id: s for s in score_all(prompts, by_id)} for label, by_id in answers.items()}
     summary = {label: summarize(prompts, by_id) for label, by_id in answers.items()}
@@ -91,15 +124,18 @@ def write_results(storage, plan: EvaluationPlan, answers: dict[str, dict[str, An
                     "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode(), "application/jsonl")
     gcs.write_bytes(storage, f"{prefix}/summary.json", json.dumps(summary, indent=1).encode(), "application/json")
     counts = {}
-    for t in plan.targets:
-        statuses = [r["models"][t.label]["status"] for r in rows]
-        counts[t.label] = {s: statuses.count(s) for s in STATUSES}
-        if sum(counts[t.label].values()) != len(prompts):
-            raise EvaluationInputError(f"{t.label}: {counts[t.label]} does not add up to {len(prompts)} prompts")
+    for label in answers:
+        statuses = [r["models"][label]["status"] for r in rows]
+        counts[label] = {s: statuses.count(s) for s in STATUSES}
+        if sum(counts[label].values()) != len(prompts):
+            raise EvaluationInputError(f"{label}: {counts[label]} does not add up to {len(prompts)} prompts")
+    models = {t.label: t.model for t in plan.targets}
+    if checkpoint is not None:
+        models["challenger"] = checkpoint["endpoint"]
     return {"results_uri": f"{prefix}/results.jsonl", "n_prompts": len(prompts), "rows": len(rows),
-            "counts": counts, "summary": summary, "models": {t.label: t.model for t in plan.targets},
+            "counts": counts, "summary": summary, "models": models,
             "champion": plan.champion, "champion_generation": plan.champion_generation,
-            "settings": plan.settings.to_dict(), "mode": mode}
+            "settings": plan.settings.to_dict(), "mode": mode, "best_checkpoint": checkpoint}
 
 
 def read_rows(storage, results_uri: str) -> list[dict]:

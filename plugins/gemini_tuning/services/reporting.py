@@ -9,17 +9,21 @@ as a short note, never an error::
 
     {"title", "dag_id", "run_id", "generated_at",
      "tuning": {"backend", "job_name", "base_model", "tuned_model", "endpoint",
-                "loss_history": [[step, epoch, loss], ...], "hyperparameters": {...}, "example_count"},
+                "loss_history": [[step, epoch, loss], ...], "hyperparameters": {...}, "example_count",
+                "continued_from", "checkpoints": [{"checkpoint_id", "epoch", "step", "endpoint"}, ...]},
      "evaluation": {"n_prompts", "results_uri", "models": {"challenger", "champion"},
                     "summary": {"challenger": summarize(), "champion": summarize() | None},
-                    "primary_metric": str (optional; else read from the gate's champion_margin rule)},
+                    "primary_metric": str (optional; else read from the gate's champion_margin rule),
+                    "best_checkpoint": {"checkpoint_id", "metric", "score", "scores": [{"checkpoint_id",
+                                        "epoch", "step", "score"}, ...]} (when every checkpoint was evaluated)},
      "gate": GateDecision.to_dict(),
      "decision": "promote" | "delete", "action_taken": str,
      "examples": [{"prompt_id", "prompt", "reference", "tags", "challenger", "champion",
                    "challenger_score", "champion_score", "challenger_error", "champion_error"}, ...]}
 
 Sections, top to bottom: header with the decision and the gate summary; key figures; the gate's rules;
-the tuning loss curve; challenger vs champion metrics; per-tag breakdown; the examples where the two
+the tuning loss curve (checkpoints marked, with their scores); the checkpoints; challenger vs champion
+metrics; per-tag breakdown; the examples where the two
 models differ (with no champion: the examples the challenger got wrong); run details (tuning job, models,
 hyperparameters, results location). Every string from the input is
 HTML-escaped (prompts and answers are untrusted) and strings drawn in plots have ``$`` escaped so that
@@ -266,8 +270,8 @@ def _setup_section(data: Mapping) -> str:
     backend = tuning.get("backend")
     if backend:
         left.append(("Backend", _e({"vertex": "Vertex AI", "gemini_api": "Gemini API"}.get(backend, backend))))
-    for key, label in (("job_name", "Tuning job"), ("base_model", "Base model"), ("tuned_model", "Tuned model"),
-                       ("endpoint", "Endpoint")):
+    for key, label in (("job_name", "Tuning job"), ("base_model", "Base model"),
+                       ("continued_from", "Continued from"), ("tuned_model", "Tuned model"), ("endpoint", "Endpoint")):
         if tuning.get(key):
             left.append((label, f"<code>{_e(tuning[key])}</code>"))
     if tuning.get("example_count") is not None:
@@ -339,7 +343,18 @@ def _loss_points(history: Any) -> list[tuple[float, float | None, float]]:
     return pts
 
 
-def _loss_plot(pts: list[tuple[float, float | None, float]]) -> str:
+def _checkpoint_scores(data: Mapping) -> list[dict]:
+    """The checkpoints with their evaluation scores (score None: not evaluated), in step order."""
+    best = _dict(_dict(data.get("evaluation")).get("best_checkpoint"))
+    scores = {str(r.get("checkpoint_id")): r.get("score") for r in _list(best.get("scores"))}
+    rows = [{"checkpoint_id": str(c.get("checkpoint_id")), "epoch": c.get("epoch"), "step": _num(c.get("step")),
+             "score": scores.get(str(c.get("checkpoint_id"))),
+             "chosen": str(c.get("checkpoint_id")) == str(best.get("checkpoint_id"))}
+            for c in _list(_dict(data.get("tuning")).get("checkpoints")) if isinstance(c, Mapping)]
+    return sorted(rows, key=lambda r: r["step"] if r["step"] is not None else math.inf)
+
+
+def _loss_plot(pts: list[tuple[float, float | None, float]], ckpts: Sequence[Mapping] = ()) -> str:
     steps = [p[0] for p in pts]
     losses = [p[2] for p in pts]
     fig = Figure(figsize=(9.6, 3.6))
@@ -362,6 +377,14 @@ def _loss_plot(pts: list[tuple[float, float | None, float]]) -> str:
         if i % every == 0:
             ax.annotate(f"epoch {epoch:g}", xy=(step, 1), xycoords=("data", "axes fraction"), xytext=(3, -3),
                         textcoords="offset points", va="top", fontsize=8, color="#5f6368")
+    for c in ckpts:  # checkpoints: where they were taken, with the evaluation score of each
+        if c["step"] is None:
+            continue
+        color = PROMOTE_COLOR if c["chosen"] else NEUTRAL_COLOR
+        ax.axvline(c["step"], color=color, linestyle="--", linewidth=1.4 if c["chosen"] else 0.9)
+        label = f"ckpt {c['checkpoint_id']}" + (f" · {_fmt_score(c['score'])}" if c["score"] is not None else "")
+        ax.annotate(label, xy=(c["step"], 0.5), xycoords=("data", "axes fraction"), xytext=(-3, 0),
+                    textcoords="offset points", rotation=90, ha="right", va="center", fontsize=8, color=color)
     lo, hi = min(losses), max(losses)
     imin = losses.index(lo)
     ax.annotate(f"min {lo:.4g}", xy=(steps[imin], lo), xytext=(0, -14), textcoords="offset points",
@@ -386,9 +409,36 @@ def _loss_section(data: Mapping) -> str:
              f"first loss {losses[0]:.4g}", f"final loss {losses[-1]:.4g}", f"minimum {min(losses):.4g}"]
     if epochs:
         facts.append(f"{len(epochs)} epoch(s) (dotted lines mark epoch starts)")
+    ckpts = _checkpoint_scores(data)
+    if ckpts:
+        facts.append("dashed lines mark checkpoints" + (" (green: the one evaluated best)"
+                                                         if any(c["chosen"] for c in ckpts) else ""))
     return ("<section><h2>Tuning loss</h2>"
             f'<p class="sub">{_e("; ".join(facts))}.</p>'
-            f'{_img(_loss_plot(pts), "Training loss by step")}</section>')
+            f'{_img(_loss_plot(pts, ckpts), "Training loss by step")}</section>')
+
+
+def _checkpoints_section(data: Mapping) -> str:
+    ckpts = _checkpoint_scores(data)
+    if len(ckpts) < 2:
+        return ""
+    best = _dict(_dict(data.get("evaluation")).get("best_checkpoint"))
+    metric = best.get("metric")
+    score = _e(_label(metric)) if metric else "Score"
+    head = f"<th>Checkpoint</th><th>Epoch</th><th>Step</th><th>{score}</th><th></th>"
+    dash, chosen = '<span class="muted">—</span>', '<span class="badge pass">best: gated, promoted if it wins</span>'
+    body = "".join(
+        f"<tr><td>checkpoint {_e(c['checkpoint_id'])}</td><td>{_e(_fmt(c['epoch']))}</td><td>{_e(_fmt(c['step']))}"
+        f"</td><td>{_e(_fmt_score(c['score'])) if c['score'] is not None else dash}</td>"
+        f"<td>{chosen if c['chosen'] else ''}</td></tr>"
+        for c in ckpts)
+    if best:
+        sub = (f"Every checkpoint was scored on the prompt set; checkpoint {best.get('checkpoint_id')} scored best "
+               f"by {_label(metric)} (ties go to the earlier one) and stands for the tuned model from here on.")
+    else:
+        sub = "The checkpoints were not evaluated one by one (evaluate_checkpoints is off); the last one is used."
+    return (f'<section><h2>Checkpoints</h2><p class="sub">{_e(sub)}</p>'
+            f'<table class="grid compact"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></section>')
 
 
 def _grouped_bars(ax, labels: Sequence[str], series: Sequence[tuple[str, Sequence[float | None], str]], *,
@@ -722,9 +772,10 @@ def report_data(*, dag_id: str, run_id: str, generated_at: str | None, tuning: M
             "tuning": {"backend": tuning.get("backend"), "job_name": tuning.get("name"),
                        "tuned_model": tuning.get("tuned_model"), "endpoint": tuning.get("endpoint"),
                        "loss_history": tuning.get("loss_history") or [],
-                       "example_count": tuning.get("example_count")},
+                       "example_count": tuning.get("example_count"), "continued_from": tuning.get("continued_from"),
+                       "checkpoints": tuning.get("checkpoints") or []},
             "evaluation": {"n_prompts": evaluation.get("n_prompts"), "results_uri": evaluation.get("results_uri"),
-                           "models": evaluation.get("models", {}),
+                           "models": evaluation.get("models", {}), "best_checkpoint": evaluation.get("best_checkpoint"),
                            "summary": {"challenger": summary.get("challenger"), "champion": summary.get("champion")}},
             "gate": gate, "decision": gate.get("decision"), "action_taken": action_taken, "examples": examples}
 
@@ -748,6 +799,7 @@ def render_report(data: dict) -> str:
         _cards(data, ch, cp, pm),
         _gate_section(gate),
         _loss_section(data),
+        _checkpoints_section(data),
         _metrics_section(data, ch, cp),
         _tags_section(ch, cp, pm),
         _examples_section(data),
