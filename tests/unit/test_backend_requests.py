@@ -17,6 +17,7 @@ from gemini_tuning.backends.errors import (
     is_transient,
 )
 from gemini_tuning.backends.vertex import VertexTuningBackend, job_status, parse_metrics
+from gemini_tuning.core.states import JobStatus
 from gemini_tuning.core.tuning import TuningSpec
 
 
@@ -90,6 +91,30 @@ def test_vertex_create_args():
     assert (cfg.validation_dataset.gcs_uri == "gs://b/v.jsonl"
             and cfg.labels == {"team": "ml", "gemini-tuning-key": "k1"})
     assert VertexTuningBackend._list_config({"b": "2", "a": "1"})["filter"] == 'labels.a="1" AND labels.b="2"'
+
+
+def test_vertex_create_args_for_continuous_tuning():
+    """google-genai sends preTunedModel for a "projects/..." base model; the checkpoint travels in the config."""
+    spec = TuningSpec(backend="vertex", base_model="gemini-2.5-flash", training_uri="gs://b/t.jsonl",
+                      continue_from="projects/p/locations/l/models/9@2", checkpoint_id="1")
+    args = VertexTuningBackend._create_args(spec, {})
+    assert args["base_model"] == "projects/p/locations/l/models/9@2"
+    assert args["config"].pre_tuned_model_checkpoint_id == "1"
+    fp = spec.fingerprint_inputs()
+    assert (fp["continue_from"], fp["checkpoint_id"]) == ("projects/p/locations/l/models/9@2", "1")
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"backend": "gemini_api", "base_model": "models/x", "continue_from": "projects/p/locations/l/models/9@2"},
+     "Vertex backend only"),
+    ({"continue_from": "projects/p/locations/l/models/9"}, "must be resolved to a model version"),
+    ({"checkpoint_id": "1"}, "checkpoint_id needs continue_from"),
+])
+def test_continuous_tuning_spec_is_validated_before_anything_is_paid(kw, message):
+    spec = TuningSpec(**{"backend": "vertex", "base_model": "gemini-2.5-flash", "training_uri": "gs://b/t.jsonl",
+                         **kw})
+    with pytest.raises(ValueError, match=message):
+        spec.validate()
 
 
 def test_vertex_job_status_parse():
@@ -172,6 +197,12 @@ def test_rest_parse_reads_every_field_it_needs():
     assert running.example_count == 360 and running.create_time == "2026-11-30T10:00:00+00:00"
     assert succeeded.completed_steps == 135 and succeeded.endpoint.endswith("/endpoints/7")
     assert succeeded.tuned_model.endswith("/models/9@1")
+    continued = parse_job(json.loads(JOBS_JSON.read_text())[-1])
+    assert continued.continued_from == "projects/123/locations/us-central1/models/9@1 checkpoint 2"
+    assert [(c.checkpoint_id, c.epoch, c.step) for c in continued.checkpoints] == [("1", 1, 38), ("2", 2, 76),
+                                                                                    ("3", 3, 114)]
+    assert continued.checkpoints[-1].endpoint == continued.endpoint
+    assert JobStatus.from_summary(continued.summary()).checkpoints == continued.checkpoints
 
 
 def test_rest_auth_headers_carry_the_credentials_quota_project():

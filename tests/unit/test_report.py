@@ -357,3 +357,24 @@ def test_weird_values_do_not_break(full):
 
 def test_report_is_deterministic(full, full_html):
     assert render_report(full) == full_html
+
+
+def test_checkpoints_are_scored_beside_the_loss_curve(full):
+    data = json.loads(json.dumps(full))
+    data["tuning"]["checkpoints"] = [{"checkpoint_id": str(k), "epoch": k, "step": 15 * k,
+                                      "endpoint": f"projects/p/locations/us-central1/endpoints/{k}"} for k in (1, 2, 3)]
+    data["tuning"]["continued_from"] = "projects/p/locations/us-central1/models/9@1 checkpoint 2"
+    data["evaluation"]["best_checkpoint"] = {
+        "checkpoint_id": "2", "metric": "normalized_match", "score": 0.81,
+        "scores": [{"checkpoint_id": "1", "score": 0.74}, {"checkpoint_id": "2", "score": 0.81},
+                   {"checkpoint_id": "3", "score": 0.69}]}
+    page = render_report(data)
+    text = " ".join(parse(page).text)
+    assert "Checkpoints" in text and "checkpoint 2 scored best by normalized match" in text
+    rows = re.findall(r"<tr><td>checkpoint (\d)</td>.*?</tr>", page)
+    assert rows == ["1", "2", "3"]
+    assert page.count("best: gated, promoted if it wins") == 1 and "0.740" in page and "0.690" in page
+    assert "dashed lines mark checkpoints (green: the one evaluated best)" in text
+    assert "Continued from" in text and "models/9@1 checkpoint 2" in page
+    plain = render_report(full)                               # no checkpoints: no section, no markers
+    assert "Checkpoints</h2>" not in plain and "dashed lines" not in plain
