@@ -106,8 +106,8 @@ def main() -> None:
             level = next((i + 1 for i, s in enumerate(base) if s >= cont[0]), None)
             ok = cont[0] >= champ_score and (needed is None or needed > 1)
             wins += ok
-            fmt = lambda c: " ".join(f"{s:.3f}" for s in c)  # noqa: E731
-            after = lambda n: f"{n} epoch(s)" if n else f"> {args.base_epochs} epochs"  # noqa: E731
+            fmt = lambda c: " ".join(f"{s:.3f}" for s in c)
+            after = lambda n: f"{n} epoch(s)" if n else f"> {args.base_epochs} epochs"
             out.append([r, f"{champ_score:.3f}", fmt(cont), fmt(base), after(needed), after(level),
                         "yes" if ok else "NO", f"{time.perf_counter() - t0:.1f}"])
     finally:
