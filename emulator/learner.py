@@ -71,6 +71,7 @@ __all__ = [
     "GEMINI_API_DEFAULT_LEARNING_RATE",
     "Example",
     "HyperParams",
+    "LOSS_PROB_FLOOR",
     "Prediction",
     "StepRecord",
     "TunedModel",
@@ -107,6 +108,8 @@ HASH_DIM = 1 << 14
 _CHAR_WEIGHT = 0.5
 _A_INIT_STD = 0.1
 _FORMAT_VERSION = 1
+#: :meth:`TunedModel.mean_loss` counts a probability below this (or an output the model cannot produce) as this.
+LOSS_PROB_FLOOR = 1e-6
 _ADAM_B1, _ADAM_B2, _ADAM_EPS = 0.9, 0.999, 1e-8
 
 
@@ -479,6 +482,28 @@ class TunedModel:
         logp = _log_softmax(logits)
         best = np.argmax(logits, axis=1)
         return [Prediction(text=self.outputs[k], logprob=float(logp[i, k])) for i, k in enumerate(best)]
+
+    def mean_loss(self, examples: Iterable[Example]) -> float | None:
+        """Mean softmax cross-entropy of the expected outputs over ``examples`` (e.g. a validation set).
+
+        Each example contributes ``-log max(p, LOSS_PROB_FLOOR)``, ``p`` being the model's probability of the
+        example's (whitespace-trimmed) output. An output that is not one of the model's classes cannot be
+        produced at all (p = 0) and counts with the floor's loss, ``-log(1e-6)`` ~ 13.8; the floor bounds
+        every example the same way, so an unseen output never counts as better than a very unlikely seen one.
+        None for no examples.
+        """
+        examples = list(examples)
+        if not examples:
+            return None
+        cap = -math.log(LOSS_PROB_FLOOR)
+        class_of = {o: k for k, o in enumerate(self.outputs)}
+        labels = np.array([class_of.get(ex.output.strip(), -1) for ex in examples], dtype=np.int64)
+        losses = np.full(len(examples), cap, dtype=np.float64)
+        known = np.flatnonzero(labels >= 0)
+        if known.size:
+            logp = _log_softmax(self.logits([examples[i].prompt for i in known]).astype(np.float64))
+            losses[known] = np.minimum(-logp[np.arange(known.size), labels[known]], cap)
+        return float(losses.mean())
 
     # -- persistence -------------------------------------------------------------------------
 

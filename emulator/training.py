@@ -27,8 +27,9 @@ class DataError(Exception):
     """The training data could not be read or parsed: the job fails asynchronously, like on Google Cloud."""
 
 
-def read_gcs_jsonl(gcs_url: str | None, uri: str, *, limit: int) -> list[dict]:
-    """Reads a JSONL object from the GCS emulator (streamed; at most ``limit`` examples)."""
+def read_gcs_jsonl(gcs_url: str | None, uri: str, *, limit: int, what: str = "Training data") -> list[dict]:
+    """Reads a JSONL object from the GCS emulator (streamed; at most ``limit`` examples). ``what`` names the file
+    in error messages (e.g. ``"Validation data"``)."""
     import json
 
     if not gcs_url:
@@ -38,7 +39,7 @@ def read_gcs_jsonl(gcs_url: str | None, uri: str, *, limit: int) -> list[dict]:
     try:
         with requests.get(url, stream=True, timeout=30) as resp:
             if resp.status_code == 404:
-                raise DataError(f"Training data {uri} does not exist or is not readable.")
+                raise DataError(f"{what} {uri} does not exist or is not readable.")
             resp.raise_for_status()
             rows = []
             for lineno, raw in enumerate(resp.iter_lines(), start=1):
@@ -47,12 +48,12 @@ def read_gcs_jsonl(gcs_url: str | None, uri: str, *, limit: int) -> list[dict]:
                 try:
                     rows.append((lineno, json.loads(raw)))
                 except ValueError as exc:
-                    raise DataError(f"Training data {uri} line {lineno} is not valid JSON: {exc}") from None
+                    raise DataError(f"{what} {uri} line {lineno} is not valid JSON: {exc}") from None
                 if len(rows) >= limit:
                     break
             return rows
     except requests.RequestException as exc:
-        raise DataError(f"Training data {uri} could not be read: {exc}") from None
+        raise DataError(f"{what} {uri} could not be read: {exc}") from None
 
 
 @dataclass
@@ -110,24 +111,43 @@ class Trainer:
 
     def start(self, key: str, load: Callable[[], list[learner.Example]], hp: learner.HyperParams,
               on_data: Callable[[int], None],
-              on_done: Callable[[list[learner.StepRecord] | None, Exception | None], None], *,
-              init_artifact: str | None = None, checkpoints: bool = False) -> None:
+              on_done: Callable[..., None], *,
+              init_artifact: str | None = None, checkpoints: bool = False,
+              validation: Callable[[], list[learner.Example]] | None = None) -> None:
         """Trains ``key`` in the background. ``init_artifact``: warm-start from that saved model (continuous
-        tuning); ``checkpoints``: also save the model after every epoch as :func:`checkpoint_artifact`."""
+        tuning); ``checkpoints``: also save the model after every epoch as :func:`checkpoint_artifact`.
+
+        ``validation``: a loader of validation examples (run after ``load``, in the thread pool; a
+        :class:`DataError` from it or an empty set fails the job like bad training data). The model's
+        :meth:`~learner.TunedModel.mean_loss` on them is computed after every epoch, and ``on_done`` is then called
+        with a third argument: ``[[step, epoch, loss], ...]`` (one per epoch, ``step`` the epoch's last step;
+        None when training failed). Without ``validation``, ``on_done(records, exc)`` as before."""
         if key in self._running:
             return
         self._running.add(key)
-        self.emu.spawn(self._run(key, load, hp, on_data, on_done, init_artifact, checkpoints))
+        self.emu.spawn(self._run(key, load, hp, on_data, on_done, init_artifact, checkpoints, validation))
 
-    async def _run(self, key, load, hp, on_data, on_done, init_artifact, checkpoints) -> None:
+    async def _run(self, key, load, hp, on_data, on_done, init_artifact, checkpoints, validation=None) -> None:
         loop = asyncio.get_running_loop()
         self.progress[key] = 0
         store = self.emu.store
+
+        def done(records, exc, val_losses=None) -> None:
+            if validation is None:
+                on_done(records, exc)
+            else:
+                on_done(records, exc, val_losses)
+
         try:
             try:
                 examples = await loop.run_in_executor(self.emu.executor, load)
                 if not examples:
                     raise DataError("The training dataset has no usable examples.")
+                val_examples = None
+                if validation is not None:
+                    val_examples = await loop.run_in_executor(self.emu.executor, validation)
+                    if not val_examples:
+                        raise DataError("The validation dataset has no usable examples.")
                 init = None
                 if init_artifact is not None:
                     try:
@@ -135,32 +155,38 @@ class Trainer:
                     except (OSError, ValueError) as exc:
                         raise DataError(f"The pre-tuned model's weights could not be read: {exc}") from None
             except DataError as exc:
-                on_done(None, exc)
+                done(None, exc)
                 return
             on_data(len(examples))
+            last_step = 0
+            val_losses: list[list] = []
 
             def step(rec: learner.StepRecord) -> None:
-                self.progress[key] = rec.step
+                nonlocal last_step
+                last_step = self.progress[key] = rec.step
 
             def epoch_done(epoch: int, model: learner.TunedModel) -> None:
-                model.save(store.artifact_path(checkpoint_artifact(key, epoch)))
+                if checkpoints:
+                    model.save(store.artifact_path(checkpoint_artifact(key, epoch)))
+                if val_examples is not None:
+                    val_losses.append([last_step, epoch, model.mean_loss(val_examples)])
 
             def work():
                 t0 = time.perf_counter()
                 model, records = learner.train(examples, hp, on_step=step, init=init,
-                                               on_epoch=epoch_done if checkpoints else None)
+                                               on_epoch=epoch_done if checkpoints or val_examples is not None else None)
                 model.save(store.artifact_path(key))
                 log.info("trained %s: %d examples, %d steps, %.2fs", key, len(examples), len(records),
                          time.perf_counter() - t0)
                 return records
 
             records = await loop.run_in_executor(self.emu.executor, work)
-            on_done(records, None)
+            done(records, None, val_losses)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("training %s failed", key)
-            on_done(None, exc)
+            done(None, exc)
         finally:
             self._running.discard(key)
             self.progress.pop(key, None)

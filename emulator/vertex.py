@@ -280,14 +280,20 @@ class VertexService:
         limit = self.emu.config.max_training_examples
         gcs = self.emu.config.gcs_url
 
-        def load():
+        def read(uri: str, what: str) -> list[learner.Example]:
             examples = []
-            for lineno, row in read_gcs_jsonl(gcs, emu["train_uri"], limit=limit):
+            for lineno, row in read_gcs_jsonl(gcs, uri, limit=limit, what=f"{what.capitalize()} data"):
                 try:
                     examples.append(learner.example_from_vertex(row))
                 except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                    raise DataError(f"Invalid training example at line {lineno} of {emu['train_uri']}: {exc}") from None
+                    raise DataError(f"Invalid {what} example at line {lineno} of {uri}: {exc}") from None
             return examples
+
+        def load():
+            return read(emu["train_uri"], "training")
+
+        def load_validation():     # same parsing and limit as the training data; errors fail the job the same way
+            return read(emu["val_uri"], "validation")
 
         def on_data(n: int) -> None:
             cur = self.store.get("tuningJobs", name)
@@ -300,7 +306,7 @@ class VertexService:
             e["data_ready"] = self.emu.now()
             self.store.put("tuningJobs", name, cur)
 
-        def on_done(records, exc) -> None:
+        def on_done(records, exc, val_losses=None) -> None:
             cur = self.store.get("tuningJobs", name)
             if cur is None:
                 return
@@ -312,11 +318,13 @@ class VertexService:
                 e["trained"] = True
                 e["trained_at"] = self.emu.now()
                 e["losses"] = [[r.step, r.epoch, r.loss] for r in records]
+                if val_losses is not None:      # one [step, epoch, loss] per epoch (validationDatasetUri given)
+                    e["val_losses"] = [list(v) for v in val_losses]
             self.store.put("tuningJobs", name, cur)
             self.tick(self.emu.now(), only=name)
 
         self.trainer.start(name, load, hp_from_emu(emu), on_data, on_done, init_artifact=emu.get("init_artifact"),
-                           checkpoints=True)
+                           checkpoints=True, validation=load_validation if emu.get("val_uri") else None)
 
     def resume(self) -> None:
         """After a restart: pick up every job that has not reached a terminal state."""
@@ -365,8 +373,10 @@ class VertexService:
         return f"gs://{bucket}/tuning-metrics/{obj['resource']['name'].rsplit('/', 1)[1]}/"
 
     def _maybe_write_metrics(self, name: str, obj: dict, completed: int) -> None:
-        """Writes ``{gcsMetricsUri}metrics.jsonl`` (one row per step: step, epoch, train_total_loss) as training
-        progresses, at most every 5% of the steps and once at the end. [unverified format: see README]"""
+        """Writes ``{gcsMetricsUri}metrics.jsonl`` (one row per step: step, epoch, train_total_loss; with a
+        validation dataset also one row per epoch: step, epoch, eval_total_loss, after that epoch's last train row)
+        as training progresses, at most every 5% of the steps and once at the end; only completed steps' rows.
+        [unverified format: see README; Vertex names the metrics /train_total_loss and /eval_total_loss]"""
         e = obj["emu"]
         losses = e.get("losses")
         if not losses or not self.emu.config.gcs_url:
@@ -377,9 +387,16 @@ class VertexService:
             return
         self._metrics_written[name] = completed
         start = e.get("data_ready") or e["created"]
-        rows = "".join(json.dumps({"step": st, "epoch": ep, "train_total_loss": loss,
-                                   "wall_time": serving.rfc3339(start + st * e["step_s"])}) + "\n"
-                       for st, ep, loss in losses[:completed])
+        evals = {}
+        for st, ep, loss in e.get("val_losses") or ():
+            evals.setdefault(st, []).append((ep, loss))
+        out = []
+        for st, ep, loss in losses[:completed]:
+            wall = serving.rfc3339(start + st * e["step_s"])
+            out.append({"step": st, "epoch": ep, "train_total_loss": loss, "wall_time": wall})
+            out.extend({"step": st, "epoch": vep, "eval_total_loss": vloss, "wall_time": wall}
+                       for vep, vloss in evals.get(st, ()))
+        rows = "".join(json.dumps(r) + "\n" for r in out)
         uri = self._metrics_uri(obj) + "metrics.jsonl"
         loop = asyncio.get_running_loop()
         fut = loop.run_in_executor(self.emu.executor, _gcs_write, self.emu.config.gcs_url, uri, rows.encode())

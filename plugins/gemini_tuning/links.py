@@ -24,9 +24,15 @@ class TuningJobLink(BaseOperatorLink):
 
 
 class ReportLink(BaseOperatorLink):
-    """Reads the ``url`` of the report operator's return value."""
+    """The run's report through the api-server (the "Gemini tuning" page's ``/report`` route: readers need no
+    GCS access of their own), once the report operator has written it."""
 
     name = "Report"
 
     def get_link(self, operator, *, ti_key) -> str:
-        return _url("return_value", ti_key)
+        from urllib.parse import quote
+
+        value = XCom.get_value(key="return_value", ti_key=ti_key)
+        if not isinstance(value, dict) or not value.get("report_uri"):
+            return ""
+        return f"/gemini-tuning/report/{quote(ti_key.dag_id, safe='')}/{quote(ti_key.run_id, safe='')}"

@@ -452,3 +452,37 @@ def test_base_model_answer_is_deterministic_and_generic(eval_prompts, eval_rows)
     assert len(set(answers)) > 3  # varies with the prompt
     assert L.base_model_answer("1", "gemini-2.5-flash") != "2"
     assert "1" in L.base_model_answer("1", "gemini-2.5-flash")  # reacts to the prompt
+
+
+# ----------------------------------------------------------------------------------------------
+# validation loss
+# ----------------------------------------------------------------------------------------------
+
+
+def test_mean_loss_is_the_mean_cross_entropy_with_a_floor_for_unknown_outputs(train_examples, default_run):
+    model, records = default_run
+    held_out = train_examples[:40]
+    loss = model.mean_loss(held_out)
+    # by hand: -log p(expected output) per example, averaged
+    logp = [p.logprob for ex in held_out for p in model.top_k(ex.prompt, len(model.outputs)) if p.text == ex.output]
+    assert len(logp) == len(held_out)
+    assert loss == pytest.approx(-sum(logp) / len(logp), rel=1e-5)
+    assert 0 < loss < records[0].loss           # trained: better than the untrained ln(n_classes)
+    # an output the model cannot produce counts with the floor's loss, -log(1e-6)
+    floor = -math.log(L.LOSS_PROB_FLOOR)
+    assert floor == pytest.approx(13.8155, abs=1e-3)
+    unknown = L.Example(held_out[0].prompt, "an answer never seen in training")
+    assert model.mean_loss([unknown]) == pytest.approx(floor)
+    assert model.mean_loss([held_out[0], unknown]) == pytest.approx((model.mean_loss([held_out[0]]) + floor) / 2)
+    assert model.mean_loss([L.Example(held_out[0].prompt, f"  {held_out[0].output}\n")]) == pytest.approx(
+        model.mean_loss([held_out[0]]))          # outputs compare whitespace-trimmed, as in training
+    assert model.mean_loss([]) is None
+
+
+def test_mean_loss_falls_over_epochs_on_the_epoch_snapshots(train_examples):
+    held_out, train = train_examples[:60], train_examples[60:]
+    seen = []
+    L.train(train, L.HyperParams(epochs=3), on_epoch=lambda epoch, m: seen.append((epoch, m.mean_loss(held_out))))
+    assert [e for e, _ in seen] == [1, 2, 3]
+    losses = [v for _, v in seen]
+    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]

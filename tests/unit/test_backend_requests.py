@@ -215,3 +215,43 @@ def test_rest_auth_headers_carry_the_credentials_quota_project():
     assert bearer_headers(creds) == {"Authorization": "Bearer t", "x-goog-user-project": "billing-project"}
     assert bearer_headers(creds, "explicit")["x-goog-user-project"] == "explicit"
     assert "x-goog-user-project" not in bearer_headers(google.oauth2.credentials.Credentials(token="t"))
+
+
+def test_parse_metrics_reads_validation_rows_beside_the_training_rows():
+    from gemini_tuning.backends.vertex import _with_points
+    from gemini_tuning.core.states import LossPoint
+
+    text = "\n".join([
+        '{"step": 2, "epoch": 1, "train_total_loss": 0.5, "wall_time": "t"}',
+        '{"step": 2, "epoch": 1, "eval_total_loss": 0.8, "wall_time": "t"}',
+        '{"step": 1, "epoch": 1, "/train_total_loss": 0.9}',
+        '{"step": 4, "epoch": 2, "/eval_total_loss": 0.6}',
+        '{"step": 3, "epoch": 2, "train_total_loss": 0.4, "eval_total_loss": 0.7}',   # one row, both metrics
+        '{"step": 5, "eval_total_loss": "x"}', '{"step": "x", "eval_total_loss": 1.0}',
+        '{"eval_total_loss": 1.0}', '{"step": 6, "eval_total_loss": true}', "junk"])
+    pts = parse_metrics(text)
+    assert [(p.step, p.loss) for p in pts] == [(1, 0.9), (2, 0.5), (3, 0.4)]     # a tuple of train points, as before
+    assert isinstance(pts, tuple) and pts == (LossPoint(1, 1, 0.9), LossPoint(2, 1, 0.5), LossPoint(3, 2, 0.4))
+    assert pts.validation == (LossPoint(2, 1, 0.8), LossPoint(3, 2, 0.7), LossPoint(4, 2, 0.6))
+    assert parse_metrics('{"step": 1, "loss": 1.0}').validation == ()
+
+    status = _with_points(JobStatus(backend="vertex", name="j", state="JOB_STATE_SUCCEEDED"), [text])
+    assert status.loss_history == tuple(pts) and status.validation_history == pts.validation
+    kept = _with_points(status, ['{"step": 9, "epoch": 3, "train_total_loss": 0.1}'])   # no eval rows this time
+    assert kept.validation_history == pts.validation and kept.loss_history == (LossPoint(9, 3, 0.1),)
+
+
+def test_validation_history_round_trips_through_the_summary_and_old_summaries_load():
+    from gemini_tuning.core.states import LossPoint
+
+    st = JobStatus(backend="vertex", name="j", state="JOB_STATE_SUCCEEDED",
+                   loss_history=(LossPoint(1, 1, 2.0),),
+                   validation_history=tuple(LossPoint(i, i, 1.0 / i) for i in range(1, 501)))
+    d = st.summary(max_loss_points=100)
+    assert len(d["validation_history"]) <= 101 and d["validation_history"][-1] == [500, 500, 1.0 / 500]
+    assert d["validation_history"][0] == [1, 1, 1.0] and json.loads(json.dumps(d)) == d
+    back = JobStatus.from_summary(d)
+    assert back.validation_history[-1] == LossPoint(500, 500, 1.0 / 500) and back.loss_history == st.loss_history
+    old = {k: v for k, v in d.items() if k != "validation_history"}
+    assert JobStatus.from_summary(old).validation_history == ()
+    assert JobStatus(backend="vertex", name="j", state="JOB_STATE_RUNNING").validation_history == ()

@@ -86,7 +86,24 @@ def test_one_builder_per_backend(conns):
 
 
 # ------------------------------------------------------------------------------------------ links
-@pytest.mark.parametrize("link_cls, key", [("TuningJobLink", "gemini_tuning_job"), ("ReportLink", "return_value")])
+def test_report_link_opens_the_report_through_the_api_server(monkeypatch):
+    from types import SimpleNamespace
+
+    from airflow.sdk.execution_time.xcom import XCom
+
+    from gemini_tuning import links
+
+    values = [{"report_uri": "gs://b/runs/r/report/index.html", "url": "https://storage.cloud.google.com/b/x"},
+              None, {"decision": "promote"}]
+    monkeypatch.setattr(XCom, "get_value", staticmethod(lambda *, key, ti_key: values.pop(0)))
+    key = SimpleNamespace(dag_id="gemini_tuning_pipeline", run_id="manual__2026-12-01T10:00:00+00:00")
+    link = links.ReportLink()
+    assert link.get_link(None, ti_key=key) == \
+        "/gemini-tuning/report/gemini_tuning_pipeline/manual__2026-12-01T10%3A00%3A00%2B00%3A00"
+    assert link.get_link(None, ti_key=key) == "" and link.get_link(None, ti_key=key) == ""
+
+
+@pytest.mark.parametrize("link_cls, key", [("TuningJobLink", "gemini_tuning_job")])
 def test_links_read_the_url_of_their_xcom(monkeypatch, link_cls, key):
     from airflow.sdk.execution_time.xcom import XCom
 

@@ -378,3 +378,31 @@ def test_checkpoints_are_scored_beside_the_loss_curve(full):
     assert "Continued from" in text and "models/9@1 checkpoint 2" in page
     plain = render_report(full)                               # no checkpoints: no section, no markers
     assert "Checkpoints</h2>" not in plain and "dashed lines" not in plain
+
+
+def test_validation_loss_is_plotted_and_described_beside_the_training_loss(full):
+    data = json.loads(json.dumps(full))
+    data["tuning"]["validation_history"] = [[15, 1, 1.2], [30, 2, 0.61], [45, 3, 0.74]]
+    data["tuning"]["checkpoints"] = [{"checkpoint_id": str(k), "epoch": k, "step": 15 * k} for k in (1, 2, 3)]
+    page = render_report(data)
+    text = " ".join(parse(page).text)
+    assert "validation loss (3 point(s)): first 1.2, final 0.74, minimum 0.61 at step 30" in text
+    assert 'alt="Training and validation loss by step"' in page
+    assert "dashed lines mark checkpoints" in text                       # the checkpoint markers stay
+    without = json.loads(json.dumps(data))
+    without["tuning"]["validation_history"] = []
+    plain = render_report(without)
+    assert "validation loss" not in plain and 'alt="Training loss by step"' in plain
+    assert pngs(page)[0] != pngs(plain)[0]                                # the plot really draws the series
+    # only a validation series (no training loss reported): still a plot, and it says so
+    data["tuning"]["loss_history"] = []
+    page = render_report(data)
+    assert "no training loss was reported" in page and 'alt="Training and validation loss by step"' in page
+    assert pngs(page)[0].startswith(PNG_MAGIC)
+
+
+def test_report_data_passes_the_validation_history():
+    tuning = {"name": "tuningJobs/1", "loss_history": [[1, 1, 2.0]], "validation_history": [[1, 1, 2.5]]}
+    kw = dict(dag_id="d", run_id="r", generated_at=None, evaluation={}, gate={}, action_taken=None, examples=[])
+    assert report.report_data(tuning=tuning, **kw)["tuning"]["validation_history"] == [[1, 1, 2.5]]
+    assert report.report_data(tuning={"name": "tuningJobs/1"}, **kw)["tuning"]["validation_history"] == []

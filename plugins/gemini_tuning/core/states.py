@@ -73,6 +73,7 @@ class JobStatus:
     total_steps: int | None = None
     progress_percent: float | None = None
     loss_history: tuple[LossPoint, ...] = ()
+    validation_history: tuple[LossPoint, ...] = ()   # Vertex with a validation dataset: eval loss (metrics file)
     tuned_model: str | None = None    # models/M@1 (Vertex) or tunedModels/x (Gemini API)
     endpoint: str | None = None       # Vertex endpoint that serves the tuned model
     error_code: int | None = None
@@ -120,13 +121,11 @@ class JobStatus:
         return " | ".join(bits)
 
     def summary(self, max_loss_points: int = 200) -> dict:
-        """Small JSON for XCom: no data, no credentials; the loss history is thinned to ``max_loss_points``."""
+        """Small JSON for XCom: no data, no credentials; the loss and validation histories are each thinned to
+        ``max_loss_points`` (keeping the last point)."""
         d = asdict(self)
-        hist = list(self.loss_history)
-        if len(hist) > max_loss_points:
-            stride = -(-len(hist) // max_loss_points)
-            hist = hist[::stride] + ([hist[-1]] if (len(hist) - 1) % stride else [])
-        d["loss_history"] = [[p.step, p.epoch, p.loss] for p in hist]
+        d["loss_history"] = _thin(self.loss_history, max_loss_points)
+        d["validation_history"] = _thin(self.validation_history, max_loss_points)
         d["latest_loss"] = self.latest_loss
         d["checkpoints"] = [asdict(c) for c in self.checkpoints]
         return d
@@ -135,5 +134,15 @@ class JobStatus:
     def from_summary(cls, d: dict) -> JobStatus:
         d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         d["loss_history"] = tuple(LossPoint(*p) for p in d.get("loss_history") or ())
+        d["validation_history"] = tuple(LossPoint(*p) for p in d.get("validation_history") or ())  # older: none
         d["checkpoints"] = tuple(Checkpoint(**c) for c in d.get("checkpoints") or ())
         return cls(**d)
+
+
+def _thin(points, max_points: int) -> list[list]:
+    """``[[step, epoch, loss], ...]`` of at most about ``max_points`` evenly strided points, always with the last."""
+    hist = list(points)
+    if len(hist) > max_points:
+        stride = -(-len(hist) // max_points)
+        hist = hist[::stride] + ([hist[-1]] if (len(hist) - 1) % stride else [])
+    return [[p.step, p.epoch, p.loss] for p in hist]

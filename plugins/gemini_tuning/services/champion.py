@@ -372,5 +372,5 @@ def delete_candidate(candidate: dict, *, storage_client, pointer_uri: str, regis
         deleted = gemini_api.delete(cand["tuned_model"])
         report = {"model_deleted": deleted, "already_gone": not deleted}
     log.info("delete %s: %s", cand["tuned_model"], report)
-    return {"backend": cand["backend"], "tuned_model": cand["tuned_model"],
+    return {"backend": cand["backend"], "tuned_model": cand["tuned_model"], "pointer_uri": pointer_uri,
             "champion": current.get("tuned_model") if current else None, **report}

@@ -43,6 +43,7 @@ class EvaluationPlan:
     champion: dict | None
     champion_generation: int
     checkpoints: dict = field(default_factory=dict)   # target label -> the challenger checkpoint it serves
+    pointer_uri: str | None = None                    # the champion pointer compared against
 
     @property
     def targets(self) -> list[Target]:
@@ -89,7 +90,7 @@ def plan_evaluation(storage, *, prompt_set: str, challenger: dict | None, champi
                                   champion["tuned_model"]))
     if base_model:
         models.append(ModelTarget(Target("base", ch["backend"], base_model), base_model))
-    return EvaluationPlan(prompts, models, settings, champion, generation, checkpoints)
+    return EvaluationPlan(prompts, models, settings, champion, generation, checkpoints, champion_pointer_uri)
 
 
 def choose_checkpoint(plan: EvaluationPlan, answers: dict[str, dict[str, Answer]], metric: str) -> dict | None:
@@ -135,7 +136,8 @@ def write_results(storage, plan: EvaluationPlan, answers: dict[str, dict[str, An
     return {"results_uri": f"{prefix}/results.jsonl", "n_prompts": len(prompts), "rows": len(rows),
             "counts": counts, "summary": summary, "models": models,
             "champion": plan.champion, "champion_generation": plan.champion_generation,
-            "settings": plan.settings.to_dict(), "mode": mode, "best_checkpoint": checkpoint}
+            "champion_pointer_uri": plan.pointer_uri, "settings": plan.settings.to_dict(), "mode": mode,
+            "best_checkpoint": checkpoint}
 
 
 def read_rows(storage, results_uri: str) -> list[dict]:

@@ -354,15 +354,24 @@ def _checkpoint_scores(data: Mapping) -> list[dict]:
     return sorted(rows, key=lambda r: r["step"] if r["step"] is not None else math.inf)
 
 
-def _loss_plot(pts: list[tuple[float, float | None, float]], ckpts: Sequence[Mapping] = ()) -> str:
+def _loss_plot(pts: list[tuple[float, float | None, float]], ckpts: Sequence[Mapping] = (),
+               val_pts: Sequence[tuple[float, float | None, float]] = ()) -> str:
+    """The training loss by step (``pts``; may be empty when only ``val_pts`` exist), epoch starts, checkpoints
+    and, when the job had a validation dataset, the validation loss (``val_pts``, another colour, with a legend)."""
+    validation_color = "#9334e6"
     steps = [p[0] for p in pts]
     losses = [p[2] for p in pts]
     fig = Figure(figsize=(9.6, 3.6))
     ax = fig.add_subplot()
     _style_axes(ax)
     ax.grid(True, axis="x", color="#f1f3f4", linewidth=0.8)
-    ax.plot(steps, losses, color=LOSS_COLOR, linewidth=1.8, marker="o" if len(pts) <= 40 else None,
-            markersize=3.5, label="training loss")
+    if pts:
+        ax.plot(steps, losses, color=LOSS_COLOR, linewidth=1.8, marker="o" if len(pts) <= 40 else None,
+                markersize=3.5, label="training loss")
+    if val_pts:
+        ax.plot([p[0] for p in val_pts], [p[2] for p in val_pts], color=validation_color, linewidth=1.8,
+                marker="s" if len(val_pts) <= 40 else None, markersize=4, label="validation loss")
+        ax.legend(loc="upper right", fontsize=8, frameon=False)
     # Epoch boundaries: the first step of every epoch after the first.
     bounds = []
     prev = None
@@ -385,10 +394,12 @@ def _loss_plot(pts: list[tuple[float, float | None, float]], ckpts: Sequence[Map
         label = f"ckpt {c['checkpoint_id']}" + (f" · {_fmt_score(c['score'])}" if c["score"] is not None else "")
         ax.annotate(label, xy=(c["step"], 0.5), xycoords=("data", "axes fraction"), xytext=(-3, 0),
                     textcoords="offset points", rotation=90, ha="right", va="center", fontsize=8, color=color)
-    lo, hi = min(losses), max(losses)
-    imin = losses.index(lo)
-    ax.annotate(f"min {lo:.4g}", xy=(steps[imin], lo), xytext=(0, -14), textcoords="offset points",
-                ha="center", fontsize=8, color="#3c4043")
+    every_loss = losses + [p[2] for p in val_pts]
+    lo, hi = min(every_loss), max(every_loss)
+    if losses:                 # the minimum marked is the training loss's
+        imin = losses.index(min(losses))
+        ax.annotate(f"min {losses[imin]:.4g}", xy=(steps[imin], losses[imin]), xytext=(0, -14),
+                    textcoords="offset points", ha="center", fontsize=8, color="#3c4043")
     pad = (hi - lo) * 0.12 or max(abs(hi) * 0.1, 0.1)
     ax.set_ylim(lo - pad * 1.6, hi + pad)
     ax.set_xlabel("step", fontsize=9, color="#3c4043")
@@ -400,22 +411,33 @@ def _loss_plot(pts: list[tuple[float, float | None, float]], ckpts: Sequence[Map
 def _loss_section(data: Mapping) -> str:
     tuning = _dict(data.get("tuning"))
     pts = _loss_points(tuning.get("loss_history"))
-    if not pts:
+    val_pts = _loss_points(tuning.get("validation_history"))
+    if not pts and not val_pts:
         return ("<section><h2>Tuning loss</h2>"
                 + _note("No loss history was reported for this tuning job.") + "</section>")
-    losses = [p[2] for p in pts]
-    epochs = {p[1] for p in pts if p[1] is not None}
-    facts = [f"{len(pts)} point(s), steps {_fmt(pts[0][0])}–{_fmt(pts[-1][0])}",
-             f"first loss {losses[0]:.4g}", f"final loss {losses[-1]:.4g}", f"minimum {min(losses):.4g}"]
+    facts = []
+    if pts:
+        losses = [p[2] for p in pts]
+        facts += [f"{len(pts)} point(s), steps {_fmt(pts[0][0])}–{_fmt(pts[-1][0])}",
+                  f"first loss {losses[0]:.4g}", f"final loss {losses[-1]:.4g}", f"minimum {min(losses):.4g}"]
+    else:
+        facts.append("no training loss was reported")
+    if val_pts:
+        vl = [p[2] for p in val_pts]
+        best = val_pts[vl.index(min(vl))]
+        facts.append(f"validation loss ({len(val_pts)} point(s)): first {vl[0]:.4g}, final {vl[-1]:.4g}, "
+                     f"minimum {best[2]:.4g} at step {_fmt(best[0])}")
+    epochs = {p[1] for p in pts or val_pts if p[1] is not None}
     if epochs:
         facts.append(f"{len(epochs)} epoch(s) (dotted lines mark epoch starts)")
     ckpts = _checkpoint_scores(data)
     if ckpts:
         facts.append("dashed lines mark checkpoints" + (" (green: the one evaluated best)"
                                                          if any(c["chosen"] for c in ckpts) else ""))
+    alt = "Training and validation loss by step" if val_pts else "Training loss by step"
     return ("<section><h2>Tuning loss</h2>"
             f'<p class="sub">{_e("; ".join(facts))}.</p>'
-            f'{_img(_loss_plot(pts, ckpts), "Training loss by step")}</section>')
+            f'{_img(_loss_plot(pts, ckpts, val_pts), alt)}</section>')
 
 
 def _checkpoints_section(data: Mapping) -> str:
@@ -772,6 +794,7 @@ def report_data(*, dag_id: str, run_id: str, generated_at: str | None, tuning: M
             "tuning": {"backend": tuning.get("backend"), "job_name": tuning.get("name"),
                        "tuned_model": tuning.get("tuned_model"), "endpoint": tuning.get("endpoint"),
                        "loss_history": tuning.get("loss_history") or [],
+                       "validation_history": tuning.get("validation_history") or [],
                        "example_count": tuning.get("example_count"), "continued_from": tuning.get("continued_from"),
                        "checkpoints": tuning.get("checkpoints") or []},
             "evaluation": {"n_prompts": evaluation.get("n_prompts"), "results_uri": evaluation.get("results_uri"),

@@ -27,6 +27,7 @@ class TuningJobTrigger(BaseJobTrigger):
         self.read_metrics = read_metrics
         self._loss = LossThrottle()
         self._points: tuple = ()
+        self._validation: tuple = ()
 
     def kwargs(self) -> dict[str, Any]:
         return {"backend": self.backend, "read_metrics": self.read_metrics, **super().kwargs()}
@@ -41,5 +42,8 @@ class TuningJobTrigger(BaseJobTrigger):
             return status
         if self._loss.due(status, base_job._now()):
             self._loss.mark(status, base_job._now())
-            self._points = (await backend.awith_loss(status)).loss_history or self._points
-        return dataclasses.replace(status, loss_history=self._points) if self._points else status
+            read = await backend.awith_loss(status)
+            self._points = read.loss_history or self._points
+            self._validation = read.validation_history or self._validation
+        return dataclasses.replace(status, loss_history=self._points or status.loss_history,
+                                   validation_history=self._validation or status.validation_history)

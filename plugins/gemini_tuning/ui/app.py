@@ -1,0 +1,104 @@
+"""The "Gemini tuning" page: a FastAPI app the plugin mounts in the api-server under ``/gemini-tuning``.
+
+Every route depends on Airflow's auth manager (the UI's JWT cookie or a bearer token; no session → 401): the
+overview lists only runs of DAGs the caller may read, and the run, report and JSON routes of one run need read
+access to that DAG (403 otherwise). Pages carry a Content-Security-Policy without scripts and may only be framed
+by the Airflow UI itself. Nothing secret is in any payload: job names, model names, metrics and the gate's rules.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from airflow.api_fastapi.app import get_auth_manager
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from . import data, pages, views
+
+PAGE_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; "
+            "base-uri 'none'; form-action 'none'")
+REPORT_CSP = PAGE_CSP
+HEADERS = {"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff",
+           "Referrer-Policy": "same-origin", "Cache-Control": "no-store"}
+
+app = FastAPI(title="Gemini tuning", description="Tuning progress, loss, gate decisions and champions")
+RunAccess = Depends(requires_access_dag("GET", DagAccessEntity.RUN))   # dag_id from the path
+
+
+def readable_dags(user: GetUserDep) -> set[str]:
+    return set(get_auth_manager().get_authorized_dag_ids(user=user, method="GET"))
+
+
+Readable = Annotated[set, Depends(readable_dags)]
+
+
+def _html(body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(body, status_code=status, headers=HEADERS)
+
+
+def _overview(readable: set, limit: int) -> dict:
+    recs = data.load_runs(readable=readable, limit=limit)
+    run_views = [views.run_view(r, data.live_status(r)) for r in recs]
+    pointers = {v["pipeline"]: data.pointer(v["pipeline"]) for v in run_views if not v["pipeline"].startswith("dag:")}
+    return views.overview(run_views, pointers)
+
+
+def _limit(limit: int | None) -> int:
+    cap = int(data.setting("ui_max_runs", "200"))
+    return max(1, min(cap, limit or cap))
+
+
+@app.get("/", response_class=HTMLResponse)
+def overview_page(readable: Readable, limit: Annotated[int | None, Query(ge=1)] = None):
+    """Every pipeline (champion pointer) with its champion, history and runs."""
+    return _html(pages.overview_page(_overview(readable, _limit(limit))))
+
+
+@app.get("/api/overview")
+def overview_json(readable: Readable, limit: Annotated[int | None, Query(ge=1)] = None):
+    return JSONResponse(_overview(readable, _limit(limit)), headers={"Cache-Control": "no-store"})
+
+
+def _run(dag_id: str, run_id: str) -> tuple[views.RunRecord, dict]:
+    recs = data.load_runs(readable=None, limit=1, dag_id=dag_id, run_id=run_id)
+    if not recs:
+        raise HTTPException(404, f"no run {run_id!r} of {dag_id!r} with this package's operators")
+    rec = recs[0]
+    return rec, views.run_view(rec, data.live_status(rec))
+
+
+@app.get("/runs/{dag_id}/{run_id}", response_class=HTMLResponse, dependencies=[RunAccess])
+def run_page(dag_id: str, run_id: str):
+    """One run: steps, live tuning progress and loss, metrics, the gate rule by rule, differing examples."""
+    _, view = _run(dag_id, run_id)
+    ev = view["evaluation"] or {}
+    examples = data.examples(ev["results_uri"]) if ev.get("results_uri") else ()
+    return _html(pages.run_page(view, examples))
+
+
+@app.get("/api/runs/{dag_id}/{run_id}", dependencies=[RunAccess])
+def run_json(dag_id: str, run_id: str):
+    return JSONResponse(_run(dag_id, run_id)[1], headers={"Cache-Control": "no-store"})
+
+
+@app.get("/report/{dag_id}/{run_id}", response_class=HTMLResponse, dependencies=[RunAccess])
+def report(dag_id: str, run_id: str):
+    """The run's HTML report, read from GCS by the api-server (readers need no GCS access of their own)."""
+    rec, _ = _run(dag_id, run_id)
+    value = rec.value("report") or {}
+    uri = value.get("report_uri") if isinstance(value, dict) else None
+    if not uri:
+        raise HTTPException(404, "this run has no report (yet)")
+    return Response(data.report_html(uri), media_type="text/html; charset=utf-8",
+                    headers={**HEADERS, "Content-Security-Policy": REPORT_CSP})
+
+
+@app.exception_handler(HTTPException)
+async def _errors(request: Request, exc: HTTPException):
+    if request.url.path.startswith(f"{request.scope.get('root_path', '')}/api/"):
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    return HTMLResponse(pages.error_page(exc.status_code, str(exc.detail)), status_code=exc.status_code,
+                        headers={**HEADERS, **(exc.headers or {})})

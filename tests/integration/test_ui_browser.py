@@ -1,0 +1,191 @@
+"""The "Gemini tuning" page in a real browser: Playwright for Python driving Debian's Chromium (no browser
+download) against a real api-server, scheduler, dag-processor and triggerer with this package's plugin.
+
+One run is triggered **from the trigger form** (epochs, training file, prompt set and GCS prefix typed into the
+form). While ``tune`` is deferred the page shows the job's progress (it advances between two looks) and a loss
+curve that is not blank (pixels of its screenshot checked); after the run the gate verdict on the page equals
+``gate.json`` and the champion shown equals the pointer. A prompt with ``<script>`` is shown as text. The report
+opens through the api-server for the logged-in user and is refused without a session; every route of the app
+(from its own route table) refuses a caller without credentials. Screenshots go to ``$UI_SCREENSHOTS`` (default:
+a temporary folder); the path is printed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from fastapi.routing import APIRoute
+
+ROOT = Path(__file__).resolve().parents[2]
+DAG = "gemini_tuning_pipeline"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+pytestmark = [
+    pytest.mark.services,
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason=f"Chromium not found at {CHROMIUM} "
+                                                               "(apt-get install -y chromium)"),
+]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    from ui_stack import ui_stack
+
+    tmp = tmp_path_factory.mktemp("ui")
+    # short cache TTL so two looks a few seconds apart see new progress (the 30 s bound: scripts/bench_ui.py)
+    with ui_stack(tmp, time_scale=0.12, extra_env={"AIRFLOW__GEMINI_TUNING__UI_STATUS_TTL_SECONDS": "4"}) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def shots():
+    path = Path(os.environ.get("UI_SCREENSHOTS") or tempfile.mkdtemp(prefix="ui-screenshots-"))
+    path.mkdir(parents=True, exist_ok=True)
+    print(f"\nUI screenshots: {path}")
+    return path
+
+
+def demo(name: str) -> list[dict]:
+    return [json.loads(x) for x in (ROOT / "include" / "demo" / name).read_text().splitlines() if x.strip()]
+
+
+SCRIPT = "<script>window.pwned=1</script> I was charged twice for my order"
+
+
+def inputs(tmp: Path) -> tuple[str, str]:
+    train = tmp / "train.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in demo("train.jsonl")[:160]))
+    prompts = tmp / "prompts.jsonl"
+    rows = [{"prompt": SCRIPT, "reference": "billing", "tags": ["xss"]}] + demo("eval_prompts.jsonl")[:59]
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(train), str(prompts)
+
+
+def progress_of(page) -> float:
+    return float(page.get_attribute("section.tuning svg.progress", "aria-valuenow"))
+
+
+def blue_pixels(png: bytes) -> int:
+    """Pixels of the loss curve's colour (#1a73e8) in a screenshot."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    return int(np.count_nonzero((np.abs(rgb - np.array([0x1a, 0x73, 0xe8])).max(axis=-1)) < 40))
+
+
+def wait(predicate, timeout: float, what: str, interval: float = 2.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_the_page_follows_a_run_triggered_from_the_form(stack, shots, tmp_path):
+    from airflow_ui import login, open_run_tab, trigger_with_form
+    from playwright.sync_api import sync_playwright
+    from ui_stack import BUCKET
+
+    af, emu = stack
+    train, prompts = inputs(tmp_path)
+    prefix = f"gs://{BUCKET}/ui/{uuid.uuid4().hex[:8]}"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            login(page, af.base_url)
+            run_id = trigger_with_form(page, af.base_url, DAG, {"epochs": 2, "training_data": train,
+                                                               "eval_prompts": prompts, "gcs_prefix": prefix,
+                                                               "gate_min_score": 0.1})
+            conf = af.dag_run(DAG, run_id)["conf"]
+            assert (conf["epochs"], conf["training_data"], conf["gcs_prefix"]) == (2, train, prefix)
+            run_page = f"{af.base_url}/gemini-tuning/runs/{DAG}/{run_id}"
+
+            # --- while tune is deferred: progress advances, the loss curve has points
+            af.wait_ti_state(DAG, run_id, "tune", "deferred", timeout=240)
+
+            def look() -> float | None:
+                page.goto(run_page)
+                value = progress_of(page)
+                return value if 0 < value < 100 and page.locator("section.tuning path.series").count() else None
+
+            first = wait(look, 120, "progress and a loss curve on the page while tune is deferred")
+            assert af.task_instance(DAG, run_id, "tune")["state"] == "deferred"
+            chart = page.locator("section.tuning div.loss svg")
+            png = chart.screenshot(path=str(shots / "loss-running.png"))
+            assert blue_pixels(png) > 200, "the loss curve is blank"
+            page.screenshot(path=str(shots / "run-running.png"), full_page=True)
+            second = wait(lambda: (v := look()) and v > first and v, 90, "progress to advance between two looks")
+            assert second > first
+
+            # --- the dag_run tab shows the same run
+            frame = open_run_tab(page, af.base_url, DAG, run_id)
+            assert frame.locator("section.tuning").count() == 1
+
+            # --- after the run: the gate on the page is gate.json, the champion is the pointer
+            assert af.wait_run(DAG, run_id, timeout=420) == "success"
+            page.goto(run_page)
+            page.screenshot(path=str(shots / "run-finished.png"), full_page=True)
+            gate = gcs_json(emu, f"{prefix}/runs/{run_id.replace(':', '-').replace('+', '-')}/eval/gate.json")
+            assert page.inner_text("#gate-decision").strip() == gate["decision"]
+            rows = page.locator("tr.rule")
+            assert rows.count() == len(gate["rules"])
+            for i, rule in enumerate(gate["rules"]):
+                assert rows.nth(i).locator("td").first.inner_text() == rule["name"]
+                assert rows.nth(i).locator("td >> nth=1").inner_text() == rule["verdict"]
+                assert json.loads(rows.nth(i).locator("td.observed").get_attribute("data-value")) == rule["observed"]
+                assert json.loads(rows.nth(i).locator("td.threshold").get_attribute("data-value")) == rule["threshold"]
+            # the prompt with a script tag is text on the page, never markup
+            assert SCRIPT in page.locator("section.examples").inner_text()
+            assert page.evaluate("typeof window.pwned") == "undefined"
+
+            page.goto(f"{af.base_url}/gemini-tuning/")
+            page.screenshot(path=str(shots / "overview.png"), full_page=True)
+            pointer = gcs_json(emu, f"{prefix}/champion.json")
+            section = page.locator("section.pipeline", has_text=f"{prefix}/champion.json")
+            assert section.locator("code.champion-model").inner_text() == pointer["tuned_model"]
+            assert pointer["run_id"] == run_id
+
+            # --- the report through the api-server: for the logged-in user, not without a session
+            report = page.goto(f"{af.base_url}/gemini-tuning/report/{DAG}/{run_id}")
+            assert report.status == 200 and "Gemini tuning report" in page.title()
+            anonymous = browser.new_context().new_page()
+            refused = anonymous.goto(f"{af.base_url}/gemini-tuning/report/{DAG}/{run_id}")
+            assert refused.status in (401, 403)
+        finally:
+            browser.close()
+
+
+def gcs_json(emu: dict, uri: str) -> dict:
+    bucket, _, name = uri[len("gs://"):].partition("/")
+    r = requests.get(f"{emu['gcs_url']}/download/storage/v1/b/{bucket}/o/{requests.utils.quote(name, safe='')}",
+                     params={"alt": "media"}, timeout=10)
+    r.raise_for_status()
+    return r.json()
+
+
+def test_every_route_refuses_a_caller_without_credentials(stack):
+    """From the app's own route table, so a new route cannot slip through untested."""
+    from gemini_tuning.ui.app import app
+
+    af, _ = stack
+    routes = [r for r in app.routes if isinstance(r, APIRoute)]
+    assert len(routes) >= 5
+    for route in routes:
+        path = "/gemini-tuning" + route.path.replace("{dag_id}", DAG).replace("{run_id}", "manual__x")
+        for method in route.methods:
+            for headers, cookies in (({}, {}), ({"Authorization": "Bearer not-a-token"}, {}), ({}, {"_token": "x"})):
+                r = requests.request(method, af.base_url + path, headers=headers, cookies=cookies, timeout=30)
+                assert r.status_code in (401, 403), (method, path, headers, cookies, r.status_code)

@@ -1,0 +1,84 @@
+"""A real Airflow (api-server, scheduler, dag-processor, triggerer) with this package's plugin and the pipeline
+DAG, against an emulator in its own process: what the UI tests drive with Chromium.
+
+``python tests/integration/ui_stack.py`` starts one and prints its URLs and a login token, for poking at the page
+by hand (Ctrl-C stops it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+from airflow_services import AirflowServices  # noqa: E402
+
+PROJECT, BUCKET = "ui-project", "gemini-tuning-ui"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+@contextmanager
+def ui_stack(tmp: Path, *, time_scale: float = 0.12, extra_env: dict | None = None):
+    """Yields ``(services, emulator_info)``; everything is stopped by process group afterwards."""
+    emu = subprocess.Popen([sys.executable, "-m", "emulator", "--port", "0", "--gcs-port", "0", "--data-dir",
+                            str(tmp / "emu"), "--default-bucket", BUCKET, "--time-scale", str(time_scale),
+                            "--log-level", "WARNING"], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                           start_new_session=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        info = json.loads(emu.stdout.readline())
+        dags = tmp / "dags"
+        dags.mkdir(exist_ok=True)
+        link = dags / "gemini_tuning_pipeline.py"
+        if not link.exists():
+            link.symlink_to(ROOT / "dags" / "gemini_tuning_pipeline.py")
+        env = {"GEMINI_TUNING_EMULATOR_URL": info["url"], "STORAGE_EMULATOR_HOST": info["gcs_url"],
+               "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+               "AIRFLOW__GEMINI_TUNING__UI_CACHE_DIR": str(tmp / "ui-cache"),
+               "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": json.dumps({"conn_type": "google_cloud_platform",
+                                                                "extra": {"is_anonymous": True, "project": PROJECT}}),
+               **(extra_env or {})}
+        services = AirflowServices(dags_folder=dags, plugins_folder=ROOT / "plugins", extra_env=env,
+                                   home=tmp / "airflow")
+        try:
+            services.start()
+            services.wait_dag_parsed("gemini_tuning_pipeline")
+            yield services, info
+        finally:
+            services.stop()
+    finally:
+        os.killpg(emu.pid, signal.SIGKILL)
+        emu.wait(10)
+
+
+def upload(info: dict, name: str, data: bytes) -> str:
+    import requests
+
+    requests.post(f"{info['gcs_url']}/upload/storage/v1/b/{BUCKET}/o", params={"uploadType": "media", "name": name},
+                  data=data, timeout=60).raise_for_status()
+    return f"gs://{BUCKET}/{name}"
+
+
+if __name__ == "__main__":
+    import tempfile
+    import time
+
+    def _stop(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)   # background jobs of a non-interactive shell ignore SIGINT
+    signal.signal(signal.SIGINT, _stop)
+
+    with ui_stack(Path(tempfile.mkdtemp(prefix="ui-stack-"))) as (af, emu_info):
+        print(json.dumps({"api": af.base_url, "emulator": emu_info, "token": af.token(), "home": str(af.home)}),
+              flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass

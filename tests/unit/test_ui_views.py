@@ -1,0 +1,175 @@
+"""The UI page's pure parts: views from runs/XCom, HTML escaping, SVG charts, the status cache's request bound."""
+
+from __future__ import annotations
+
+import multiprocessing
+import re
+import threading
+
+from gemini_tuning.ui import pages, svg, views
+from gemini_tuning.ui.status_cache import StatusCache
+
+POINTER = "gs://b/pipeline/champion.json"
+OPS = {"prepare_dataset": "PrepareTuningDatasetOperator", "tune": "GeminiTuningOperator",
+       "evaluate": "GeminiEvaluateOperator", "gate": "GeminiGateOperator", "promote": "GeminiPromoteOperator",
+       "delete": "GeminiDeleteTunedModelOperator", "cleanup_on_failure": "GeminiDeleteTunedModelOperator",
+       "report": "GeminiTuningReportOperator"}
+GATE = {"decision": "promote", "summary": "promote: all 3 rule(s) passed",
+        "rules": [{"name": "min_prompts", "verdict": "pass", "observed": 120, "threshold": 20, "reason": "ok",
+                   "details": None},
+                  {"name": "champion_margin", "verdict": "pass", "observed": 0.05, "threshold": 0.0,
+                   "reason": "<b>margin</b>", "details": {"metric": "rouge_l_f1"}}]}
+
+
+def record(run_id="r1", *, tune_state="success", finished=True, evaluated=True, promoted=True) -> views.RunRecord:
+    rec = views.RunRecord("gemini_tuning_pipeline", run_id, "success" if finished else "running",
+                          run_after=f"2026-12-01T10:00:0{run_id[-1]}", conf={"epochs": 2, "secret_key": "x"})
+    for task_id, op in OPS.items():
+        rec.tasks[task_id] = {"operator": op, "state": "success" if finished else None, "try_number": 1}
+    rec.tasks["tune"]["state"] = tune_state
+    rec.tasks["some_other_task"] = {"operator": "PythonOperator", "state": "success", "try_number": 1}
+    rec.xcom[("tune", "gemini_tuning_job")] = {"name": "projects/p/locations/l/tuningJobs/1", "backend": "vertex",
+                                               "ref": "projects/p/locations/l/tuningJobs/1",
+                                               "url": "https://console.cloud.google.com/x"}
+    if finished:
+        rec.xcom[("tune", "return_value")] = {"name": "projects/p/locations/l/tuningJobs/1", "backend": "vertex",
+                                              "state": "JOB_STATE_SUCCEEDED", "tuned_model": "projects/p/locations/"
+                                              "l/models/9@1", "loss_history": [[1, 1, 2.0], [2, 1, 1.5]],
+                                              "checkpoints": [{"checkpoint_id": "1", "epoch": 1, "step": 2}]}
+    if evaluated:
+        rec.xcom[("evaluate", "return_value")] = {
+            "n_prompts": 120, "champion_pointer_uri": POINTER, "results_uri": "gs://b/r/results.jsonl",
+            "models": {"challenger": "e1", "champion": "e0"},
+            "summary": {"challenger": {"metrics": {"normalized_match": 0.9, "rouge_l_f1": 0.8},
+                                       "per_tag": {"billing": {"metrics": {"rouge_l_f1": 0.7}}}},
+                        "champion": {"metrics": {"normalized_match": 0.8, "rouge_l_f1": 0.75}, "per_tag": {}}}}
+        rec.xcom[("gate", "gate")] = GATE
+    if promoted:
+        rec.xcom[("promote", "return_value")] = {"status": "promoted", "pointer_uri": POINTER,
+                                                 "champion": {"tuned_model": "projects/p/locations/l/models/9@1"}}
+        rec.tasks["delete"]["state"] = rec.tasks["cleanup_on_failure"]["state"] = "skipped"
+    return rec
+
+
+def test_run_view_reads_the_steps_by_operator_class_and_the_gate():
+    v = views.run_view(record())
+    assert [s["role"] for s in v["steps"]] == ["prepare", "tune", "evaluate", "gate", "promote", "delete", "delete",
+                                               "report"]
+    assert v["pipeline"] == POINTER and v["primary_metric"] == "rouge_l_f1"
+    assert v["tuning"]["source"] == "final" and v["tuning"]["progress_percent"] == 100.0
+    assert v["tuning"]["loss"] == [(1.0, 2.0), (2.0, 1.5)]
+    assert v["decision"] == {"action": "promoted", "status": "promoted", "model": "projects/p/locations/l/models/9@1"}
+    assert v["params"] == {"epochs": 2}                 # only the known, harmless params
+    assert views.live_job(record()) is None              # finished: never asked again
+
+
+def test_a_running_job_is_live_until_the_tune_task_finishes():
+    rec = record(finished=False, evaluated=False, promoted=False, tune_state="deferred")
+    assert views.live_job(rec) == ("vertex", "projects/p/locations/l/tuningJobs/1")
+    live = {"at": 1.0, "eta_seconds": 42.0, "status": {"name": "projects/p/locations/l/tuningJobs/1",
+                                                       "state": "JOB_STATE_RUNNING", "progress_percent": 40.0,
+                                                       "completed_steps": 4, "total_steps": 10,
+                                                       "loss_history": [[1, 1, 2.0]]}}
+    t = views.run_view(rec, live)["tuning"]
+    assert (t["source"], t["progress_percent"], t["eta_seconds"], t["loss"]) == ("live", 40.0, 42.0, [(1.0, 2.0)])
+
+
+def test_overview_groups_runs_by_pointer_with_history_newest_first():
+    a, b = views.run_view(record("r1")), views.run_view(record("r2", promoted=False))
+    b["decision"] = {"action": "deleted", "model": "m2"}
+    b["end_date"] = "2026-12-01T11:00:00"
+    a["end_date"] = "2026-12-01T10:30:00"
+    out = views.overview([a, b], {POINTER: {"backend": "vertex", "tuned_model": "projects/p/locations/l/models/9@1",
+                                            "promoted_at": "2026-12-01T10:30:00Z", "run_id": "r1", "dag_id": "d",
+                                            "metrics": {"rouge_l_f1": 0.8}}})
+    (p,) = out["pipelines"]
+    assert p["champion"]["version"] == "1" and [h["action"] for h in p["history"]] == ["deleted", "promoted"]
+    assert [r["run_id"] for r in p["runs"]] == ["r2", "r1"] and p["runs"][1]["challenger"] == 0.8
+
+
+def test_untrusted_text_is_escaped_everywhere():
+    v = views.run_view(record())
+    v["run_id"] = "<script>alert(1)</script>"
+    page = pages.run_page(v, [{"prompt": "<script>alert('x')</script>", "reference": "<i>r</i>",
+                               "challenger": "a & b", "champion": None}])
+    assert "<script>" not in page and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+    assert "&lt;b&gt;margin&lt;/b&gt;" in page and "a &amp; b" in page
+    assert len(re.findall(r'<tr class="rule">', page)) == len(GATE["rules"])
+
+
+def test_active_pages_refresh_themselves_finished_ones_do_not():
+    running = views.run_view(record(finished=False, evaluated=False, promoted=False, tune_state="deferred"))
+    assert 'http-equiv="refresh"' in pages.run_page(running)
+    assert 'http-equiv="refresh"' not in pages.run_page(views.run_view(record()))
+
+
+def test_svg_charts_draw_what_they_are_given():
+    chart = svg.line_chart([("train loss", [(1, 2.0), (2, 1.0), (3, 0.5)]), ("validation loss", [(3, 0.9)])],
+                           markers=[(2.0, "ckpt <1>")])
+    assert chart.count('class="series"') == 2 and "ckpt &lt;1&gt;" in chart
+    assert "no points yet" in svg.line_chart([("train loss", [])])
+    bars = svg.bar_chart(["a<b>"], [("challenger", [0.5]), ("champion", [None])])
+    assert "a&lt;b&gt;" in bars and bars.count("<rect") == 4       # background, 2 legend swatches, one bar
+    assert 'aria-valuenow="37.5"' in svg.progress_bar(37.5)
+
+
+def test_status_cache_asks_once_per_ttl_and_never_for_a_finished_job(tmp_path):
+    now = [1000.0]
+    calls = []
+
+    def fetch(backend, ref):
+        calls.append(ref)
+        return {"state": "JOB_STATE_RUNNING" if now[0] < 1100 else "JOB_STATE_SUCCEEDED",
+                "progress_percent": (now[0] - 990) / 2}
+
+    cache = StatusCache(tmp_path, fetch, ttl=30, clock=lambda: now[0])
+    threads = [threading.Thread(target=cache.get, args=("vertex", "job")) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    now[0] = 1029
+    cache.get("vertex", "job")
+    assert len(calls) == 1
+    now[0] = 1031
+    entry = cache.get("vertex", "job")
+    assert len(calls) == 2 and entry["eta_seconds"] is not None          # two samples: the rate is known
+    now[0] = 1200
+    assert cache.get("vertex", "job")["terminal"] is True
+    now[0] = 99999
+    cache.get("vertex", "job")
+    assert len(calls) == 3                                                # finished: never asked again
+
+
+def _get_in_process(directory, calls_file):
+    def fetch(backend, ref):
+        with open(calls_file, "a") as f:
+            f.write("x")
+        return {"state": "JOB_STATE_RUNNING"}
+
+    StatusCache(directory, fetch, ttl=30).get("vertex", "job")
+
+
+def test_status_cache_bound_holds_across_processes(tmp_path):
+    calls = tmp_path / "calls"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_get_in_process, args=(tmp_path / "cache", calls)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert calls.read_text() == "x"
+
+
+def test_a_failed_status_request_is_cached_with_its_error(tmp_path):
+    calls = []
+
+    def fetch(backend, ref):
+        calls.append(1)
+        raise ConnectionError("service down")
+
+    cache = StatusCache(tmp_path, fetch, ttl=30)
+    assert "service down" in cache.get("vertex", "j")["error"]
+    cache.get("vertex", "j")
+    assert len(calls) == 1
