@@ -20,7 +20,7 @@ from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from gemini_tuning.core.tuning import BACKENDS
-from gemini_tuning.core.vocabulary import EXAMPLE_METRIC_NAMES
+from gemini_tuning.core.vocabulary import GATE_METRIC_NAMES
 from gemini_tuning.operators.evaluate import GeminiEvaluateOperator, GeminiGateOperator
 from gemini_tuning.operators.prepare import PrepareTuningDatasetOperator
 from gemini_tuning.operators.promote import GeminiDeleteTunedModelOperator, GeminiPromoteOperator
@@ -96,12 +96,20 @@ with DAG(
                                                   "promote the best (by the gate's primary metric), not the last"),
         "temperature": Param(0.0, type="number", minimum=0, maximum=2, title="Evaluation temperature"),
         "max_output_tokens": Param(256, type="integer", minimum=1, maximum=8192, title="Max output tokens"),
-        "eval_rpm": Param(600, type="number", exclusiveMinimum=0, title="Evaluation requests per minute"),
+        "eval_rpm": Param(600, type="number", exclusiveMinimum=0, title="Evaluation requests per minute (per model)"),
         "eval_concurrency": Param(16, type="integer", minimum=1, maximum=256, title="Evaluation concurrency"),
+        "judge": Param("none", enum=["none", "pointwise", "pairwise", "both"], title="Model-based evaluation",
+                       description="an autorater (Vertex's evaluation service) scores answers (pointwise, metric "
+                                   "judge_score) and/or compares challenger and champion twice with the order "
+                                   "swapped (pairwise, gated by a sign test)"),
+        "judge_model": Param("gemini-2.5-flash", type="string", title="Autorater model"),
+        "judge_pointwise_template": Param(None, type=["null", "string"], title="Pointwise metric prompt template",
+                                          description="empty: the default rubric (1-5 against the reference)"),
+        "judge_pairwise_template": Param(None, type=["null", "string"], title="Pairwise metric prompt template"),
         # --- gate
         "gate_min_prompts": Param(20, type="integer", minimum=1, title="Gate: minimum evaluated prompts"),
         "gate_max_error_rate": Param(0.05, type="number", minimum=0, maximum=1, title="Gate: maximum error rate"),
-        "gate_primary_metric": Param("normalized_match", enum=list(EXAMPLE_METRIC_NAMES),
+        "gate_primary_metric": Param("normalized_match", enum=list(GATE_METRIC_NAMES),
                                      title="Gate: primary metric"),
         "gate_min_score": Param(0.6, type="number", minimum=0, maximum=1,
                                 title="Gate: minimum primary metric (absolute threshold)"),
@@ -109,6 +117,10 @@ with DAG(
                                  title="Gate: challenger − champion margin on the primary metric"),
         "gate_confidence": Param(0.95, type="number", exclusiveMinimum=0.5, exclusiveMaximum=1,
                                  title="Gate: confidence of the paired test against the champion"),
+        "gate_pairwise_min_decisive": Param(10, type="integer", minimum=1,
+                                            title="Gate: minimum non-tied judged pairs (pairwise judge)"),
+        "gate_pairwise_margin": Param(0.0, type="number", minimum=0, maximum=0.49,
+                                      title="Gate: win rate must beat 0.5 + this (pairwise judge)"),
     },
 ) as dag:
     prepare = PrepareTuningDatasetOperator(
@@ -159,6 +171,10 @@ with DAG(
         poll_policy="{{ params.poll_policy }}",
         evaluate_checkpoints="{{ params.evaluate_checkpoints }}",
         checkpoint_metric="{{ params.gate_primary_metric }}",
+        judge="{{ params.judge }}",
+        judge_model="{{ params.judge_model }}",
+        judge_pointwise_template="{{ params.judge_pointwise_template }}",
+        judge_pairwise_template="{{ params.judge_pairwise_template }}",
     )
     gate = GeminiGateOperator(
         task_id="gate",
@@ -169,7 +185,9 @@ with DAG(
                      # keys are not templated: the whole mapping is one template
                      "thresholds": "{{ {params.gate_primary_metric: params.gate_min_score} }}",
                      "min_margin": "{{ params.gate_min_margin }}",
-                     "confidence": "{{ params.gate_confidence }}"},
+                     "confidence": "{{ params.gate_confidence }}",
+                     "pairwise_min_decisive": "{{ params.gate_pairwise_min_decisive }}",
+                     "pairwise_margin": "{{ params.gate_pairwise_margin }}"},
         promote_task_id="promote",
         delete_task_id="delete",
     )

@@ -137,6 +137,12 @@ class GeminiTuningHook(GoogleBaseHook):
 
         return VertexBatchPredictionBackend(**self._vertex_connection(project_id, location))
 
+    def vertex_evaluation(self, project_id: str | None, location: str):
+        """Vertex AI's evaluation service (the autorater, ``:evaluateInstances``)."""
+        from .backends.vertex_evaluation import VertexEvaluationBackend
+
+        return VertexEvaluationBackend(**self._vertex_connection(project_id, location))
+
     def registry(self, project_id: str | None, location: str):
         """Vertex AI Model Registry + endpoints (GAPIC REST)."""
         from .backends.vertex_registry import VertexRegistry

@@ -173,3 +173,15 @@ def test_a_failed_status_request_is_cached_with_its_error(tmp_path):
     assert "service down" in cache.get("vertex", "j")["error"]
     cache.get("vertex", "j")
     assert len(calls) == 1
+
+
+def test_a_run_before_its_evaluation_joins_its_dags_pipeline():
+    done = views.run_view(record("r1"))
+    running = views.run_view(record("r2", finished=False, evaluated=False, promoted=False, tune_state="deferred"))
+    other = views.run_view(views.RunRecord("other_dag", "r3", "running", run_after="2026-12-01T12:00:00",
+                                           conf={"gcs_prefix": "gs://b/other/"},
+                                           tasks={"tune": {"operator": "GeminiTuningOperator"}}))
+    assert running["pipeline"] == "dag:gemini_tuning_pipeline"
+    views.assign_pipelines([done, running, other])
+    assert running["pipeline"] == done["pipeline"] == POINTER
+    assert other["pipeline"] == "gs://b/other/champion.json"

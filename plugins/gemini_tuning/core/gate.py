@@ -39,6 +39,14 @@ agrees and its raw p-value would be 1/(R+1)).
 Comparisons of observed values against thresholds allow a 1e-9 tolerance so that a value exactly equal
 to its threshold passes despite float rounding (0.7 - 0.6 < 0.1 in binary floating point).
 A value exactly equal to alpha passes (p <= alpha).
+
+7. ``pairwise_min_decisive`` / ``pairwise_win_rate`` (only when pairwise judgements are given): an autorater
+   judged challenger vs champion on the same prompt twice, with the order swapped (``services.eval_judge``). Per
+   prompt the outcome is ``win``, ``loss``, ``tie`` (the two orders disagree, or the judge said tie) or ``error``
+   (a judge call failed: never a loss, left out). Promote only if there are at least ``pairwise_min_decisive``
+   non-tied pairs and the challenger's win rate over them beats ``0.5 + pairwise_margin`` with a one-sided sign
+   (binomial) test: p = P[Bin(wins + losses, 0.5 + pairwise_margin) >= wins] <= alpha. The verdict carries the
+   wins, losses, ties, errors and the p-value. Skipped without a champion (nothing to compare with).
 """
 
 from __future__ import annotations
@@ -51,7 +59,12 @@ from typing import Any, Literal
 import numpy as np
 
 from gemini_tuning.core.metrics import ExampleScores
-from gemini_tuning.core.vocabulary import EXAMPLE_METRIC_NAMES, LABEL_METRIC_NAMES, SUMMARY_METRIC_NAMES
+from gemini_tuning.core.vocabulary import (
+    GATE_METRIC_NAMES,
+    JUDGED_METRICS,
+    LABEL_METRIC_NAMES,
+    SUMMARY_METRIC_NAMES,
+)
 
 __all__ = [
     "GateConfig",
@@ -60,6 +73,8 @@ __all__ = [
     "decide",
     "mcnemar_exact",
     "paired_bootstrap",
+    "pairwise_rules",
+    "sign_test",
 ]
 
 EPS = 1e-9
@@ -89,6 +104,8 @@ class GateConfig:
     bootstrap_resamples: int = 2000
     seed: int = 0
     require_significance: bool = True
+    pairwise_min_decisive: int = 10   # non-tied judged pairs needed before the win rate means anything
+    pairwise_margin: float = 0.0      # the win rate over non-tied pairs must beat 0.5 + this
 
     def __post_init__(self) -> None:
         problems = []
@@ -100,15 +117,15 @@ class GateConfig:
             problems.append(f"thresholds must be a mapping metric -> minimum, got {type(self.thresholds).__name__}")
         else:
             for m, v in self.thresholds.items():
-                if m not in SUMMARY_METRIC_NAMES:
+                if m not in SUMMARY_METRIC_NAMES + JUDGED_METRICS:
                     problems.append(f"thresholds: unknown metric {m!r}; expected one of: "
-                                    f"{', '.join(SUMMARY_METRIC_NAMES)}")
+                                    f"{', '.join(SUMMARY_METRIC_NAMES + JUDGED_METRICS)}")
                 if not _is_real(v) or not 0 <= v <= 1:
                     problems.append(f"thresholds[{m!r}] must be in [0, 1], got {v!r}")
             # A private plain-dict copy: later changes to the caller's mapping do not leak in, and it pickles.
             object.__setattr__(self, "thresholds", dict(self.thresholds))
-        if self.primary_metric not in EXAMPLE_METRIC_NAMES:
-            problems.append(f"primary_metric must be a per-example metric ({', '.join(EXAMPLE_METRIC_NAMES)}), "
+        if self.primary_metric not in GATE_METRIC_NAMES:
+            problems.append(f"primary_metric must be a per-example metric ({', '.join(GATE_METRIC_NAMES)}), "
                             f"got {self.primary_metric!r}")
         if not _is_real(self.min_margin) or not -1 <= self.min_margin <= 1:
             problems.append(f"min_margin must be in [-1, 1], got {self.min_margin!r}")
@@ -120,6 +137,10 @@ class GateConfig:
             problems.append(f"bootstrap_resamples must be an integer >= 1, got {self.bootstrap_resamples!r}")
         if not _is_int(self.seed) or self.seed < 0:
             problems.append(f"seed must be an integer >= 0, got {self.seed!r}")
+        if not _is_int(self.pairwise_min_decisive) or self.pairwise_min_decisive < 1:
+            problems.append(f"pairwise_min_decisive must be an integer >= 1, got {self.pairwise_min_decisive!r}")
+        if not _is_real(self.pairwise_margin) or not 0 <= self.pairwise_margin < 0.5:
+            problems.append(f"pairwise_margin must be in [0, 0.5), got {self.pairwise_margin!r}")
         if not isinstance(self.require_significance, bool):
             problems.append(f"require_significance must be a boolean, got {self.require_significance!r}")
         if problems:
@@ -290,10 +311,13 @@ def _threshold_rule(metric: str, minimum: float, answered: list[ExampleScores],
         if not answered:
             return _rule(name, False, None, minimum, f"{metric}: no prompt was answered without error")
         missing = [s.prompt_id for s in answered if metric not in s.scores]
-        if missing:
+        if missing and metric not in JUDGED_METRICS:
             raise ValueError(f"metric {metric!r} missing from the scores of {len(missing)} prompt(s), "
                              f"e.g. {missing[:3]!r}")
-        value = float(sum(s.scores[metric] for s in answered) / len(answered))
+        scored = [s for s in answered if metric in s.scores]        # a failed judge call scores nothing
+        if not scored:
+            return _rule(name, False, None, minimum, f"{metric}: no prompt was judged without error")
+        value = float(sum(s.scores[metric] for s in scored) / len(scored))
     ok = value >= minimum - EPS
     return _rule(name, ok, value, minimum,
                  f"{metric} = {_fmt(value)} {'>=' if ok else '<'} minimum {_fmt(minimum)}")
@@ -303,7 +327,9 @@ def _champion_rules(ch: dict[str, ExampleScores], cp: dict[str, ExampleScores], 
     pm = cfg.primary_metric
     ids = sorted(i for i in ch if i in cp and ch[i].scores is not None and cp[i].scores is not None)
     lacking = [i for i in ids if pm not in ch[i].scores or pm not in cp[i].scores]
-    if lacking:
+    if lacking and pm in JUDGED_METRICS:          # a judge error drops the pair, like a generation error
+        ids = [i for i in ids if i not in set(lacking)]
+    elif lacking:
         raise ValueError(f"primary metric {pm!r} missing from the scores of {len(lacking)} paired prompt(s), "
                          f"e.g. {lacking[:3]!r}")
     xa = [float(ch[i].scores[pm]) for i in ids]
@@ -366,12 +392,52 @@ def _champion_rules(ch: dict[str, ExampleScores], cp: dict[str, ExampleScores], 
     return rules
 
 
+PAIRWISE_OUTCOMES = ("win", "loss", "tie", "error")
+
+
+def sign_test(wins: int, losses: int, p0: float = 0.5) -> float:
+    """One-sided exact sign (binomial) test: P[X >= wins] for X ~ Bin(wins + losses, p0). No pair -> 1.0."""
+    if not (_is_int(wins) and _is_int(losses)) or wins < 0 or losses < 0:
+        raise ValueError(f"wins and losses must be non-negative integers, got {wins!r}, {losses!r}")
+    if not 0 < p0 < 1:
+        raise ValueError(f"p0 must be in (0, 1), got {p0!r}")
+    if wins + losses == 0:
+        return 1.0
+    from scipy.stats import binomtest  # lazy: scipy.stats is slow to import
+
+    return float(min(1.0, binomtest(wins, wins + losses, p0, alternative="greater").pvalue))
+
+
+def pairwise_rules(outcomes: Mapping[str, str], cfg: GateConfig) -> list[RuleResult]:
+    """The pairwise rules from ``{prompt id: "win"|"loss"|"tie"|"error"}`` (see rule 7 of the module docstring)."""
+    bad = sorted({o for o in outcomes.values() if o not in PAIRWISE_OUTCOMES})
+    if bad:
+        raise ValueError(f"unknown pairwise outcome(s) {bad}; expected {PAIRWISE_OUTCOMES}")
+    counts = {o: sum(1 for v in outcomes.values() if v == o) for o in PAIRWISE_OUTCOMES}
+    wins, losses, ties, errors = (counts[o] for o in PAIRWISE_OUTCOMES)
+    decisive = wins + losses
+    p0 = 0.5 + cfg.pairwise_margin
+    base = {"wins": wins, "losses": losses, "ties": ties, "errors": errors, "decisive": decisive, "p0": p0}
+    ok = decisive >= cfg.pairwise_min_decisive
+    rules = [_rule("pairwise_min_decisive", ok, decisive, cfg.pairwise_min_decisive,
+                   f"{decisive} decisive pair(s) ({wins} win(s), {losses} loss(es); {ties} tie(s) and {errors} "
+                   f"judge error(s) left out) {'>=' if ok else '<'} minimum {cfg.pairwise_min_decisive}", base)]
+    rate = wins / decisive if decisive else None
+    p = sign_test(wins, losses, p0)
+    ok = decisive > 0 and p <= cfg.alpha + EPS and rate > p0 - EPS
+    rules.append(_rule("pairwise_win_rate", ok, rate, p0,
+                       f"win rate {_fmt(rate)} over {decisive} non-tied pair(s); one-sided sign test against "
+                       f"{_fmt(p0)}: p = {_fmt(p)} {'<=' if p <= cfg.alpha + EPS else '>'} alpha {_fmt(cfg.alpha)}",
+                       {**base, "win_rate": rate, "p_value": p, "test": "sign", "alternative": "greater"}))
+    return rules
+
+
 def decide(challenger: Sequence[ExampleScores], champion: Sequence[ExampleScores] | None, config: GateConfig, *,
-           challenger_summary: dict | None = None) -> GateDecision:
+           challenger_summary: dict | None = None, pairwise: Mapping[str, str] | None = None) -> GateDecision:
     """Apply every rule of ``config`` and decide. Pure and deterministic (the bootstrap is seeded).
 
     ``challenger_summary`` (from :func:`metrics.summarize`) is needed only for thresholds on the label
-    metrics.
+    metrics. ``pairwise``: ``{prompt id: win|loss|tie|error}`` from the autorater (adds rule 7).
     Raises ValueError for inputs that are a programming error (duplicate prompt ids, missing primary
     metric in a score dict), never for data that merely fails a rule.
     """
@@ -402,6 +468,13 @@ def decide(challenger: Sequence[ExampleScores], champion: Sequence[ExampleScores
             rules.append(RuleResult(name, "skipped", None, thr, NO_CHAMPION))
     else:
         rules.extend(_champion_rules(ch, _index(champion, "champion"), config))
+    if pairwise is not None:
+        if champion is None:
+            for name, thr in (("pairwise_min_decisive", config.pairwise_min_decisive),
+                              ("pairwise_win_rate", 0.5 + config.pairwise_margin)):
+                rules.append(RuleResult(name, "skipped", None, thr, NO_CHAMPION))
+        else:
+            rules.extend(pairwise_rules(pairwise, config))
 
     failed = [r for r in rules if r.verdict == "fail"]
     applied = [r for r in rules if r.verdict != "skipped"]

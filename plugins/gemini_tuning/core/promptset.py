@@ -2,7 +2,12 @@
 
 One JSON object per line::
 
-    {"prompt": str, "reference": str, "metric"?: str, "tags"?: [str], "id"?: str}
+    {"prompt": str, "reference": str, "metric"?: str, "tags"?: [str], "id"?: str,
+     "judge_template"?: str, "pairwise_template"?: str}
+
+``judge_template`` / ``pairwise_template``: this item's metric prompt templates for the autorater (model-based
+evaluation, ``services.eval_judge``); ``{prompt}``, ``{response}``, ``{reference}`` and (pairwise)
+``{baseline_model_response}`` are filled in. ``bad-template`` when one is not a non-blank string.
 
 Rules (``Issue.rule``; kebab-case like the training-data rules in dataset.py, which share ``not-utf8``,
 ``invalid-json``, ``unknown-field`` and ``empty-file``). Each violation is an
@@ -12,7 +17,7 @@ Rules (``Issue.rule``; kebab-case like the training-data rules in dataset.py, wh
 * ``not-utf8``       - the line is not valid UTF-8 (a UTF-8 BOM on line 1 is accepted and dropped).
 * ``invalid-json``   - the line is not one JSON value.
 * ``not-an-object``  - the JSON value is not an object.
-* ``unknown-field``  - a key other than the five above (catches typos such as ``"tag"``/``"metrc"``
+* ``unknown-field``  - a key other than the seven above (catches typos such as ``"tag"``/``"metrc"``
   that would otherwise be silently ignored).
 * ``missing-prompt`` / ``bad-prompt`` / ``empty-prompt`` - ``prompt`` must be a string that is not blank.
 * ``missing-reference`` / ``bad-reference`` / ``empty-reference`` - ``reference`` must be a string
@@ -46,7 +51,7 @@ from gemini_tuning.core.vocabulary import METRIC_NAMES
 
 __all__ = ["ALLOWED_FIELDS", "Prompt", "generated_id", "parse_prompt_set"]
 
-ALLOWED_FIELDS: tuple[str, ...] = ("prompt", "reference", "metric", "tags", "id")
+ALLOWED_FIELDS: tuple[str, ...] = ("prompt", "reference", "metric", "tags", "id", "judge_template", "pairwise_template")
 _BOM = b"\xef\xbb\xbf"
 _decoder = msgspec.json.Decoder()
 
@@ -60,6 +65,14 @@ class Prompt:
     reference: str
     metric: str | None = None
     tags: tuple[str, ...] = ()
+    judge_template: str | None = None        # the autorater's pointwise metric prompt template for this item
+    pairwise_template: str | None = None     # ... and its pairwise one
+
+    @property
+    def extra(self) -> dict:
+        """The item's autorater templates (only those it sets)."""
+        return {k: v for k, v in (("judge_template", self.judge_template),
+                                  ("pairwise_template", self.pairwise_template)) if v}
 
 
 def generated_id(prompt: str, reference: str) -> str:
@@ -148,6 +161,15 @@ def parse_prompt_set(lines: Iterable[bytes], *, source_name: str, max_errors: in
                         f"unknown metric {metric!r}; expected one of: {', '.join(METRIC_NAMES)}")
                     ok = False
 
+            templates = {}
+            for name in ("judge_template", "pairwise_template"):
+                value = obj.get(name)
+                if value is not None and (not isinstance(value, str) or not value.strip()):
+                    err(lineno, "bad-template", f"{name!r} must be a non-blank string, got {json_type(value)}")
+                    ok = False
+                elif value is not None:
+                    templates[name] = value
+
             tags_raw = obj.get("tags")
             tags: tuple[str, ...] = ()
             if tags_raw is not None:
@@ -177,7 +199,7 @@ def parse_prompt_set(lines: Iterable[bytes], *, source_name: str, max_errors: in
                     id_lines[given_id] = lineno
 
             if ok:
-                rows.append((lineno, prompt, reference, metric, tags, given_id))
+                rows.append((lineno, prompt, reference, metric, tags, given_id, templates))
         if not rows and not issues:
             err(None, "empty-file", "the prompt set contains no prompts")
     except _TooManyErrors:
@@ -187,7 +209,7 @@ def parse_prompt_set(lines: Iterable[bytes], *, source_name: str, max_errors: in
 
     used: set[str] = set(id_lines)
     out: list[Prompt] = []
-    for _lineno, prompt, reference, metric, tags, given_id in rows:
+    for _lineno, prompt, reference, metric, tags, given_id, templates in rows:
         pid = given_id
         if pid is None:
             base = generated_id(prompt, reference)
@@ -196,5 +218,5 @@ def parse_prompt_set(lines: Iterable[bytes], *, source_name: str, max_errors: in
                 k += 1
                 pid = f"{base}-{k}"
         used.add(pid)
-        out.append(Prompt(id=pid, prompt=prompt, reference=reference, metric=metric, tags=tags))
+        out.append(Prompt(id=pid, prompt=prompt, reference=reference, metric=metric, tags=tags, **templates))
     return out

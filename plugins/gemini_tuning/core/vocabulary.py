@@ -9,8 +9,12 @@ from __future__ import annotations
 METRIC_NAMES: tuple[str, ...] = ("exact_match", "normalized_match", "contains", "rouge_l_f1")
 #: The per-item metric of a prompt that names none.
 DEFAULT_ITEM_METRIC = "normalized_match"
-#: Keys of ``ExampleScores.scores``: what the gate's primary metric and the paired tests can use.
+#: Per-example metrics from the autorater (model-based evaluation): present only where the judge answered.
+JUDGED_METRICS: tuple[str, ...] = ("judge_score",)
+#: Keys of ``ExampleScores.scores`` every answered example has.
 EXAMPLE_METRIC_NAMES: tuple[str, ...] = METRIC_NAMES + ("item_metric",)
+#: What the gate's primary metric and the paired tests can use (the judged ones only when the judge ran).
+GATE_METRIC_NAMES: tuple[str, ...] = EXAMPLE_METRIC_NAMES + JUDGED_METRICS
 #: Aggregate-only metrics, present in a summary only when the references are labels.
 LABEL_METRIC_NAMES: tuple[str, ...] = ("label_accuracy", "macro_f1")
 #: Everything a summary may hold, in display order.
@@ -25,6 +29,7 @@ METRIC_TITLES: dict[str, str] = {
     "contains": "contains",
     "rouge_l_f1": "ROUGE-L F1",
     "item_metric": "item metric",
+    "judge_score": "judge score",
     "label_accuracy": "label accuracy",
     "macro_f1": "macro F1",
 }

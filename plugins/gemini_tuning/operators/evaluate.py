@@ -11,7 +11,7 @@ from airflow.sdk.exceptions import AirflowException
 from ..core.generation import GenerationSettings
 from ..core.identity import identity_key
 from ..core.polling import PollPolicy
-from ..core.vocabulary import DEFAULT_PRIMARY_METRIC, EXAMPLE_METRIC_NAMES
+from ..core.vocabulary import DEFAULT_PRIMARY_METRIC, GATE_METRIC_NAMES
 from .base import GeminiBaseOperator, optional
 
 
@@ -40,21 +40,38 @@ class GeminiEvaluateOperator(GeminiBaseOperator):
         endpoint; same engine, one rate limit for all) and make the best by ``checkpoint_metric`` the challenger
         (ties: the earlier checkpoint). Online mode only (templated).
     :param checkpoint_metric: the metric that picks the checkpoint; give the gate's primary metric (templated).
+    :param judge: model-based evaluation through Vertex's evaluation service (``services.eval_judge``):
+        ``none`` (default), ``pointwise`` (a 1-5 rubric score per answer: metric ``judge_score``), ``pairwise``
+        (challenger vs champion, judged twice with the order swapped: win/loss/tie per prompt for the gate's
+        pairwise rule) or ``both`` (templated).
+    :param judge_model: the autorater model (templated).
+    :param judge_pointwise_template: / :param judge_pairwise_template: metric prompt templates (None: the
+        defaults of ``backends.vertex_evaluation``; a prompt's own ``judge_template``/``pairwise_template`` wins)
+        (templated).
+    :param judge_rpm: the judge model's requests per minute (None: ``rpm``) (templated).
 
     And the connection arguments of :class:`~gemini_tuning.operators.base.GeminiBaseOperator`.
     """
 
     template_fields = ("prompt_set", "challenger", "results_prefix", "champion_pointer_uri", "base_model",
                        "system_instruction", "project_id", "location", "temperature", "max_output_tokens", "rpm",
-                       "concurrency", "mode", "poll_policy", "evaluate_checkpoints", "checkpoint_metric")
+                       "concurrency", "mode", "poll_policy", "evaluate_checkpoints", "checkpoint_metric", "judge",
+                       "judge_model", "judge_pointwise_template", "judge_pairwise_template", "judge_rpm")
     BATCH_XCOM = "gemini_tuning_batch_jobs"
 
     def __init__(self, *, prompt_set: str, challenger, results_prefix: str, champion_pointer_uri: str | None = None,
                  base_model: str | None = None, system_instruction: str | None = None, temperature=0.0,
                  max_output_tokens=256, concurrency=16, rpm=600, mode: str = "online",
                  poll_policy: dict | None = None, evaluate_checkpoints=False,
-                 checkpoint_metric: str = DEFAULT_PRIMARY_METRIC, **kwargs):
+                 checkpoint_metric: str = DEFAULT_PRIMARY_METRIC, judge: str = "none",
+                 judge_model: str = "gemini-2.5-flash", judge_pointwise_template: str | None = None,
+                 judge_pairwise_template: str | None = None, judge_rpm=None, **kwargs):
         super().__init__(**kwargs)
+        self.judge = judge
+        self.judge_model = judge_model
+        self.judge_pointwise_template = judge_pointwise_template
+        self.judge_pairwise_template = judge_pairwise_template
+        self.judge_rpm = judge_rpm
         self.evaluate_checkpoints = evaluate_checkpoints
         self.checkpoint_metric = checkpoint_metric
         self.prompt_set = prompt_set
@@ -90,10 +107,54 @@ class GeminiEvaluateOperator(GeminiBaseOperator):
         wanted = self.evaluate_checkpoints
         return wanted.strip().lower() in ("1", "true", "yes") if isinstance(wanted, str) else bool(wanted)
 
-    def _finish(self, plan, answers) -> dict:
+    def _judge_config(self):
+        from ..services.eval_judge import JudgeConfig
+
+        try:
+            return JudgeConfig(mode=optional(self.judge) or "none", model=self.judge_model,
+                               pointwise_template=optional(self.judge_pointwise_template),
+                               pairwise_template=optional(self.judge_pairwise_template),
+                               rpm=optional(self.judge_rpm, float))
+        except ValueError as exc:
+            raise AirflowException(str(exc)) from exc
+
+    def _engine_config(self):
+        from ..services.eval_engine import EngineConfig
+
+        return EngineConfig(concurrency=int(self.concurrency), rpm=float(self.rpm),
+                            judge_rpm=optional(self.judge_rpm, float))
+
+    def _new_judge(self):
+        from ..services.eval_judge import Judge
+
+        cfg = self._judge_config()
+        if cfg.mode == "none":
+            return None
+        return Judge(self.hook.vertex_evaluation(optional(self.project_id), self.location), cfg)
+
+    async def _judge_afterwards(self, plan, answers):
+        """Judging after the answers are all in: batch mode, or the best checkpoint chosen first."""
+        from ..services.eval_engine import Engine
+
+        judge = self._new_judge()
+        try:
+            wanted = {k: v for k, v in answers.items() if k in ("challenger", "champion")}
+            await judge.judge_all(Engine(self._engine_config()), plan.prompts, wanted)
+        finally:
+            await judge.backend.aclose()
+        return judge
+
+    def _finish(self, plan, answers, judge=None) -> dict:
         from ..services.eval_results import choose_checkpoint, write_results
 
         best = choose_checkpoint(plan, answers, self.checkpoint_metric)
+        if judge is None and self._judge_config().mode != "none":
+            judge = asyncio.run(self._judge_afterwards(plan, answers))
+        if judge is not None:
+            counts = judge.results.counts()
+            self.log.info("judge %s (%s): pairwise %s; pointwise mean judge_score %s", judge.config.model,
+                          judge.config.mode, counts if judge.results.pairwise else "-",
+                          {label: judge.results.mean(label) for label in judge.results.pointwise})
         if best is not None:
             for c in best["scores"]:
                 self.log.info("checkpoint %s (epoch %s, step %s): %s=%s", c["checkpoint_id"], c["epoch"], c["step"],
@@ -103,7 +164,7 @@ class GeminiEvaluateOperator(GeminiBaseOperator):
         elif self._checkpoints_wanted():
             self.log.warning("evaluate_checkpoints: %s has fewer than two checkpoints with an endpoint; evaluating "
                              "it as one model", (self.challenger or {}).get("tuned_model"))
-        manifest = write_results(self.hook.storage(), plan, answers, self.results_prefix, self.mode, best)
+        manifest = write_results(self.hook.storage(), plan, answers, self.results_prefix, self.mode, best, judge)
         for label, counts in manifest["counts"].items():
             m = manifest["summary"][label]["metrics"]
             self.log.info("%s: %d answered, %d errors; normalized_match=%s rouge_l_f1=%s", label, counts["answered"],
@@ -113,8 +174,8 @@ class GeminiEvaluateOperator(GeminiBaseOperator):
     def execute(self, context):
         if self.mode not in ("online", "batch"):
             raise AirflowException(f"mode must be 'online' or 'batch', got {self.mode!r}")
-        if self.checkpoint_metric not in EXAMPLE_METRIC_NAMES:
-            raise AirflowException(f"checkpoint_metric must be one of {EXAMPLE_METRIC_NAMES}, "
+        if self.checkpoint_metric not in GATE_METRIC_NAMES:
+            raise AirflowException(f"checkpoint_metric must be one of {GATE_METRIC_NAMES}, "
                                    f"got {self.checkpoint_metric!r}")
         if self.mode == "batch" and self._checkpoints_wanted():
             raise AirflowException("evaluate_checkpoints needs mode='online': each checkpoint is served from its "
@@ -126,22 +187,27 @@ class GeminiEvaluateOperator(GeminiBaseOperator):
                       plan.settings.temperature)
         if self.mode == "batch":
             return self._start_batch(context, plan)
-        return self._finish(plan, asyncio.run(self._online(plan)))
+        return self._finish(plan, *asyncio.run(self._online(plan)))
 
     async def _online(self, plan):
-        from ..services.eval_engine import EngineConfig, run_online
+        """(answers, the judge when it judged each prompt as its answers came in, else None)."""
+        from ..services.eval_engine import run_online
 
         backends = {t.backend: self.tuning_backend(t.backend) for t in plan.targets}
+        judge = self._new_judge() if not plan.checkpoints else None   # checkpoints: judge the chosen one after
 
         async def generate(target, prompt):
             return await backends[target.backend].agenerate(target.model, prompt.prompt, plan.settings)
 
         try:
-            return await run_online(generate, plan.prompts, plan.targets,
-                                    EngineConfig(concurrency=int(self.concurrency), rpm=float(self.rpm)))
+            answers = await run_online(generate, plan.prompts, plan.targets, self._engine_config(),
+                                       after_prompt=judge)
+            return answers, judge
         finally:
             for backend in backends.values():
                 await backend.aclose()
+            if judge is not None:
+                await judge.backend.aclose()
 
     # ------------------------------------------------------------------------------------------ batch mode
     def _start_batch(self, context, plan):
@@ -219,8 +285,11 @@ class GeminiGateOperator(GeminiBaseOperator, BaseBranchOperator):
         rows = read_rows(storage, ev["results_uri"])
         has_champion = "champion" in ev["models"]
         champion = example_scores(rows, "champion") if has_champion else None
+        pairwise = {r["prompt_id"]: r["pairwise"]["outcome"] for r in rows if r.get("pairwise")}
+        judged_pairs = (ev.get("judge") or {}).get("mode") in ("pairwise", "both")
         decision = decide(example_scores(rows, "challenger"), champion, GateConfig.from_dict(self.gate_config),
-                          challenger_summary=ev["summary"]["challenger"])
+                          challenger_summary=ev["summary"]["challenger"],
+                          pairwise=pairwise if (judged_pairs and has_champion) else None)
         for rule in decision.rules:
             self.log.info("gate %-28s %-7s observed=%s threshold=%s — %s", rule.name, rule.verdict.upper(),
                           rule.observed, rule.threshold, rule.reason)

@@ -1,6 +1,10 @@
 """Online evaluation engine: every prompt × every model, async, rate-limited, retried; no Airflow.
 
-- A shared token bucket keeps all calls under ``rpm`` requests per minute; ``concurrency`` bounds calls in flight.
+- One token bucket per model (a quota is per model: each tuned endpoint, the champion, the base model and the
+  judge) keeps its calls under ``rpm`` requests per minute (``judge_rpm`` for the judge); ``concurrency`` bounds
+  all calls in flight.
+- Judging (``services.eval_judge``) is pipelined: a prompt is judged as soon as its answers are in, through the
+  same limiter, retries and error accounting as generation.
 - Transient failures (429, 5xx, resets, timeouts) are retried with backoff, honouring Retry-After; each retry
   goes through the rate limiter again. A prompt that still fails is recorded as an *error* (Answer.error), never
   as a wrong answer, and the quality metrics leave it out (``core.metrics``).
@@ -35,6 +39,7 @@ class EngineConfig:
     concurrency: int = 16
     rpm: float = 600.0
     attempts: int = 8
+    judge_rpm: float | None = None      # the judge model's quota; None: rpm
     initial_backoff: float = 1.0
     max_backoff: float = 30.0
     progress_every_s: float = 10.0
@@ -67,49 +72,84 @@ class RateLimiter:
 Generate = Callable[[Target, Prompt], Awaitable[str]]
 
 
-async def run_online(generate: Generate, prompts: Sequence[Prompt], targets: Sequence[Target],
-                     cfg: EngineConfig = EngineConfig()) -> dict[str, dict[str, Answer]]:
-    """Returns ``{target label: {prompt id: Answer}}`` with an Answer for every (target, prompt)."""
-    limiter = RateLimiter(cfg.rpm)
-    gate = asyncio.Semaphore(cfg.concurrency)
-    results: dict[str, dict[str, Answer]] = {t.label: {} for t in targets}
-    total = len(prompts) * len(targets)
-    stats = {"done": 0, "errors": 0, "retries": 0}
-    start = time.monotonic()
+class Engine:
+    """Calls under a per-model rate limit, a shared concurrency bound and retries of transient errors."""
 
-    async def one(target: Target, prompt: Prompt) -> None:
-        error = None
+    def __init__(self, cfg: EngineConfig):
+        self.cfg = cfg
+        self.gate = asyncio.Semaphore(cfg.concurrency)
+        self.limiters: dict[str, RateLimiter] = {}
+        self.stats = {"done": 0, "errors": 0, "retries": 0, "judged": 0}
+
+    def limiter(self, quota: str, rpm: float | None = None) -> RateLimiter:
+        if quota not in self.limiters:
+            self.limiters[quota] = RateLimiter(rpm or self.cfg.rpm)
+        return self.limiters[quota]
+
+    async def call(self, quota: str, fn: Callable[[], Awaitable], *, rpm: float | None = None):
+        """``(value, None, latency)`` or, once retries are spent or the error is not transient,
+        ``(None, "Type: message", None)``."""
+        cfg, error = self.cfg, None
+        limiter = self.limiter(quota, rpm)
         for attempt in range(1, cfg.attempts + 1):
             await limiter.acquire()
-            async with gate:
+            async with self.gate:
                 t0 = time.monotonic()
                 try:
-                    text = await generate(target, prompt)
-                    results[target.label][prompt.id] = Answer(prompt.id, text, None, time.monotonic() - t0)
-                    break
+                    return await fn(), None, time.monotonic() - t0
                 except Exception as exc:  # noqa: BLE001
                     error = exc
             if not is_transient(error) or attempt == cfg.attempts:
-                results[target.label][prompt.id] = Answer(prompt.id, None, f"{type(error).__name__}: {error}", None)
-                stats["errors"] += 1
-                break
-            stats["retries"] += 1
+                self.stats["errors"] += 1
+                return None, f"{type(error).__name__}: {error}", None
+            self.stats["retries"] += 1
             ra = retry_after_of(error)
             backoff = min(cfg.max_backoff, cfg.initial_backoff * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
             await asyncio.sleep(min(cfg.max_backoff, ra) if ra is not None else backoff)
+        raise AssertionError("unreachable")
+
+
+class PromptHook:
+    """Runs once a prompt has an Answer from every target (the judge): ``await hook.on_prompt(engine, prompt,
+    {label: Answer})``."""
+
+    async def on_prompt(self, engine: Engine, prompt: Prompt, answers: dict[str, Answer]) -> None:
+        raise NotImplementedError
+
+
+async def run_online(generate: Generate, prompts: Sequence[Prompt], targets: Sequence[Target],
+                     cfg: EngineConfig = EngineConfig(), *,
+                     after_prompt: PromptHook | None = None) -> dict[str, dict[str, Answer]]:
+    """Returns ``{target label: {prompt id: Answer}}`` with an Answer for every (target, prompt).
+    ``after_prompt`` (the judge) runs for each prompt as soon as all its answers are in."""
+    engine = Engine(cfg)
+    results: dict[str, dict[str, Answer]] = {t.label: {} for t in targets}
+    total = len(prompts) * len(targets)
+    stats = engine.stats
+    start = time.monotonic()
+
+    async def one(target: Target, prompt: Prompt) -> None:
+        text, error, latency = await engine.call(target.model, lambda: generate(target, prompt))
+        results[target.label][prompt.id] = Answer(prompt.id, text if error is None else None, error, latency)
         stats["done"] += 1
+
+    async def per_prompt(prompt: Prompt) -> None:
+        await asyncio.gather(*(one(t, prompt) for t in targets))
+        if after_prompt is not None:
+            await after_prompt.on_prompt(engine, prompt, {t.label: results[t.label][prompt.id] for t in targets})
+            stats["judged"] += 1
 
     async def progress() -> None:
         while True:
             await asyncio.sleep(cfg.progress_every_s)
             elapsed = time.monotonic() - start
-            log.info("evaluation: %d/%d calls done (%.0f%%), %d errors, %d retries, %.1f calls/s", stats["done"],
-                     total, 100.0 * stats["done"] / max(1, total), stats["errors"], stats["retries"],
-                     stats["done"] / max(elapsed, 1e-9))
+            log.info("evaluation: %d/%d calls done (%.0f%%), %d prompt(s) judged, %d errors, %d retries, "
+                     "%.1f calls/s", stats["done"], total, 100.0 * stats["done"] / max(1, total), stats["judged"],
+                     stats["errors"], stats["retries"], stats["done"] / max(elapsed, 1e-9))
 
     reporter = asyncio.create_task(progress())
     try:
-        await asyncio.gather(*(one(t, p) for p in prompts for t in targets))
+        await asyncio.gather(*(per_prompt(p) for p in prompts))
     finally:
         reporter.cancel()
     elapsed = time.monotonic() - start

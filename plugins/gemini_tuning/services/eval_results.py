@@ -111,15 +111,59 @@ def choose_checkpoint(plan: EvaluationPlan, answers: dict[str, dict[str, Answer]
     return {**best, "metric": metric, "scores": scores}
 
 
+JUDGED_EXAMPLES = 5
+
+
+def _merge_judgements(judged, scores: dict, summary: dict, rows: list[dict]) -> dict | None:
+    """The autorater's results into the scores (``judge_score``), the summaries and the rows; returns the
+    manifest's ``judge`` block (counts, means, a few judged examples with the judge's explanations)."""
+    if judged is None:
+        return None
+    for label, by_id in judged.results.pointwise.items():
+        for pid, rec in by_id.items():
+            s = scores.get(label, {}).get(pid)
+            if s is not None and s.scores is not None and rec.get("judge_score") is not None:
+                s.scores["judge_score"] = rec["judge_score"]
+        if label in summary:
+            summary[label]["metrics"]["judge_score"] = judged.results.mean(label)
+    counts = judged.results.counts() if judged.results.pairwise else None
+    if counts:
+        from ..core.gate import sign_test
+
+        counts["p_value"] = sign_test(counts["wins"], counts["losses"])    # against 0.5; the gate adds its margin
+    if counts and "challenger" in summary:
+        summary["challenger"]["pairwise"] = counts
+    examples = []
+    for row in rows:
+        pw = judged.results.pairwise.get(row["prompt_id"])
+        pt = {label: by_id[row["prompt_id"]] for label, by_id in judged.results.pointwise.items()
+              if row["prompt_id"] in by_id}
+        for label, rec in pt.items():
+            row["models"][label]["judge"] = rec
+        if pw is not None:
+            row["pairwise"] = pw
+        if len(examples) < JUDGED_EXAMPLES and (pw or pt):
+            examples.append({"prompt_id": row["prompt_id"], "prompt": row["prompt"], "reference": row["reference"],
+                             "challenger": row["models"].get("challenger", {}).get("answer"),
+                             "champion": (row["models"].get("champion") or {}).get("answer"),
+                             "pairwise": pw, "pointwise": pt})
+    cfg = judged.config
+    return {"mode": cfg.mode, "model": cfg.model, "pairwise": counts,
+            "pointwise": {label: judged.results.mean(label) for label in judged.results.pointwise},
+            "examples": examples}
+
+
 def write_results(storage, plan: EvaluationPlan, answers: dict[str, dict[str, Answer]], results_prefix: str,
-                  mode: str, checkpoint: dict | None = None) -> dict:
+                  mode: str, checkpoint: dict | None = None, judged=None) -> dict:
     """Score every answer, write ``results.jsonl`` (one row per prompt) and ``summary.json``, return the
     manifest. Raises :class:`EvaluationInputError` if the counts of a model do not add up to the prompts.
-    ``checkpoint``: what :func:`choose_checkpoint` chose (kept in the manifest as ``best_checkpoint``)."""
+    ``checkpoint``: what :func:`choose_checkpoint` chose (kept in the manifest as ``best_checkpoint``);
+    ``judged``: the ``services.eval_judge.Judge`` that judged the answers (manifest key ``judge``)."""
     prompts = plan.prompts
     scores = {label: {s.prompt_id: s for s in score_all(prompts, by_id)} for label, by_id in answers.items()}
     summary = {label: summarize(prompts, by_id) for label, by_id in answers.items()}
     rows = list(result_rows(prompts, answers, scores))
+    judge = _merge_judgements(judged, scores, summary, rows)
     prefix = results_prefix.rstrip("/")
     gcs.write_bytes(storage, f"{prefix}/results.jsonl",
                     "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode(), "application/jsonl")
@@ -137,7 +181,7 @@ def write_results(storage, plan: EvaluationPlan, answers: dict[str, dict[str, An
             "counts": counts, "summary": summary, "models": models,
             "champion": plan.champion, "champion_generation": plan.champion_generation,
             "champion_pointer_uri": plan.pointer_uri, "settings": plan.settings.to_dict(), "mode": mode,
-            "best_checkpoint": checkpoint}
+            "best_checkpoint": checkpoint, "judge": judge}
 
 
 def read_rows(storage, results_uri: str) -> list[dict]:

@@ -440,6 +440,52 @@ def _loss_section(data: Mapping) -> str:
             f'{_img(_loss_plot(pts, ckpts, val_pts), alt)}</section>')
 
 
+def _judge_section(data: Mapping, gate: Mapping) -> str:
+    """Model-based evaluation: pairwise wins / losses / ties with the sign test's p-value, the pointwise means,
+    and a few judged examples with the judge's explanations (all escaped: answers and explanations are
+    untrusted)."""
+    judge = _dict(_dict(data.get("evaluation")).get("judge"))
+    if not judge:
+        return ""
+    rows = [("Judge", f"<code>{_e(judge.get('model'))}</code> ({_e(judge.get('mode'))})")]
+    pw = _dict(judge.get("pairwise"))
+    rule = next((r for r in _list(gate.get("rules")) if isinstance(r, Mapping)
+                 and r.get("name") == "pairwise_win_rate"), None)
+    details = _dict((rule or {}).get("details"))
+    if pw:
+        rows.append(("Pairwise (challenger vs champion, both orders)",
+                     f"{_e(pw.get('wins'))} win(s) · {_e(pw.get('losses'))} loss(es) · {_e(pw.get('ties'))} tie(s) "
+                     f"· {_e(pw.get('errors'))} judge error(s)"))
+        rows.append(("Win rate over non-tied pairs", _e(_fmt(pw.get("win_rate")))))
+        p_value = details.get("p_value", pw.get("p_value"))
+        rows.append(("Sign test p-value" + (f" (against {_fmt(details.get('p0'))})" if details else ""),
+                     _e(_fmt(p_value))))
+    for label, mean in _dict(judge.get("pointwise")).items():
+        rows.append((f"Mean judge score, {_e(label)}", _e(_fmt(mean))))
+    ex_rows = []
+    for ex in _list(judge.get("examples")):
+        if not isinstance(ex, Mapping):
+            continue
+        pwx = _dict(ex.get("pairwise"))
+        expl = " / ".join(str(x) for x in _list(pwx.get("explanations")) if x)
+        pt = _dict(ex.get("pointwise"))
+        scores = ", ".join(f"{k}: {_fmt(_dict(v).get('score'))}" for k, v in pt.items())
+        for v in pt.values():
+            if _dict(v).get("explanation") and not expl:
+                expl = str(_dict(v)["explanation"])
+        ex_rows.append(f"<tr>{_text_cell(ex.get('prompt'))}{_text_cell(ex.get('challenger'))}"
+                       f"{_text_cell(ex.get('champion'))}<td>{_e(pwx.get('outcome') or '')}"
+                       f"{(' · ' + _e(scores)) if scores else ''}</td>{_text_cell(expl)}</tr>")
+    examples = ""
+    if ex_rows:
+        examples = ('<h3>Judged examples</h3><div class="scroll"><table class="grid examples"><thead><tr>'
+                    "<th>Prompt</th><th>Challenger</th><th>Champion</th><th>Verdict</th>"
+                    f"<th>The judge's explanation</th></tr></thead><tbody>{''.join(ex_rows)}</tbody></table></div>")
+    return (f"<section><h2>Model-based evaluation</h2>{_kv_table(rows)}{examples}"
+            + _note("On Google the judge is a model (Vertex's evaluation service); the emulator's is a "
+                    "deterministic stand-in that scores closeness to the reference.") + "</section>")
+
+
 def _checkpoints_section(data: Mapping) -> str:
     ckpts = _checkpoint_scores(data)
     if len(ckpts) < 2:
@@ -799,6 +845,7 @@ def report_data(*, dag_id: str, run_id: str, generated_at: str | None, tuning: M
                        "checkpoints": tuning.get("checkpoints") or []},
             "evaluation": {"n_prompts": evaluation.get("n_prompts"), "results_uri": evaluation.get("results_uri"),
                            "models": evaluation.get("models", {}), "best_checkpoint": evaluation.get("best_checkpoint"),
+                           "judge": evaluation.get("judge"),
                            "summary": {"challenger": summary.get("challenger"), "champion": summary.get("champion")}},
             "gate": gate, "decision": gate.get("decision"), "action_taken": action_taken, "examples": examples}
 
@@ -824,6 +871,7 @@ def render_report(data: dict) -> str:
         _loss_section(data),
         _checkpoints_section(data),
         _metrics_section(data, ch, cp),
+        _judge_section(data, gate),
         _tags_section(ch, cp, pm),
         _examples_section(data),
         _setup_section(data),

@@ -42,6 +42,7 @@ def _html(body: str, status: int = 200) -> HTMLResponse:
 def _overview(readable: set, limit: int) -> dict:
     recs = data.load_runs(readable=readable, limit=limit)
     run_views = [views.run_view(r, data.live_status(r)) for r in recs]
+    views.assign_pipelines(run_views)
     pointers = {v["pipeline"]: data.pointer(v["pipeline"]) for v in run_views if not v["pipeline"].startswith("dag:")}
     return views.overview(run_views, pointers)
 

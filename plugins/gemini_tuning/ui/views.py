@@ -186,6 +186,7 @@ def run_view(rec: RunRecord, live: Mapping | None = None) -> dict:
     report = rec.value("report")
     return {"dag_id": rec.dag_id, "run_id": rec.run_id, "state": rec.state, "start_date": rec.start_date,
             "end_date": rec.end_date, "run_after": rec.run_after, "pipeline": pipeline_key(rec),
+            "gcs_prefix": rec.conf.get("gcs_prefix") if isinstance(rec.conf.get("gcs_prefix"), str) else None,
             "params": {k: rec.conf.get(k) for k in ("backend", "base_model", "epochs", "training_data",
                                                     "continue_from", "evaluate_checkpoints") if k in rec.conf},
             "steps": steps, "tuning": tuning_view(rec, live), "evaluation": evaluation_view(rec),
@@ -227,6 +228,20 @@ def champion_view(pointer: Mapping | None) -> dict | None:
             "since": pointer.get("promoted_at"), "run_id": pointer.get("run_id"), "dag_id": pointer.get("dag_id"),
             "backend": pointer.get("backend"), "metrics": dict(pointer.get("metrics") or {}),
             "previous": (pointer.get("previous") or {}).get("tuned_model")}
+
+
+def assign_pipelines(views: list[dict]) -> None:
+    """A run that has not reached its evaluation yet (running, or failed before it) names no pointer: it joins the
+    pipeline its DAG's other runs name (the newest), else the pointer its conf's ``gcs_prefix`` implies."""
+    by_dag: dict[str, str] = {}
+    for v in sorted(views, key=lambda v: v["run_after"] or ""):
+        if not v["pipeline"].startswith("dag:"):
+            by_dag[v["dag_id"]] = v["pipeline"]
+    for v in views:
+        if v["pipeline"].startswith("dag:"):
+            prefix = v.get("gcs_prefix")
+            v["pipeline"] = by_dag.get(v["dag_id"]) or (f"{prefix.rstrip('/')}/champion.json" if prefix
+                                                           else v["pipeline"])
 
 
 def overview(views: list[dict], pointers: Mapping[str, Mapping | None]) -> dict:
