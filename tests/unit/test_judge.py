@@ -155,3 +155,17 @@ def test_an_unanswered_prompt_is_not_judged():
     asyncio.run(judge.on_prompt(Engine(EngineConfig()), p, {"challenger": Answer("p", None, "503", None),
                                                             "champion": Answer("p", "yes", None, 0.1)}))
     assert judge.results.pairwise == {} and judge.backend.calls == 0
+
+
+def test_token_use_from_usage_metadata_is_summed_per_model():
+    from gemini_tuning.core.generation import Generated, response_text
+    from gemini_tuning.services.eval_results import token_use
+
+    text = response_text({"candidates": [{"content": {"parts": [{"text": "hi"}]}}],
+                          "usageMetadata": {"promptTokenCount": 7, "candidatesTokenCount": 2}})
+    assert text == "hi" and isinstance(text, Generated) and text.usage == {"prompt": 7, "output": 2}
+    answers = {"challenger": {"a": Answer("a", "x", None, 0.1, {"prompt": 7, "output": 2}),
+                              "b": Answer("b", None, "503", None)},
+               "champion": {"a": Answer("a", "y", None, 0.1, {"prompt": 7, "output": 5})}}
+    assert token_use(answers) == {"challenger": {"prompt": 7, "output": 2, "total": 9, "calls_with_usage": 1},
+                                  "champion": {"prompt": 7, "output": 5, "total": 12, "calls_with_usage": 1}}

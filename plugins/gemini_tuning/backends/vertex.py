@@ -392,9 +392,13 @@ class VertexTuningBackend(GenaiBackend):
 
     async def agenerate(self, model: str, prompt: str, settings: GenerationSettings) -> str:
         """``model``: the tuned model's endpoint, or a base model id. Not retried here (the engine does)."""
+        from ..core.generation import Generated, usage_of
+
         resp = await asdk_call(lambda: self.client.aio.models.generate_content(
             model=model, contents=prompt, config=self._generate_config(settings)))
-        return resp.text or ""
+        meta = resp.usage_metadata
+        return Generated(resp.text or "", usage_of(getattr(meta, "prompt_token_count", 0),
+                                                   getattr(meta, "candidates_token_count", 0)))
 
     def console_url(self, name: str) -> str:
         job_id = name.rsplit("/", 1)[-1]

@@ -34,10 +34,29 @@ class GenerationSettings:
         return body
 
 
-def response_text(body: dict) -> str:
-    """Text of the first candidate of a GenerateContentResponse (REST JSON); '' when the model returned none."""
+class Generated(str):
+    """A generated text that also carries the call's token use (``usageMetadata``): ``{"prompt", "output"}``.
+    It is the text everywhere a ``str`` is expected; the evaluation engine keeps ``usage`` on the Answer."""
+
+    usage: dict
+
+    def __new__(cls, text: str, usage: dict | None = None):
+        obj = super().__new__(cls, text)
+        obj.usage = dict(usage or {})
+        return obj
+
+
+def usage_of(prompt_tokens, output_tokens) -> dict:
+    return {"prompt": int(prompt_tokens or 0), "output": int(output_tokens or 0)}
+
+
+def response_text(body: dict) -> Generated:
+    """Text of the first candidate of a GenerateContentResponse (REST JSON); '' when the model returned none.
+    Carries the response's ``usageMetadata`` (prompt and candidates token counts)."""
+    meta = body.get("usageMetadata") or {}
+    usage = usage_of(meta.get("promptTokenCount"), meta.get("candidatesTokenCount"))
     candidates = body.get("candidates") or []
     if not candidates:
-        return ""
+        return Generated("", usage)
     parts = (candidates[0].get("content") or {}).get("parts") or []
-    return "".join(p.get("text", "") for p in parts if isinstance(p, dict))
+    return Generated("".join(p.get("text", "") for p in parts if isinstance(p, dict)), usage)

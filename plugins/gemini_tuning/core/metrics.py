@@ -89,6 +89,7 @@ class Answer:
     text: str | None
     error: str | None = None
     latency_s: float | None = None
+    usage: dict | None = None        # {"prompt", "output"} tokens of the call (usageMetadata), when known
 
     @property
     def failed(self) -> bool:

@@ -66,7 +66,8 @@ def read_predictions(storage, output_dir: str, prompts: list[Prompt]) -> dict[st
             if pid is None:
                 continue
             if row.get("response") is not None:
-                answers[pid] = Answer(pid, response_text(row["response"]), None, None)
+                text = response_text(row["response"])
+                answers[pid] = Answer(pid, str(text), None, None, text.usage)
             else:
                 answers[pid] = Answer(pid, None, f"batch prediction failed: {row.get('status')}", None)
     return {p.id: answers.get(p.id) or Answer(p.id, None, "no prediction returned for this prompt", None)

@@ -130,7 +130,8 @@ async def run_online(generate: Generate, prompts: Sequence[Prompt], targets: Seq
 
     async def one(target: Target, prompt: Prompt) -> None:
         text, error, latency = await engine.call(target.model, lambda: generate(target, prompt))
-        results[target.label][prompt.id] = Answer(prompt.id, text if error is None else None, error, latency)
+        results[target.label][prompt.id] = Answer(prompt.id, str(text) if error is None else None, error, latency,
+                                                  getattr(text, "usage", None))
         stats["done"] += 1
 
     async def per_prompt(prompt: Prompt) -> None:

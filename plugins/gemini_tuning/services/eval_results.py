@@ -164,6 +164,9 @@ def write_results(storage, plan: EvaluationPlan, answers: dict[str, dict[str, An
     summary = {label: summarize(prompts, by_id) for label, by_id in answers.items()}
     rows = list(result_rows(prompts, answers, scores))
     judge = _merge_judgements(judged, scores, summary, rows)
+    tokens = token_use(answers)
+    for label, use in tokens.items():
+        summary[label]["tokens"] = use
     prefix = results_prefix.rstrip("/")
     gcs.write_bytes(storage, f"{prefix}/results.jsonl",
                     "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode(), "application/jsonl")
@@ -181,7 +184,18 @@ def write_results(storage, plan: EvaluationPlan, answers: dict[str, dict[str, An
             "counts": counts, "summary": summary, "models": models,
             "champion": plan.champion, "champion_generation": plan.champion_generation,
             "champion_pointer_uri": plan.pointer_uri, "settings": plan.settings.to_dict(), "mode": mode,
-            "best_checkpoint": checkpoint, "judge": judge}
+            "best_checkpoint": checkpoint, "judge": judge, "tokens": tokens}
+
+
+def token_use(answers: dict[str, dict[str, Answer]]) -> dict:
+    """Tokens the evaluation's generation calls used, per model (from each response's ``usageMetadata``;
+    ``calls_with_usage`` < answered means some responses carried none, e.g. batch predictions)."""
+    out = {}
+    for label, by_id in answers.items():
+        known = [a.usage for a in by_id.values() if a.usage]
+        prompt, output = sum(u.get("prompt", 0) for u in known), sum(u.get("output", 0) for u in known)
+        out[label] = {"prompt": prompt, "output": output, "total": prompt + output, "calls_with_usage": len(known)}
+    return out
 
 
 def read_rows(storage, results_uri: str) -> list[dict]:

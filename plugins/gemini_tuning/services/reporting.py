@@ -286,6 +286,11 @@ def _setup_section(data: Mapping) -> str:
                   else '<span class="muted">none (first model: no comparison)</span>'))
     if ev.get("n_prompts") is not None:
         right.append(("Prompts", _e(_fmt(ev["n_prompts"]))))
+    for label, use in _dict(ev.get("tokens")).items():
+        use = _dict(use)
+        text = (f"{_fmt(use.get('prompt'))} prompt + {_fmt(use.get('output'))} output = {_fmt(use.get('total'))} "
+                f"({_fmt(use.get('calls_with_usage'))} call(s) reported usage)")
+        right.append((f"Tokens, {_e(label)}", _e(text)))
     if ev.get("results_uri"):
         right.append(("Results", f"<code>{_e(ev['results_uri'])}</code>"))
     if not tuning and not ev:
@@ -845,7 +850,7 @@ def report_data(*, dag_id: str, run_id: str, generated_at: str | None, tuning: M
                        "checkpoints": tuning.get("checkpoints") or []},
             "evaluation": {"n_prompts": evaluation.get("n_prompts"), "results_uri": evaluation.get("results_uri"),
                            "models": evaluation.get("models", {}), "best_checkpoint": evaluation.get("best_checkpoint"),
-                           "judge": evaluation.get("judge"),
+                           "judge": evaluation.get("judge"), "tokens": evaluation.get("tokens"),
                            "summary": {"challenger": summary.get("challenger"), "champion": summary.get("champion")}},
             "gate": gate, "decision": gate.get("decision"), "action_taken": action_taken, "examples": examples}
 
