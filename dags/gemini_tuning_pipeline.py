@@ -1,8 +1,11 @@
 """Gemini supervised tuning pipeline.
 
-prepare_dataset → tune (deferred) → evaluate → gate ─► promote ─┐
-                                                    └► delete ──┴► report
+prepare_dataset → tune (deferred) → evaluate → gate ─► review_report → approval ─► promote ─────────┐
+                                                    │                           └► delete_rejected ─┤
+                                                    └► delete ──────────────────────────────────────┴► report
                                     cleanup_on_failure: deletes the tuned model if any later step fails
+approval waits for a human only with require_approval (else it approves itself at once); Reject or its timeout
+follows delete_rejected.
 
 Wiring and Params only: the logic lives in ``plugins/gemini_tuning``. No Google SDK is imported at parse time.
 Runs on a schedule (Mondays 03:00 UTC), when new raw training data is announced (the Asset below), or from the UI
@@ -22,8 +25,13 @@ from airflow.timetables.trigger import CronTriggerTimetable
 from gemini_tuning.core.tuning import BACKENDS
 from gemini_tuning.core.vocabulary import GATE_METRIC_NAMES
 from gemini_tuning.operators.evaluate import GeminiEvaluateOperator, GeminiGateOperator
+from gemini_tuning.operators.guards import deployment_params
 from gemini_tuning.operators.prepare import PrepareTuningDatasetOperator
-from gemini_tuning.operators.promote import GeminiDeleteTunedModelOperator, GeminiPromoteOperator
+from gemini_tuning.operators.promote import (
+    GeminiApprovalOperator,
+    GeminiDeleteTunedModelOperator,
+    GeminiPromoteOperator,
+)
 from gemini_tuning.operators.report import GeminiTuningReportOperator
 from gemini_tuning.operators.tune import GeminiTuningOperator
 
@@ -32,6 +40,7 @@ RAW_TRAINING_DATA = Asset(name="gemini_tuning_raw_training_data")   # emitted by
 RUN_DIR = "{{ params.gcs_prefix }}/runs/{{ run_id | replace(':', '-') | replace('+', '-') }}"
 TUNED = "{{ ti.xcom_pull(task_ids='tune') }}"
 EVALUATION = "{{ ti.xcom_pull(task_ids='evaluate') }}"
+GATE = "{{ ti.xcom_pull(task_ids='gate', key='gate') }}"
 GOOGLE = {"project_id": "{{ params.project_id }}", "location": "{{ params.location }}"}
 
 with DAG(
@@ -47,7 +56,9 @@ with DAG(
     render_template_as_native_obj=True,
     default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
     tags=["gemini", "tuning"],
-    params={
+    # the demo defaults below, with a deployment's own merged over them from the JSON file named by
+    # $GEMINI_TUNING_PIPELINE_CONFIG (read at parse time; README "Guard rails")
+    params=deployment_params({
         # --- where and what
         "backend": Param("vertex", enum=list(BACKENDS), title="Backend",
                          description="Vertex AI tuningJobs (recommended) or the Gemini API tunedModels flow"),
@@ -86,6 +97,17 @@ with DAG(
                                            "version and checkpoint; or projects/P/locations/L/models/M@version "
                                            "(or @alias). The result is the next version of that model",
                                examples=["champion"]),
+        # --- budget (checked by the tune task before anything is created; empty = no limit)
+        "max_training_tokens": Param(None, type=["null", "integer"], minimum=1, title="Budget: max training tokens",
+                                     description="billable training tokens = the training examples' tokens "
+                                                 "(estimate: characters / 4) x epochs; above it the run fails "
+                                                 "before the tuning job is created"),
+        "max_cost": Param(None, type=["null", "number"], minimum=0, title="Budget: max cost",
+                          description="in the currency of the price below; needs that price"),
+        "price_per_million_training_tokens": Param(None, type=["null", "number"], exclusiveMinimum=0,
+                                                   title="Budget: your price per million training tokens",
+                                                   description="from your price list for the base model (none is "
+                                                               "built in); used for max_cost and the logged cost"),
         # --- evaluation
         "eval_mode": Param("online", enum=["online", "batch"], title="Evaluation mode",
                            description="online: rate-limited generateContent calls; batch: Vertex batch prediction "
@@ -121,7 +143,13 @@ with DAG(
                                             title="Gate: minimum non-tied judged pairs (pairwise judge)"),
         "gate_pairwise_margin": Param(0.0, type="number", minimum=0, maximum=0.49,
                                       title="Gate: win rate must beat 0.5 + this (pairwise judge)"),
-    },
+        # --- approval (after the gate says promote)
+        "require_approval": Param(False, type="boolean", title="Require a human's approval to promote",
+                                  description="the approval task waits for Approve / Reject (Required actions, or "
+                                              "the REST API's hitlDetails); Reject deletes the candidate"),
+        "approval_timeout_hours": Param(72, type=["null", "number"], exclusiveMinimum=0, title="Approval timeout (h)",
+                                        description="no answer by then counts as Reject; empty: wait forever"),
+    }),
 ) as dag:
     prepare = PrepareTuningDatasetOperator(
         task_id="prepare_dataset",
@@ -131,6 +159,9 @@ with DAG(
         validation_fraction="{{ params.validation_fraction }}",
         eval_prompts="{{ params.eval_prompts }}",
         epochs="{{ params.epochs }}",
+        # the scheduled-run guard also checks these (an unattended run with demo values against Google fails)
+        guard_paths={"system_instruction": "{{ params.system_instruction }}"},
+        demo_roots=[DEMO],
     )
     tune = GeminiTuningOperator(
         task_id="tune",
@@ -153,6 +184,10 @@ with DAG(
         continue_from="{{ params.continue_from }}",
         champion_pointer_uri="{{ params.gcs_prefix }}/champion.json",
         deferrable=True,
+        max_training_tokens="{{ params.max_training_tokens }}",
+        max_cost="{{ params.max_cost }}",
+        price_per_million_training_tokens="{{ params.price_per_million_training_tokens }}",
+        dataset_stats="{{ ti.xcom_pull(task_ids='prepare_dataset')['stats'] }}",
     )
     evaluate = GeminiEvaluateOperator(
         task_id="evaluate",
@@ -188,24 +223,38 @@ with DAG(
                      "confidence": "{{ params.gate_confidence }}",
                      "pairwise_min_decisive": "{{ params.gate_pairwise_min_decisive }}",
                      "pairwise_margin": "{{ params.gate_pairwise_margin }}"},
-        promote_task_id="promote",
+        promote_task_id="review_report",
         delete_task_id="delete",
     )
+    # the report as the gate left it, for the reviewer (the approval's body links to it; the api-server serves it
+    # until "report" has written the final one)
+    review_report = GeminiTuningReportOperator(task_id="review_report", tuning=TUNED, evaluation=EVALUATION,
+                                               gate=GATE, report_uri=RUN_DIR + "/report/review.html",
+                                               decision_task_ids=[])
+    approval = GeminiApprovalOperator(task_id="approval", gate=GATE, candidate=TUNED,
+                                      required="{{ params.require_approval }}",
+                                      timeout_hours="{{ params.approval_timeout_hours }}",
+                                      promote_task_id="promote", reject_task_id="delete_rejected")
     promote = GeminiPromoteOperator(task_id="promote", **GOOGLE, candidate=TUNED, evaluation=EVALUATION,
                                     pointer_uri="{{ params.gcs_prefix }}/champion.json")
     delete = GeminiDeleteTunedModelOperator(task_id="delete", **GOOGLE, candidate=TUNED,
                                             pointer_uri="{{ params.gcs_prefix }}/champion.json")
+    delete_rejected = GeminiDeleteTunedModelOperator(task_id="delete_rejected", **GOOGLE, candidate=TUNED,
+                                                     pointer_uri="{{ params.gcs_prefix }}/champion.json")
     report = GeminiTuningReportOperator(
         task_id="report",
         tuning=TUNED,
         evaluation=EVALUATION,
-        gate="{{ ti.xcom_pull(task_ids='gate', key='gate') }}",
+        gate=GATE,
         report_uri=RUN_DIR + "/report/index.html",
+        decision_task_ids=["promote", "delete", "delete_rejected"],
         trigger_rule="none_failed_min_one_success",
     )
     cleanup = GeminiDeleteTunedModelOperator(
         task_id="cleanup_on_failure", **GOOGLE, candidate=TUNED,
         pointer_uri="{{ params.gcs_prefix }}/champion.json", trigger_rule="one_failed", retries=3)
 
-    prepare >> tune >> evaluate >> gate >> [promote, delete] >> report
-    [evaluate, gate, promote, delete] >> cleanup
+    prepare >> tune >> evaluate >> gate >> [review_report, delete]
+    review_report >> approval >> [promote, delete_rejected]
+    [promote, delete, delete_rejected] >> report
+    [evaluate, gate, review_report, approval, promote, delete, delete_rejected] >> cleanup

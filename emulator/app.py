@@ -242,7 +242,8 @@ def _default_message(status: int) -> str:
     return _DEFAULT_MESSAGES.get(status, f"Emulated HTTP {status}.")
 
 
-_KIND_RX = re.compile(r"(tuningJobs|tunedModels|operations|batchPredictionJobs|endpoints|models|generateContent)")
+_KIND_RX = re.compile(r"(tuningJobs|tunedModels|operations|batchPredictionJobs|endpoints|models|generateContent|"
+                      r"evaluateInstances)")
 
 
 def _route_kind(path: str) -> str:

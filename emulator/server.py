@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from .app import Emulator, EmulatorConfig
+from .evaluation import EvaluationService
 from .gemini_api import GeminiApiService
 from .vertex import VertexService
 
@@ -21,6 +22,7 @@ def build(config: EmulatorConfig, data_dir: str | None) -> tuple[Emulator, web.A
     emu = Emulator(config, data_dir=data_dir)
     VertexService(emu)
     GeminiApiService(emu)
+    EvaluationService(emu)
     return emu, emu.build_app()
 
 

@@ -4,7 +4,10 @@
 2. runs the `gemini_tuning_pipeline` DAG with `dag.test()` on the good demo set → expected: PROMOTE;
 3. runs it again on the same tickets with shuffled labels → expected: DELETE (model and endpoint removed),
    the champion untouched;
-4. prints what happened and where the reports are; exits non-zero if anything else happened.
+4. a generative task (short support replies, ``include/demo/replies``) judged by the autorater (Vertex's evaluation
+   service; the emulator's stand-in judge): a first champion from 40 examples, then the good set → PROMOTE by the
+   pairwise gate (win rates printed), then the corrupted set → DELETE;
+5. prints what happened and where the reports are; exits non-zero if anything else happened.
 """
 
 from __future__ import annotations
@@ -48,10 +51,21 @@ def configure(info: dict) -> None:
     sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "dags")]
 
 
-def run(dag, training: Path, label: str) -> dict:
+ROUTER = {"gcs_prefix": PREFIX, "eval_prompts": str(ROOT / "include" / "demo" / "eval_prompts.jsonl"),
+          "system_instruction": str(ROOT / "include" / "demo" / "system_instruction.txt"), "epochs": 3,
+          "judge": "none", "gate_primary_metric": "normalized_match", "gate_min_score": 0.6}
+REPLIES_DIR = ROOT / "include" / "demo" / "replies"
+# generative task: short support replies, judged by the autorater (pairwise against the champion, both orders)
+REPLIES = {"gcs_prefix": f"gs://{BUCKET}/replies", "eval_prompts": str(REPLIES_DIR / "eval_prompts.jsonl"),
+           "system_instruction": str(REPLIES_DIR / "system_instruction.txt"), "judge": "both",
+           "gate_primary_metric": "rouge_l_f1", "gate_min_score": 0.1}
+
+
+def run(dag, training: Path, label: str, task: dict = ROUTER, **extra) -> dict:
     from airflow.utils.state import DagRunState
 
-    conf = {"training_data": str(training), "gcs_prefix": PREFIX, "eval_rpm": 6000, "eval_concurrency": 32,
+    # dag.test() keeps earlier run_conf keys on the same DAG object: every key that differs between runs is here
+    conf = {"training_data": str(training), "eval_rpm": 6000, "eval_concurrency": 32, **task, **extra,
             "poll_policy": {"initial_seconds": 1, "min_seconds": 1, "max_seconds": 5, "fallback_max_seconds": 2}}
     t0 = time.monotonic()
     dr = dag.test(run_conf=conf)
@@ -68,20 +82,29 @@ def run(dag, training: Path, label: str) -> dict:
             m = summ["metrics"]
             print(f"    {model:10s} normalized_match={m.get('normalized_match')} macro_f1={m.get('macro_f1')} "
                   f"errors={summ['n_errors']}/{summ['n']}")
+    judge = (ev or {}).get("judge") or {}
+    if judge.get("pairwise"):
+        pw = judge["pairwise"]
+        rate = "n/a" if pw["win_rate"] is None else f"{pw['win_rate']:.2f}"
+        print(f"    judge {judge['model']}: challenger vs champion {pw['wins']} win(s), {pw['losses']} loss(es), "
+              f"{pw['ties']} tie(s), {pw['errors']} error(s); win rate {rate} (sign test p = {pw['p_value']:.3g})")
+    if judge.get("pointwise"):
+        print("    judge score (0-1): " + ", ".join(f"{k}={v:.3f}" for k, v in judge["pointwise"].items()
+                                                    if v is not None))
     if gate:
         print(f"    gate: {gate['decision'].upper()} — {gate['summary']}")
     if rep:
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
-        local = DEMO / "reports" / f"{label.split()[0]}.html"
+        local = DEMO / "reports" / f"{label.replace(' ', '-')}.html"
         local.parent.mkdir(parents=True, exist_ok=True)
         bucket, _, name = rep["report_uri"][len("gs://"):].partition("/")
         storage.Client(credentials=AnonymousCredentials(), project="demo-project").bucket(bucket).blob(name) \
             .download_to_filename(str(local))
         print(f"    report: {rep['report_uri']}\n            local copy: {local}")
     return {"state": dr.state == DagRunState.SUCCESS, "decision": gate and gate["decision"], "states": states,
-            "report": rep}
+            "report": rep, "judge": judge}
 
 
 def main() -> int:
@@ -110,9 +133,23 @@ def main() -> int:
         print(f"\nchampion: {pointer['tuned_model']} (promoted by {pointer['run_id']})")
         ok = (good["state"] and good["decision"] == "promote" and good["states"].get("promote") == "success"
               and bad["state"] and bad["decision"] == "delete" and bad["states"].get("delete") == "success")
-        print(f"\n{'OK' if ok else 'UNEXPECTED'}: good set promoted={good['decision']}, shuffled set "
-              f"deleted={bad['decision']}; total {time.monotonic() - t0:.1f}s")
-        return 0 if ok else 1
+
+        # --- the generative task: a first champion from a few examples, then the good set must beat it in the
+        # pairwise judging, the corrupted set must lose to the new champion
+        print("\n--- generative task (short support replies), judged by the autorater ---")
+        few = DEMO / "replies-first-batch.jsonl"
+        few.write_text("".join((REPLIES_DIR / "train.jsonl").read_text().splitlines(keepends=True)[:40]))
+        first = run(dag, few, "replies first batch", REPLIES, epochs=1)
+        better = run(dag, REPLIES_DIR / "train.jsonl", "replies good set", REPLIES, epochs=3)
+        worse = run(dag, REPLIES_DIR / "train_corrupted.jsonl", "replies corrupted set", REPLIES, epochs=3)
+        gen_ok = (first["decision"] == "promote" and better["decision"] == "promote"
+                  and (better["judge"].get("pairwise") or {}).get("wins", 0) > 0
+                  and worse["decision"] == "delete" and worse["states"].get("delete") == "success")
+        print(f"\n{'OK' if ok else 'UNEXPECTED'}: router: good set promoted={good['decision']}, shuffled set "
+              f"deleted={bad['decision']}")
+        print(f"{'OK' if gen_ok else 'UNEXPECTED'}: replies: good set promoted by the pairwise gate="
+              f"{better['decision']}, corrupted set deleted={worse['decision']}; total {time.monotonic() - t0:.1f}s")
+        return 0 if ok and gen_ok else 1
     finally:
         os.killpg(emu.pid, signal.SIGTERM)
         emu.wait(20)

@@ -3,7 +3,7 @@
 
 Usage::
 
-    python scripts/make_demo_data.py            # writes include/demo/*
+    python scripts/make_demo_data.py            # writes include/demo/* and include/demo/replies/*
     python scripts/make_demo_data.py --out DIR  # writes somewhere else
 
 The task is customer-support ticket routing: every ticket belongs to one of six
@@ -21,6 +21,10 @@ difficulties are generated:
 
 Held-out evaluation tickets also use issue templates that never appear in the
 training set, and no evaluation ticket is identical to a training ticket.
+
+A second, generative task lives in ``include/demo/replies/``: short (2-3 sentence)
+customer-support replies for model-based evaluation (autorater, ROUGE-L); see
+:func:`build_replies` and the README it writes.
 
 The same random seed always yields byte-identical files.
 """
@@ -340,6 +344,323 @@ def build(seed: int = SEED) -> tuple[list[dict], list[dict], list[dict]]:
     return train_rows, shuffled_rows, evals
 
 
+# --------------------------------------------------------------------------------------------
+# generative task: short customer-support replies (include/demo/replies/)
+# --------------------------------------------------------------------------------------------
+# The emulator's learner can only answer with a whole training output, so the replies are a
+# moderate set of fixed texts (no per-message slot values inside a reply): every intent has two
+# situations, every situation two paraphrased replies.  A message's situation decides which pair
+# of replies fits; each paraphrase answers half of a situation's training messages and the eval
+# reference is either one at random, so a well-tuned model returns the right situation's reply
+# but not always the reference's wording.
+
+REPLIES_SEED_OFFSET = 2  # the replies use their own random stream (seed + 2) so the router files never change
+REPLY_SYSTEM_INSTRUCTION = (
+    "You are a support agent. Reply to the customer in two or three short, polite sentences."
+)
+REPLY_INTENTS = ("order_status", "return_refund", "damaged_item", "account_access", "billing", "cancellation")
+REPLY_TRAIN_PER_SITUATION = 22
+REPLY_EVAL_TOTAL = 80
+REPLY_HARD_SHARE = 0.4
+# The last N message templates of every situation are held out of the training set ("hard" eval items).
+REPLY_HELD_OUT_TEMPLATES = 2
+
+# intent -> situation -> (two paraphrased replies, message templates; the last REPLY_HELD_OUT_TEMPLATES held out)
+REPLY_SITUATIONS: dict[str, dict[str, tuple[tuple[str, str], tuple[str, ...]]]] = {
+    "order_status": {
+        "not_shipped": (
+            ("Thanks for your patience. Your order is still being packed and will ship within two business days. "
+             "You will get a tracking link by email.",
+             "Thanks for checking in. Your order is still being prepared and should ship within two business days. "
+             "We will email you a tracking link then."),
+            ("I placed order {order} {date} and it still says 'processing'.",
+             "My {product} hasn't shipped yet even though I ordered it {date}.",
+             "When will order {order} actually ship?",
+             "The status of my order has said 'preparing' for {n} days now.",
+             "Why is my {product} still not dispatched?",
+             "Is there any news on when my {product} will ship?",
+             "My order from {date} is still waiting to be shipped.",
+             # held out of training:
+             "Has order {order} been dispatched yet? It still shows as processing.",
+             "It's been {n} days and my {product} order still hasn't been sent out."),
+        ),
+        "delivered_missing": (
+            ("I'm sorry your parcel shows as delivered but never arrived. I have opened a claim with the courier, "
+             "and if it doesn't turn up in two days we will send a replacement.",
+             "Sorry the parcel is marked delivered but you haven't received it. I have opened a courier claim, and "
+             "if it is still missing in two days we will send a replacement."),
+            ("The courier marked order {order} as delivered but nothing was at my door.",
+             "Tracking says my {product} was delivered {date}, but I never got it.",
+             "My package shows as delivered, yet it isn't anywhere at my address.",
+             "I got a 'delivered' notification for the {product} but there was no parcel.",
+             "The parcel was supposedly delivered {date} and I have nothing.",
+             "The app says the parcel was delivered but I never received anything.",
+             "The tracking says delivered {date} but the parcel is not here.",
+             # held out of training:
+             "Your courier claims the {product} was delivered, but no parcel ever arrived here.",
+             "Order {order} is marked delivered and I still never received the package."),
+        ),
+    },
+    "return_refund": {
+        "how_to_return": (
+            ("Thanks for reaching out. You can return any unused item within 30 days with the prepaid label on "
+             "your order page. The refund follows within five days.",
+             "Thank you for your message. Unused items can be returned within 30 days using the prepaid label on "
+             "your order page, and we refund you within five days."),
+            ("How do I return the {product}? It's not what I expected.",
+             "I'd like to send back the {product} I bought {date}.",
+             "Can I still return order {order}? I haven't used it.",
+             "What's the process for returning an item for a refund?",
+             "Is there a prepaid return label for the {product}?",
+             "Can I return the {product} and get my money back?",
+             "I want to send the {product} back, how does a return work?",
+             # held out of training:
+             "I want to return the unused {product}; what do I need to do?",
+             "Please explain how returns work, I'd like to send order {order} back."),
+        ),
+        "refund_not_received": (
+            ("I'm sorry your refund hasn't arrived yet. We have received your return, and the refund can take up "
+             "to ten days to show on your statement.",
+             "Sorry for the wait on your refund. Your return reached us, and it can take up to ten days for the "
+             "refund to appear on your statement."),
+            ("I returned the {product} {date} and still haven't got my refund.",
+             "Where is my refund for order {order}? You confirmed the return weeks ago.",
+             "My money hasn't come back even though you received the {product}.",
+             "It's been {n} days since my return was accepted and no refund yet.",
+             "The refund for my returned {product} is still missing.",
+             "I'm still waiting for my refund for the {product} I returned.",
+             "You got my return {date} but the refund hasn't arrived.",
+             # held out of training:
+             "You received my returned {product} {date}, so why is there still no refund on my card?",
+             "Still waiting for the refund on order {order}, the return arrived ages ago."),
+        ),
+    },
+    "damaged_item": {
+        "arrived_broken": (
+            ("I'm so sorry your item arrived damaged. Please reply with a photo of the damage and we will send a "
+             "replacement right away.",
+             "I'm really sorry the item reached you damaged. Send us a photo of the damage and we will ship a "
+             "replacement straight away."),
+            ("My {product} arrived with a cracked casing.",
+             "The box was crushed and the {product} inside is broken.",
+             "Order {order} came today and the {product} is smashed.",
+             "The {product} was damaged in transit and doesn't work.",
+             "My new {product} arrived broken.",
+             "The {product} I received is broken and won't switch on.",
+             "The {product} arrived damaged, the screen is cracked.",
+             # held out of training:
+             "When I unpacked the {product} it was already cracked and damaged.",
+             "The {product} in order {order} is broken straight out of the box."),
+        ),
+        "wrong_item": (
+            ("I'm sorry we sent you the wrong item. We will ship the correct one today and email you a prepaid "
+             "label for returning the other one.",
+             "Sorry for the mix-up with your order. The correct item ships today, and we are emailing you a "
+             "prepaid label to send the wrong one back."),
+            ("I ordered the {product} but received something completely different.",
+             "Order {order} contained the wrong item.",
+             "You sent me a {product} in the wrong colour and size.",
+             "The parcel I got {date} has someone else's item in it.",
+             "This isn't the {product} I ordered, it's a different product.",
+             "I received the wrong item in my parcel.",
+             "My order {order} arrived with a different item than I ordered.",
+             # held out of training:
+             "Instead of the {product} I ordered, the box had the wrong item in it.",
+             "Wrong product delivered for order {order}, it's not what I bought."),
+        ),
+    },
+    "account_access": {
+        "forgot_password": (
+            ("Sorry for the trouble signing in. I have sent a new password reset link to your account email, valid "
+             "for one hour. Please check your spam folder too.",
+             "Sorry you're having trouble logging in. A fresh password reset link is on its way to your account "
+             "email and is valid for one hour, so please check spam too."),
+            ("I forgot my password and can't log in.",
+             "The password reset email never arrives.",
+             "I can't remember my password for the account under {name}.",
+             "The reset link you sent me {date} has already expired.",
+             "I'm locked out because I lost my password.",
+             "I need a password reset, the email with the link never came.",
+             "I can't sign in because I forgot my password.",
+             # held out of training:
+             "Can you help me reset my password? I can't sign in on my {device}.",
+             "I requested a password reset twice but no email came through."),
+        ),
+        "change_email": (
+            ("Thanks for letting us know. You can change your email address under Settings, then Account, and we "
+             "will send a confirmation link to the new address.",
+             "Thank you for reaching out. Your email address can be updated under Settings, then Account, and a "
+             "confirmation link will go to the new address."),
+            ("Please change the email address on my account.",
+             "I have a new work email and want to use it for my {plan}.",
+             "How do I update the email linked to my profile?",
+             "My old email address no longer works, can you switch it?",
+             "I'd like to use a different email for my account.",
+             "Please update my login email to a new address.",
+             "How can I change the email address I use to log in?",
+             # held out of training:
+             "Could you replace the email on my profile with my new address?",
+             "I need my account moved to a new email address, the old one is closed."),
+        ),
+    },
+    "billing": {
+        "double_charge": (
+            ("I'm sorry you were charged twice. I have refunded the duplicate payment, and it should appear on "
+             "your statement within five business days.",
+             "Sorry about the double charge. The duplicate payment has been refunded and will show on your "
+             "statement within five business days."),
+            ("I was charged twice for my {plan} this month.",
+             "There are two identical payments for order {order} on my card.",
+             "My card was billed twice {date}.",
+             "You took the subscription fee for my {plan} two times.",
+             "I see a duplicate charge from you on my statement.",
+             "My bank shows the same charge twice for one order.",
+             "I've been charged twice for the same order.",
+             # held out of training:
+             "The same payment for order {order} was charged twice to my card.",
+             "Why was I billed twice for the {plan}? There's a duplicate charge."),
+        ),
+        "invoice_request": (
+            ("Thanks for reaching out. You can download every invoice from the Billing page of your account, and I "
+             "have also emailed you a copy.",
+             "Thank you for your message. All invoices can be downloaded from the Billing page of your account, "
+             "and a copy is on its way to your email."),
+            ("Can you send me an invoice for order {order}?",
+             "I need a VAT invoice for my {plan} for my company's accounts.",
+             "Where can I find the receipt for my purchase from {date}?",
+             "My accountant needs invoices for the last three months.",
+             "Please email me a copy of my latest invoice.",
+             "Can I get an invoice for my last payment?",
+             "I need an invoice for order {order} for my records.",
+             # held out of training:
+             "Could I get an invoice for the {product} for my expense report?",
+             "I can't find the invoice for my {plan} payment, where is it?"),
+        ),
+    },
+    "cancellation": {
+        "cancel_order": (
+            ("No problem, I have cancelled your order before it shipped. The full amount goes back to your "
+             "original payment method within three business days.",
+             "Of course, your order has been cancelled before shipping. The full amount will be returned to your "
+             "original payment method within three business days."),
+            ("Please cancel order {order}, I ordered by mistake.",
+             "I'd like to cancel the {product} I bought {date}.",
+             "Can I still cancel my order? It hasn't shipped yet.",
+             "I changed my mind about order {order}, please cancel it.",
+             "Cancel my {product} order please.",
+             "Please cancel the order I just placed.",
+             "I ordered the {product} by accident, please cancel it.",
+             # held out of training:
+             "I no longer need the {product}, can you cancel the order before it ships?",
+             "Is it too late to cancel the order I placed {date}?"),
+        ),
+        "cancel_subscription": (
+            ("Sorry to see you go. I have cancelled your subscription, and you keep access until the end of the "
+             "current billing period with no further charges.",
+             "We're sorry to see you leave. Your subscription is cancelled, and you keep access until the end of "
+             "this billing period without being charged again."),
+            ("Please cancel my {plan}.",
+             "I want to stop my subscription before the next renewal.",
+             "How do I end my {plan}? I don't use it anymore.",
+             "Don't renew my membership next month, please.",
+             "Cancel my subscription, I'm moving to another service.",
+             "I want to cancel my subscription and not be charged again.",
+             "Please cancel my subscription at the end of this month.",
+             # held out of training:
+             "I'd like to cancel the {plan} and stop future renewals.",
+             "Please end my subscription so I'm not charged next month."),
+        ),
+    },
+}
+
+REPLY_FILLER = (
+    "I've been a customer for {years} years.",
+    "Thanks in advance for your help.",
+    "I'm writing from my phone, so sorry for any typos.",
+    "Hope you're having a good day.",
+    "Please get back to me as soon as possible.",
+    "My name is {name}.",
+    "I usually love your service.",
+    "Let me know if you need anything else from me.",
+    "This is the first time I've had a problem.",
+    "I'm a bit frustrated, to be honest.",
+)
+
+
+def _reply_situations() -> list[tuple[str, str]]:
+    return [(intent, sit) for intent in REPLY_INTENTS for sit in REPLY_SITUATIONS[intent]]
+
+
+def make_message(intent: str, situation: str, rng: random.Random, *, held_out: bool) -> str:
+    """A customer message of ``situation``: a seen template (``held_out`` False) or a held-out one."""
+    templates = REPLY_SITUATIONS[intent][situation][1]
+    pool = templates[-REPLY_HELD_OUT_TEMPLATES:] if held_out else templates[:-REPLY_HELD_OUT_TEMPLATES]
+    body = [_fill(rng.choice(pool), rng)]
+    for filler in rng.sample(REPLY_FILLER, rng.choice((0, 0, 1))):
+        body.insert(rng.randint(0, len(body)), _fill(filler, rng))
+    parts = [rng.choice(GREETINGS), " ".join(body), _fill(rng.choice(SIGNOFFS), rng)]
+    return "\n".join(p for p in parts if p)
+
+
+def build_replies(seed: int = SEED) -> tuple[list[dict], list[dict], list[dict]]:
+    """Return (train_rows, corrupted_rows, eval_rows) of the support-reply task."""
+    rng = random.Random(seed + REPLIES_SEED_OFFSET)
+    situations = _reply_situations()
+    seen: set[str] = set()
+
+    def unique_message(intent: str, situation: str, held_out: bool) -> str:
+        while True:
+            text = make_message(intent, situation, rng, held_out=held_out)
+            if text not in seen:
+                seen.add(text)
+                return text
+
+    train: list[tuple[str, str, str]] = []  # (message, reply, intent)
+    for intent, sit in situations:
+        replies = REPLY_SITUATIONS[intent][sit][0]
+        for j in range(REPLY_TRAIN_PER_SITUATION):  # both paraphrases equally often
+            train.append((unique_message(intent, sit, False), replies[j % 2], intent))
+    rng.shuffle(train)
+
+    evals: list[dict] = []
+    base, extra = divmod(REPLY_EVAL_TOTAL, len(situations))
+    for k, (intent, sit) in enumerate(situations):
+        count = base + (k < extra)
+        n_hard = round(count * REPLY_HARD_SHARE)
+        for j in range(count):
+            difficulty = "hard" if j < n_hard else "easy"
+            evals.append({"prompt": unique_message(intent, sit, difficulty == "hard"),
+                          "reference": rng.choice(REPLY_SITUATIONS[intent][sit][0]),
+                          "tags": [intent, difficulty], "metric": "rouge_l_f1"})
+    rng.shuffle(evals)
+
+    # corrupted: the same messages with the replies permuted so that no message keeps a reply of its own intent
+    order = list(range(len(train)))
+    rng.shuffle(order)
+    for i in range(len(order)):
+        if train[order[i]][2] != train[i][2]:
+            continue
+        start = rng.randrange(len(order))
+        for step in range(len(order)):
+            j = (start + step) % len(order)
+            if train[order[j]][2] != train[i][2] and train[order[i]][2] != train[j][2]:
+                order[i], order[j] = order[j], order[i]
+                break
+
+    def vertex_row(message: str, reply: str) -> dict:
+        return {
+            "systemInstruction": {"role": "system", "parts": [{"text": REPLY_SYSTEM_INSTRUCTION}]},
+            "contents": [
+                {"role": "user", "parts": [{"text": message}]},
+                {"role": "model", "parts": [{"text": reply}]},
+            ],
+        }
+
+    train_rows = [vertex_row(m, r) for m, r, _ in train]
+    corrupted_rows = [vertex_row(m, train[j][1]) for (m, _, _), j in zip(train, order)]
+    return train_rows, corrupted_rows, evals
+
+
 # The Gemini API tuning tutorial's "increment the number" examples, extended with the same pattern.
 NUMBER_SEEDS = [
     ("1", "2"), ("3", "4"), ("-3", "-2"), ("twenty two", "twenty three"),
@@ -376,6 +697,37 @@ Tickets are built from per-label templates, slot vocabulary and shared noise sen
 the first one), so a good model should score well but not perfectly.
 """
 
+REPLIES_README = """
+## Generative task: short support replies (`replies/`)
+
+For model-based evaluation (an autorater judging an answer against a reference) and ROUGE-L: reply to
+a customer message in two or three short, polite sentences. {n_intents} intents:
+{intents}. Each has two situations (e.g. `order_status`: not shipped yet / marked as delivered but
+missing), so {n_situations} situations, each with **two paraphrased replies**: {n_replies} distinct reply
+texts in all. Replies never contain per-message slot values (order numbers, products...): the
+emulator's learner can only answer with a whole training output, so a tuned model can really return
+the right reply for a new message.
+
+| File | What it is |
+|---|---|
+| `replies/train.jsonl` | {n_train} examples, Vertex AI supervised-tuning format (same shape as `train.jsonl`); the \
+reply is one of the message's two situation paraphrases (each for half of a situation's messages). |
+| `replies/train_corrupted.jsonl` | The same messages with the replies permuted so that no message keeps a reply of \
+its own intent — a corrupted set that must lose. |
+| `replies/eval_prompts.jsonl` | {n_eval} held-out messages: `{{"prompt", "reference": <one of the situation's two \
+replies>, "tags": [<intent>, easy\\|hard], "metric": "rouge_l_f1"}}`. None is identical to a training message; \
+`hard` ones ({n_hard}) use message templates never seen in training. |
+| `replies/system_instruction.txt` | The system instruction used in `replies/train.jsonl`; send it with each eval \
+prompt. |
+
+Because the reference is one of two paraphrases (ROUGE-L F1 between them about 0.6, between replies of
+different situations about 0.18), a good tuned answer is close to it but not always identical: ROUGE-L
+F1 and an autorater rate it high, exact match holds only about half the time. Measured with the
+emulator's learner (default hyperparameters, 3 epochs): mean ROUGE-L F1 0.72 tuned on `train.jsonl`
+(exact match 0.46), 0.23 on `train_corrupted.jsonl`, 0.13 for the untuned base model. The replies use their own random
+stream (seed + 2), so adding them left the ticket-router files unchanged.
+"""
+
 
 def write(out: Path, seed: int = SEED) -> None:
     out.mkdir(parents=True, exist_ok=True)
@@ -390,8 +742,23 @@ def write(out: Path, seed: int = SEED) -> None:
     dump("eval_prompts.jsonl", evals)
     dump("seeds_numbers.jsonl", [{"text_input": a, "output": b} for a, b in NUMBER_SEEDS])
     (out / "system_instruction.txt").write_text(SYSTEM_INSTRUCTION + "\n", encoding="utf-8")
+
+    reply_train, reply_corrupted, reply_evals = build_replies(seed)
+    replies = out / "replies"
+    replies.mkdir(exist_ok=True)
+    dump("replies/train.jsonl", reply_train)
+    dump("replies/train_corrupted.jsonl", reply_corrupted)
+    dump("replies/eval_prompts.jsonl", reply_evals)
+    (replies / "system_instruction.txt").write_text(REPLY_SYSTEM_INSTRUCTION + "\n", encoding="utf-8")
+
+    n_replies = len({row["contents"][1]["parts"][0]["text"] for row in reply_train})
     (out / "README.md").write_text(
-        README.format(n_train=len(train_rows), n_eval=len(evals), n_numbers=len(NUMBER_SEEDS)), encoding="utf-8"
+        README.format(n_train=len(train_rows), n_eval=len(evals), n_numbers=len(NUMBER_SEEDS))
+        + REPLIES_README.format(n_train=len(reply_train), n_eval=len(reply_evals), n_replies=n_replies,
+                                n_situations=len(_reply_situations()), n_intents=len(REPLY_INTENTS),
+                                n_hard=sum(r["tags"][1] == "hard" for r in reply_evals),
+                                intents=", ".join(f"`{i}`" for i in REPLY_INTENTS)),
+        encoding="utf-8",
     )
 
 

@@ -262,6 +262,7 @@ def _drive_vertex(rec: Recorder, url: str, gcs_url: str, emu) -> None:
                  message=m.GenerateContentResponse.pb(), json=prompt)
         rec.call("POST", v(ver, "publishers/google/models/gemini-2.5-flash:generateContent"),
                  kind="generateContent.publisher", message=m.GenerateContentResponse.pb(), json=prompt)
+    _drive_evaluation(rec, endpoint_name)   # with a tuned model's endpoint as the autorater
 
     # Long-running operations, each seen not done and done, on the last-checkpoint-only job's model and endpoint.
     lro = emu.config.lro_seconds
@@ -387,6 +388,86 @@ def _drive_vertex(rec: Recorder, url: str, gcs_url: str, emu) -> None:
     assert rec.error("error.fault", "GET", f"/ui/{PARENT}/operations/1", 503)["status"] == "UNAVAILABLE"
 
 
+# ------------------------------------------------------------------------------------------------ evaluation
+def _drive_evaluation(rec: Recorder, endpoint_name: str) -> None:
+    """``:evaluateInstances``: every implemented metric input and result shape (scores, each pairwise choice, raw
+    output), on both versions, and its error envelopes (400, 404, 501, a fault)."""
+    ref = "A refund is on its way and should reach you within five days."
+    near = "A refund is on its way and should reach you within 5 days."
+    near2 = "A refund is on its way and should reach you within five weeks."
+    off = "Could you share a few more details?"
+
+    def model_based(kind, template, instance, **spec):
+        return {kind: {"metricSpec": {"metricPromptTemplate": template, **spec},
+                       "instance": {"jsonInstance": json.dumps(instance)}}}
+
+    pointwise = "Rate {response} for {prompt} against {reference}, 1 to 5."
+    pairwise = "For {prompt}: A {baseline_model_response} or B {response}? Reference: {reference}"
+    pair = {"prompt": "p", "reference": ref}
+    names = {"candidateResponseFieldName": "response", "baselineResponseFieldName": "baseline_model_response"}
+    raw = {"customOutputFormatConfig": {"returnRawOutput": True}}
+    inst = [{"prediction": near, "reference": ref}, {"prediction": ref, "reference": ref}]
+    bodies = {
+        "evaluate.pointwise": [model_based("pointwiseMetricInput", pointwise, {**pair, "response": r}) for r in
+                               (ref, off)]
+        + [model_based("pointwiseMetricInput", pointwise, {**pair, "response": near}, systemInstruction="Be fair.")],
+        "evaluate.pointwise.raw": [model_based("pointwiseMetricInput", pointwise, {**pair, "response": near}, **raw)],
+        "evaluate.pairwise": [model_based("pairwiseMetricInput", pairwise,
+                                          {**pair, "response": c, "baseline_model_response": b}, **spec)
+                              for c, b, spec in ((near, off, {}), (off, near, {}), (near, near2, {}),
+                                                 (near, near2, names))],
+        "evaluate.pairwise.raw": [model_based("pairwiseMetricInput", pairwise,
+                                              {**pair, "response": near, "baseline_model_response": off}, **raw)],
+        "evaluate.exactMatch": [{"exactMatchInput": {"metricSpec": {}, "instances": inst}}],
+        "evaluate.bleu": [{"bleuInput": {"metricSpec": {"useEffectiveOrder": e}, "instances": inst}}
+                          for e in (True, False)],
+        "evaluate.rouge": [{"rougeInput": {"metricSpec": {"rougeType": t, "useStemmer": True, "splitSummaries": True},
+                                           "instances": inst}} for t in ("rouge1", "rouge2", "rougeL", "rougeLsum")],
+    }
+    choices = set()
+    for ver in VERS:
+        message = VERTEX[ver].EvaluateInstancesResponse.pb()
+        for kind, items in bodies.items():
+            for body in items:
+                got = rec.call("POST", f"/{ver}/{PARENT}:evaluateInstances", kind=kind, message=message, json=body)
+                choices.add((got.get("pairwiseMetricResult") or {}).get("pairwiseChoice"))
+    message = VERTEX["v1beta1"].EvaluateInstancesResponse.pb()   # autoraterConfig is a v1beta1 field only
+    for model in (endpoint_name, "publishers/google/models/gemini-2.5-flash",
+                  f"{PARENT}/publishers/google/models/gemini-2.5-pro"):
+        judge = {"autoraterModel": model, "flipEnabled": False, "samplingCount": 2,
+                 "generationConfig": {"temperature": 0}}
+        for kind, body in (("evaluate.pointwise", bodies["evaluate.pointwise"][0]),
+                           ("evaluate.pairwise", bodies["evaluate.pairwise"][2])):
+            rec.call("POST", f"/v1beta1/{PARENT}:evaluateInstances", kind=kind, message=message,
+                     json={**body, "autoraterConfig": judge})
+    assert choices >= {"CANDIDATE", "BASELINE", "TIE"}, choices
+
+    path = f"/v1/{PARENT}:evaluateInstances"
+    em = bodies["evaluate.exactMatch"][0]
+    err = rec.error("evaluate.error", "POST", path, 400, json={})
+    assert err["details"][0]["@type"] == TYPE + "google.rpc.BadRequest", err
+    rec.error("evaluate.error", "POST", path, 400, json={**em, **bodies["evaluate.bleu"][0]})
+    rec.error("evaluate.error", "POST", path, 400,
+              json=model_based("pointwiseMetricInput", "{prompt} {missing}", {"prompt": "p", "reference": ref}))
+    rec.error("evaluate.error", "POST", path, 400, json={"pairwiseMetricInput": {
+        "metricSpec": {"metricPromptTemplate": pairwise}, "instance": {"jsonInstance": "{not json"}}})
+    rec.error("evaluate.error", "POST", path, 400, json={**bodies["evaluate.pointwise"][0],
+                                                         "autoraterConfig": {"autoraterModel": "gemini-2.5-flash"}})
+    beta = f"/v1beta1/{PARENT}:evaluateInstances"
+    rec.error("evaluate.error", "POST", beta, 400, json={**bodies["evaluate.pointwise"][0],
+                                                         "autoraterConfig": {"autoraterModel": "openai/gpt-9"}})
+    rec.error("evaluate.error", "POST", beta, 404, json={
+        **bodies["evaluate.pointwise"][0], "autoraterConfig": {"autoraterModel": "publishers/google/models/imagen-9"}})
+    rec.error("evaluate.error", "POST", beta, 404, json={
+        **bodies["evaluate.pointwise"][0], "autoraterConfig": {"autoraterModel": f"{PARENT}/endpoints/1"}})
+    assert rec.error("evaluate.error", "POST", path, 501,
+                     json={"fluencyInput": {"metricSpec": {}, "instance": {"prediction": "x"}}})["status"] == \
+        "UNIMPLEMENTED"
+    _admin(rec.url, "POST", "faults", [{"kind": "status", "path": ":evaluateInstances$", "status": 429,
+                                        "retry_after": 1, "count": 1}])
+    assert rec.error("evaluate.error", "POST", beta, 429, json=em)["status"] == "RESOURCE_EXHAUSTED"
+
+
 # ------------------------------------------------------------------------------------------------ Gemini API
 def _drive_gemini(rec: Recorder, url: str) -> None:
     tag = f"{time.time_ns() % 10**9}"
@@ -500,9 +581,11 @@ RESOURCE_KINDS = [
     "gemini.operation.notDone", "gemini.operation.done", "gemini.operation.failed", "gemini.operation.polled",
     "gemini.operations.list", "gemini.tunedModel.creating", "gemini.tunedModel.active", "gemini.tunedModel.failed",
     "gemini.tunedModel.patch", "gemini.tunedModel.list", "gemini.generateContent", "gemini.cancel", "gemini.delete",
+    "evaluate.pointwise", "evaluate.pointwise.raw", "evaluate.pairwise", "evaluate.pairwise.raw", "evaluate.exactMatch",
+    "evaluate.bleu", "evaluate.rouge",
 ]
 ERROR_KINDS = ["error.400", "error.404", "error.failedPrecondition", "error.405", "error.429", "error.fault",
-               "gemini.error"]
+               "evaluate.error", "gemini.error"]
 
 
 @pytest.mark.parametrize("kind", RESOURCE_KINDS)

@@ -442,3 +442,220 @@ def test_switching_backend_retires_the_vertex_champion(emulator, gcs_client, sma
     res = ch.promote(gcs_client, pointer_uri, new, expected_generation=gen, registry=registry, run=run(2))
     assert res["status"] == "promoted" and res["registry"]["retired"] == [old["tuned_model"]]
     assert not is_champion_in_registry(registry, old)
+
+
+# ------------------------------------------------------------------------------------------------ rollback
+def rb_run(n: int) -> dict:
+    return {"run_id": f"manual__2026-11-1{n}T10:00:00+00:00", "dag_id": "gemini_tuning_rollback"}
+
+
+def assert_one_champion(registry: VertexRegistry, gcs_client, pointer_uri: str, models: list[dict]) -> dict:
+    """Pointer, alias and labels agree: the pointer's model carries alias and champion label, no other does."""
+    ptr, _ = ch.read_champion(gcs_client, pointer_uri)
+    scope = ch.pointer_label(pointer_uri)
+    assert [m.resource for m in registry.find_models({ROLE: "champion", SCOPE: scope})] == [ptr["tuned_model"]]
+    for m in models:
+        mv = registry.get_model(m["tuned_model"])
+        mine = m["tuned_model"] == ptr["tuned_model"]
+        assert (ch.CHAMPION_ALIAS in mv.version_aliases) == mine, (m["tuned_model"], mv.version_aliases)
+        assert (mv.labels.get(ROLE) == "champion") == mine, (m["tuned_model"], mv.labels)
+    base, version = split_version(ptr["tuned_model"])
+    assert registry.get_model(f"{base}@champion").version_id == version
+    return ptr
+
+
+def test_rollback_after_two_promotions_restores_the_first(emulator, gcs_client, small_train_uri, registry,
+                                                          pointer_uri):
+    url = emulator.endpoints.url
+    a, b = tune_vertex(url, small_train_uri, 2)
+    with pytest.raises(ValueError, match="names no champion"):
+        ch.rollback(gcs_client, pointer_uri, registry=registry, run=rb_run(1))
+    ch.promote(gcs_client, pointer_uri, a, expected_generation=0, registry=registry, run=run(1, acc=0.6))
+    with pytest.raises(ValueError, match="no previous champion"):
+        ch.rollback(gcs_client, pointer_uri, registry=registry, run=rb_run(1))
+    first, gen1 = ch.read_champion(gcs_client, pointer_uri)
+    ch.promote(gcs_client, pointer_uri, b, expected_generation=gen1, registry=registry, run=run(2, acc=0.9))
+    second, gen2 = ch.read_champion(gcs_client, pointer_uri)
+
+    # a wrong expectation ("to" is not the previous champion) or a stale generation: refused, nothing written
+    with pytest.raises(ValueError, match="cannot roll back to"):
+        ch.rollback(gcs_client, pointer_uri, registry=registry, run=rb_run(1),
+                    to=f"projects/{PROJECT}/locations/{LOCATION}/models/424242@1")
+    with pytest.raises(ch.RollbackConflict, match=f"moved from generation {gen1} to {gen2}") as err:
+        ch.rollback(gcs_client, pointer_uri, registry=registry, run=rb_run(1), expected_generation=gen1)
+    assert isinstance(err.value, ch.ChampionChanged)
+    assert ch.read_champion(gcs_client, pointer_uri) == (second, gen2)
+
+    res = ch.rollback(gcs_client, pointer_uri, registry=registry, run=rb_run(1), to=a["tuned_model"],
+                      expected_generation=gen2, now="2026-11-11T10:00:00Z")
+    assert res["status"] == "rolled_back" and res["rolled_back"] == b["tuned_model"]
+    assert res["registry"]["champion"] == a["tuned_model"] and b["tuned_model"] in res["registry"]["retired"]
+    ptr, gen3 = ch.read_champion(gcs_client, pointer_uri)
+    assert gen3 == res["generation"] > gen2
+    assert ptr["tuned_model"] == a["tuned_model"] and ptr["endpoint"] == a["endpoint"] and ptr["via"] == "rollback"
+    assert ptr["metrics"] == {"acc": 0.6}                              # what it was promoted with
+    assert (ptr["run_id"], ptr["dag_id"], ptr["promoted_at"]) == (rb_run(1)["run_id"], "gemini_tuning_rollback",
+                                                                  "2026-11-11T10:00:00Z")
+    assert ptr["restored"] == {"run_id": run(1)["run_id"], "dag_id": "gemini_tuning",
+                               "promoted_at": first["promoted_at"]}
+    assert ptr["previous"] == {k: v for k, v in second.items() if k != "previous"}   # the rolled-back one
+    assert_one_champion(registry, gcs_client, pointer_uri, [a, b])
+    ma, mb = registry.get_model(a["tuned_model"]), registry.get_model(b["tuned_model"])
+    assert ma.labels[ROLE] == "champion" and ma.labels[RUN] == ch.label_value(rb_run(1)["run_id"])
+    assert mb.labels[ROLE] == "retired" and mb.labels[RUN] == ch.label_value(run(2)["run_id"])
+    assert status_of(url, split_version(b["tuned_model"])[0]) == 200 and status_of(url, b["endpoint"]) == 200  # kept
+
+    # idempotent: the task's retry finds its own pointer and only reconciles
+    again = ch.rollback(gcs_client, pointer_uri, registry=registry, run=rb_run(1), expected_generation=gen2)
+    assert again["status"] == "already_rolled_back" and again["generation"] == gen3
+    assert again["rolled_back"] == b["tuned_model"] and ch.read_champion(gcs_client, pointer_uri)[1] == gen3
+    # "to" naming the champion already: nothing to do
+    same = ch.rollback(gcs_client, pointer_uri, registry=registry, run=rb_run(2), to=a["tuned_model"])
+    assert same["status"] == "already_champion" and ch.read_champion(gcs_client, pointer_uri)[1] == gen3
+    # a rollback of the rollback (another run) restores B: a roll-forward; the pointer stays one level deep
+    back = ch.rollback(gcs_client, pointer_uri, registry=registry, run=rb_run(3))
+    assert back["status"] == "rolled_back" and back["champion"]["tuned_model"] == b["tuned_model"]
+    ptr, _ = ch.read_champion(gcs_client, pointer_uri)
+    assert ptr["restored"]["run_id"] == run(2)["run_id"] and ptr["previous"]["tuned_model"] == a["tuned_model"]
+    assert "previous" not in ptr["previous"] and ptr["previous"]["via"] == "rollback"
+    assert_one_champion(registry, gcs_client, pointer_uri, [a, b])
+    # the rollback of run 1, retried now, sees its pointer replaced: superseded, nothing changes
+    late = ch.rollback(gcs_client, pointer_uri, registry=registry, run=rb_run(1))
+    assert late["status"] == "superseded" and late["superseded_by"] == b["tuned_model"]
+    assert ch.read_champion(gcs_client, pointer_uri)[0] == ptr
+
+
+def test_rollback_resumes_after_crash_and_refuses_a_vanished_model(emulator, gcs_client, small_train_uri, registry,
+                                                                   pointer_uri, monkeypatch):
+    a, b, c = tune_vertex(emulator.endpoints.url, small_train_uri, 3)
+    ch.promote(gcs_client, pointer_uri, a, expected_generation=0, registry=registry, run=run(1))
+    _, gen = ch.read_champion(gcs_client, pointer_uri)
+    ch.promote(gcs_client, pointer_uri, b, expected_generation=gen, registry=registry, run=run(2))
+    real = ch.reconcile
+
+    def crash(*args, **kwargs):
+        raise ConnectionError("worker died after the pointer swap")
+
+    monkeypatch.setattr(ch, "reconcile", crash)
+    with pytest.raises(ConnectionError):
+        ch.rollback(gcs_client, pointer_uri, registry=registry, run=rb_run(1))
+    ptr, gen = ch.read_champion(gcs_client, pointer_uri)
+    assert ptr["tuned_model"] == a["tuned_model"] and is_champion_in_registry(registry, b)   # the window
+    monkeypatch.setattr(ch, "reconcile", real)
+    res = ch.rollback(gcs_client, pointer_uri, registry=registry, run=rb_run(1))
+    assert res["status"] == "already_rolled_back" and res["generation"] == gen
+    assert_one_champion(registry, gcs_client, pointer_uri, [a, b])
+
+    # the previous champion was deleted meanwhile (by hand): refused before anything is written
+    ch.promote(gcs_client, pointer_uri, c, expected_generation=gen, registry=registry, run=run(3))
+    ptr, gen = ch.read_champion(gcs_client, pointer_uri)
+    ch.delete_candidate(a, storage_client=gcs_client, pointer_uri=pointer_uri, registry=registry, timeout=60)
+    with pytest.raises(NotFoundError, match="cannot roll back to"):
+        ch.rollback(gcs_client, pointer_uri, registry=registry, run=rb_run(2))
+    assert ch.read_champion(gcs_client, pointer_uri) == (ptr, gen)
+    assert_one_champion(registry, gcs_client, pointer_uri, [b, c])
+
+
+def test_rollback_and_promotion_deterministic_interleavings(emulator, gcs_client, small_train_uri, registry,
+                                                            pointer_uri, monkeypatch):
+    a, b, c, d = tune_vertex(emulator.endpoints.url, small_train_uri, 4)
+    ch.promote(gcs_client, pointer_uri, a, expected_generation=0, registry=registry, run=run(1))
+    _, gen = ch.read_champion(gcs_client, pointer_uri)
+    ch.promote(gcs_client, pointer_uri, b, expected_generation=gen, registry=registry, run=run(2))
+    _, gen = ch.read_champion(gcs_client, pointer_uri)
+    real_write = ch.write_json
+
+    # 1) the promotion of C reaches the swap while the rollback reads the same generation: the rollback loses
+    def promotion_sneaks_in(client, uri, obj, *, if_generation_match):
+        if obj.get("via") == "rollback":
+            monkeypatch.setattr(ch, "write_json", real_write)
+            ch.promote(gcs_client, pointer_uri, c, expected_generation=gen, registry=registry, run=run(3))
+        return real_write(client, uri, obj, if_generation_match=if_generation_match)
+
+    monkeypatch.setattr(ch, "write_json", promotion_sneaks_in)
+    with pytest.raises(ch.RollbackConflict, match=f"now: {c['tuned_model']}"):
+        ch.rollback(gcs_client, pointer_uri, registry=registry, run=rb_run(1))
+    ptr = assert_one_champion(registry, gcs_client, pointer_uri, [a, b, c])
+    assert ptr["tuned_model"] == c["tuned_model"] and ptr["previous"]["tuned_model"] == b["tuned_model"]
+    _, gen = ch.read_champion(gcs_client, pointer_uri)
+
+    # 2) a rollback reaches the swap while D's promotion (evaluated against C) writes: the promotion loses
+    def rollback_sneaks_in(client, uri, obj, *, if_generation_match):
+        if obj.get("tuned_model") == d["tuned_model"]:
+            monkeypatch.setattr(ch, "write_json", real_write)
+            ch.rollback(gcs_client, pointer_uri, registry=registry, run=rb_run(2), expected_generation=gen)
+        return real_write(client, uri, obj, if_generation_match=if_generation_match)
+
+    monkeypatch.setattr(ch, "write_json", rollback_sneaks_in)
+    with pytest.raises(ch.ChampionChanged, match=f"rolled the champion back to {b['tuned_model']}") as err:
+        ch.promote(gcs_client, pointer_uri, d, expected_generation=gen, registry=registry, run=run(4))
+    assert not isinstance(err.value, ch.RollbackConflict)
+    ptr = assert_one_champion(registry, gcs_client, pointer_uri, [a, b, c, d])
+    assert ptr["tuned_model"] == b["tuned_model"] and ptr["previous"]["tuned_model"] == c["tuned_model"]
+    assert registry.get_model(d["tuned_model"]).labels == {}          # the loser was never labelled
+
+
+def test_rollback_racing_a_promotion_threads_exactly_one_champion(emulator, gcs_client, small_train_uri, registry,
+                                                                  pointer_uri):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    first, second, challenger = tune_vertex(emulator.endpoints.url, small_train_uri, 3)
+    ch.promote(gcs_client, pointer_uri, first, expected_generation=0, registry=registry, run=run(1))
+    _, gen = ch.read_champion(gcs_client, pointer_uri)
+    ch.promote(gcs_client, pointer_uri, second, expected_generation=gen, registry=registry, run=run(2))
+    _, gen = ch.read_champion(gcs_client, pointer_uri)   # both the rollback and the challenger start from this
+
+    barrier = threading.Barrier(2)
+    results: dict[str, object] = {}
+
+    def clients():
+        return (storage.Client(credentials=AnonymousCredentials(), project=PROJECT),
+                VertexRegistry(PROJECT, LOCATION, AnonymousCredentials(), base_url=emulator.endpoints.url,
+                               retry_policy=FAST))
+
+    def do(name, fn):
+        gcs, reg = clients()
+        barrier.wait()
+        try:
+            results[name] = fn(gcs, reg)
+        except Exception as exc:  # noqa: BLE001
+            results[name] = exc
+
+    threads = [
+        threading.Thread(target=do, args=("rollback", lambda g, r: ch.rollback(
+            g, pointer_uri, registry=r, run=rb_run(1), expected_generation=gen))),
+        threading.Thread(target=do, args=("promote", lambda g, r: ch.promote(
+            g, pointer_uri, challenger, expected_generation=gen, registry=r, run=run(3)))),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    outcomes = {k: type(v).__name__ for k, v in results.items()}
+    winners = [k for k, v in results.items() if isinstance(v, dict)]
+    losers = [k for k, v in results.items() if isinstance(v, ch.ChampionChanged)]
+    assert len(winners) == 1 and len(losers) == 1, outcomes
+    ptr = assert_one_champion(registry, gcs_client, pointer_uri, [first, second, challenger])
+    assert ptr["previous"]["tuned_model"] == second["tuned_model"]
+    if winners == ["rollback"]:
+        assert results["rollback"]["status"] == "rolled_back" and ptr["tuned_model"] == first["tuned_model"]
+        assert ptr["via"] == "rollback" and registry.get_model(challenger["tuned_model"]).labels == {}
+    else:
+        assert results["promote"]["status"] == "promoted" and ptr["tuned_model"] == challenger["tuned_model"]
+        assert isinstance(results["rollback"], ch.RollbackConflict) and "via" not in ptr
+        assert registry.get_model(first["tuned_model"]).labels[ROLE] == "retired"
+    assert registry.get_model(second["tuned_model"]).labels[ROLE] == "retired"
+
+
+def test_gemini_api_rollback(emulator, gcs_client, pointer_uri):
+    url = emulator.endpoints.url
+    a, b = tune_gemini_api(url), tune_gemini_api(url)
+    ch.promote(gcs_client, pointer_uri, a, expected_generation=0, registry=None, run=run(1))
+    _, gen = ch.read_champion(gcs_client, pointer_uri)
+    ch.promote(gcs_client, pointer_uri, b, expected_generation=gen, registry=None, run=run(2))
+    res = ch.rollback(gcs_client, pointer_uri, registry=None, run=rb_run(1), to=a["tuned_model"])
+    assert res["status"] == "rolled_back" and res["registry"] == {"skipped": "no Model Registry (Gemini API backend)"}
+    ptr, _ = ch.read_champion(gcs_client, pointer_uri)
+    assert ptr["tuned_model"] == a["tuned_model"] and ptr["previous"]["tuned_model"] == b["tuned_model"]
+    assert requests.get(f"{url}/v1beta/{b['tuned_model']}", headers=KEY, timeout=10).status_code == 200

@@ -205,3 +205,46 @@ def test_the_best_checkpoint_is_gated_and_promoted_not_the_last(pipeline, emulat
     assert (pointer["checkpoint_id"], pointer["endpoint"]) == (best["checkpoint_id"], best["endpoint"])
     html = gcs_client.bucket(BUCKET).blob(xcom(tis, "report")["report_uri"][len(f"gs://{BUCKET}/"):]).download_as_text()
     assert "Checkpoints" in html and f"checkpoint {best['checkpoint_id']}" in html
+
+
+# ---------------------------------------------------------------------------------------------- model-based evaluation
+REPLIES = ROOT / "include" / "demo" / "replies"
+
+
+def test_pairwise_judge_promotes_the_good_replies_and_deletes_the_corrupted(pipeline, emulator, gcs_client,
+                                                                           tmp_path):
+    """The generative demo task through the pipeline with the autorater: a first champion from 40 examples, the
+    good set beats it in the order-swapped pairwise judging and is promoted, the corrupted set loses and is
+    deleted. Judge results are in the rows, the summary, gate.json and the report."""
+    prefix = f"{PREFIX_ROOT}/{uuid.uuid4().hex[:8]}"
+    few = tmp_path / "few.jsonl"
+    few.write_text("".join((REPLIES / "train.jsonl").read_text().splitlines(keepends=True)[:40]))
+    conf = {"gcs_prefix": prefix, "eval_prompts": str(REPLIES / "eval_prompts.jsonl"), "judge": "both",
+            "system_instruction": str(REPLIES / "system_instruction.txt"), "gate_primary_metric": "rouge_l_f1",
+            "gate_min_score": 0.1, "gate_min_margin": 0.0, "gate_confidence": 0.95, "evaluate_checkpoints": False,
+            "continue_from": None}
+    _, tis = run(pipeline, **conf, training_data=str(few), epochs=1)
+    assert tis["promote"].state == "success"
+    first_gate = xcom(tis, "gate", "gate")
+    assert next(r for r in first_gate["rules"] if r["name"] == "pairwise_win_rate")["verdict"] == "skipped"
+
+    _, tis = run(pipeline, **conf, training_data=str(REPLIES / "train.jsonl"), epochs=3)
+    gate, ev = xcom(tis, "gate", "gate"), xcom(tis, "evaluate")
+    rule = next(r for r in gate["rules"] if r["name"] == "pairwise_win_rate")
+    pw = ev["judge"]["pairwise"]
+    assert rule["verdict"] == "pass" and rule["details"]["wins"] == pw["wins"] > pw["losses"] == rule["details"][
+        "losses"]
+    assert pw["wins"] + pw["losses"] + pw["ties"] + pw["errors"] == ev["n_prompts"]
+    assert ev["summary"]["challenger"]["metrics"]["judge_score"] > ev["summary"]["champion"]["metrics"]["judge_score"]
+    assert ev["tokens"]["challenger"]["total"] > 0 and tis["promote"].state == "success"
+    assert ev["judge"]["examples"] and ev["judge"]["examples"][0]["pairwise"]["explanations"][0]
+    rows = [json.loads(x) for x in gcs_client.bucket(BUCKET).blob(ev["results_uri"][len(f"gs://{BUCKET}/"):])
+            .download_as_text().splitlines()]
+    assert all(r["pairwise"]["outcome"] in ("win", "loss", "tie", "error") for r in rows)
+    html = gcs_client.bucket(BUCKET).blob(xcom(tis, "report")["report_uri"][len(f"gs://{BUCKET}/"):]) \
+        .download_as_text()
+    assert "Model-based evaluation" in html and "Sign test p-value" in html
+
+    _, tis = run(pipeline, **conf, training_data=str(REPLIES / "train_corrupted.jsonl"), epochs=3)
+    rule = next(r for r in xcom(tis, "gate", "gate")["rules"] if r["name"] == "pairwise_win_rate")
+    assert rule["verdict"] == "fail" and tis["delete"].state == "success" and tis["promote"].state == "skipped"

@@ -147,4 +147,4 @@ def test_plugins_folder_copy_works_without_install(tmp_path):
     assert info["package_file"].startswith(str(deploy / "plugins")), info["package_file"]
     assert "airflow-provider-gemini-tuning" not in info["providers"]         # nothing installed
     assert "gemini_tuning" in info["plugins"], info["plugins"]
-    assert bag == {"import_errors": {}, "dags": ["gemini_tuning_pipeline"]}
+    assert bag == {"import_errors": {}, "dags": ["gemini_tuning_pipeline", "gemini_tuning_rollback"]}

@@ -88,7 +88,7 @@ def test_the_two_orders_make_the_outcome_an_inconsistent_pair_is_a_tie():
 def test_request_and_parse_definitions():
     req = pairwise_request("projects/p/locations/l", "{prompt} {response} {baseline_model_response}",
                            {"prompt": "q", "response": "a", "baseline_model_response": "b"}, "gemini-2.5-flash")
-    assert req.method == "POST" and req.path == "/v1/projects/p/locations/l:evaluateInstances"
+    assert req.method == "POST" and req.path == "/v1beta1/projects/p/locations/l:evaluateInstances"
     assert req.json["autoraterConfig"] == {"autoraterModel": "publishers/google/models/gemini-2.5-flash"}
     assert '"baseline_model_response": "b"' in req.json["pairwiseMetricInput"]["instance"]["jsonInstance"]
     assert "pointwiseMetricInput" in pointwise_request("projects/p/locations/l", "t", {}, "m").json

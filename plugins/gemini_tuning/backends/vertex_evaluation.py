@@ -1,9 +1,10 @@
-"""Vertex AI's evaluation service: ``POST /v1/projects/P/locations/L:evaluateInstances`` for model-based
+"""Vertex AI's evaluation service: ``POST /v1beta1/projects/P/locations/L:evaluateInstances`` for model-based
 (autorater) metrics — pointwise (a rubric score with the judge's explanation) and pairwise (which of two answers is
 better). One request definition and one parse per metric, driven by ``backends.rest.RestClient`` (the same plan runs
 sync or async), so the judge's calls go through the evaluation engine's limiter and retries like generation.
 
-Shapes (google.cloud.aiplatform.v1 EvaluationService, checked against the pinned ``aiplatform_v1`` types):
+Shapes (EvaluationService, checked against the pinned ``aiplatform_v1beta1`` types — v1beta1 because the judge
+model, ``autoraterConfig``, is a field of the v1beta1 request only):
 ``{"pointwiseMetricInput": {"metricSpec": {"metricPromptTemplate"}, "instance": {"jsonInstance": "<JSON>"}},
 "autoraterConfig": {"autoraterModel"}}`` -> ``{"pointwiseMetricResult": {"score", "explanation"}}``;
 ``pairwiseMetricInput`` likewise -> ``{"pairwiseMetricResult": {"pairwiseChoice": BASELINE|CANDIDATE|TIE,
@@ -31,6 +32,8 @@ DEFAULT_PAIRWISE_TEMPLATE = (
     "## User prompt\n{prompt}\n\n## Reference answer\n{reference}\n\n"
     "## Response A\n{baseline_model_response}\n\n## Response B\n{response}\n")
 CHOICES = ("BASELINE", "CANDIDATE", "TIE")
+#: ``autoraterConfig`` (the judge model) is a request field of v1beta1; the pinned v1 request has none
+API_VERSION = "v1beta1"
 
 
 @dataclass(frozen=True)
@@ -45,14 +48,14 @@ def _autorater(model: str) -> dict:
 
 
 def pointwise_request(parent: str, template: str, instance: dict, judge_model: str) -> Request:
-    return Request("POST", f"/v1/{parent}:evaluateInstances", json={
+    return Request("POST", f"/{API_VERSION}/{parent}:evaluateInstances", json={
         "pointwiseMetricInput": {"metricSpec": {"metricPromptTemplate": template},
                                  "instance": {"jsonInstance": json.dumps(instance, ensure_ascii=False)}},
         "autoraterConfig": _autorater(judge_model)})
 
 
 def pairwise_request(parent: str, template: str, instance: dict, judge_model: str) -> Request:
-    return Request("POST", f"/v1/{parent}:evaluateInstances", json={
+    return Request("POST", f"/{API_VERSION}/{parent}:evaluateInstances", json={
         "pairwiseMetricInput": {"metricSpec": {"metricPromptTemplate": template},
                                 "instance": {"jsonInstance": json.dumps(instance, ensure_ascii=False)}},
         "autoraterConfig": _autorater(judge_model)})

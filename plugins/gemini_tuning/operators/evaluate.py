@@ -289,7 +289,7 @@ class GeminiGateOperator(GeminiBaseOperator, BaseBranchOperator):
         judged_pairs = (ev.get("judge") or {}).get("mode") in ("pairwise", "both")
         decision = decide(example_scores(rows, "challenger"), champion, GateConfig.from_dict(self.gate_config),
                           challenger_summary=ev["summary"]["challenger"],
-                          pairwise=pairwise if (judged_pairs and has_champion) else None)
+                          pairwise=pairwise if judged_pairs else None)
         for rule in decision.rules:
             self.log.info("gate %-28s %-7s observed=%s threshold=%s — %s", rule.name, rule.verdict.upper(),
                           rule.observed, rule.threshold, rule.reason)

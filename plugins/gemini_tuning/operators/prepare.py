@@ -15,6 +15,7 @@ from ..backends import gcs
 from ..core.dataset import DatasetOptions, iter_lines, prepare_dataset
 from ..core.promptset import parse_prompt_set
 from .base import GeminiBaseOperator, optional
+from .guards import guard_demo_configuration
 
 
 def _by_rule(warnings) -> dict[str, int]:
@@ -51,19 +52,28 @@ class PrepareTuningDatasetOperator(GeminiBaseOperator):
     :param max_errors: stop collecting errors after this many (templated).
     :param epochs: for the billable-token estimate in the stats (templated).
     :param asset_alias: the AssetAlias outlet that gets an Asset event per training URI; None turns it off.
+    :param guard_paths: other paths or URIs of the run (name -> value, e.g. the evaluation's system instruction)
+        that the scheduled-run guard checks too; they are not read (templated).
+    :param demo_roots: directories holding demo data (besides the repository's ``include/demo``).
+
+    Scheduled-run guard: before anything is read or uploaded, an unattended run (not ``manual``) against Google's
+    real services whose ``source``, ``destination``, ``validation_source``, ``eval_prompts`` or ``guard_paths`` point
+    at demo data or the demo bucket fails (``AirflowFailException``) with what to configure; a manual one logs a
+    loud warning (``core.safety``).
 
     And the connection arguments of :class:`~gemini_tuning.operators.base.GeminiBaseOperator` (only GCS is used).
     """
 
     template_fields = ("source", "destination", "target", "validation_source", "validation_fraction", "eval_prompts",
                        "duplicates", "unknown_fields", "leakage", "max_errors", "epochs", "gcp_conn_id",
-                       "impersonation_chain")
+                       "impersonation_chain", "guard_paths")
     ui_color = "#e3f2e1"
 
     def __init__(self, *, source: str, destination: str, target: str = "vertex", validation_source: str | None = None,
                  validation_fraction: float | str = 0.0, eval_prompts: str | None = None, duplicates: str = "warn",
                  unknown_fields: str = "warn", leakage: str = "warn", max_errors: int | str = 50,
-                 epochs: int | str = 1, asset_alias: str | None = "gemini-tuning-training-data", **kwargs):
+                 epochs: int | str = 1, asset_alias: str | None = "gemini-tuning-training-data",
+                 guard_paths: dict | None = None, demo_roots: list[str] | tuple[str, ...] = (), **kwargs):
         if asset_alias:
             outlets = list(kwargs.pop("outlets", None) or [])
             kwargs["outlets"] = outlets + [AssetAlias(asset_alias)]
@@ -80,6 +90,8 @@ class PrepareTuningDatasetOperator(GeminiBaseOperator):
         self.max_errors = max_errors
         self.epochs = epochs
         self.asset_alias = asset_alias
+        self.guard_paths = guard_paths or {}
+        self.demo_roots = tuple(demo_roots)
 
     def _prepare(self, client, source: str, options: DatasetOptions, train, validation=None, eval_prompts=None):
         self.log.info("validating %s for %s (%s)", source, options.target, options)
@@ -92,6 +104,9 @@ class PrepareTuningDatasetOperator(GeminiBaseOperator):
         return result
 
     def execute(self, context):
+        guard_demo_configuration(self, context, {
+            "source": self.source, "destination": self.destination, "validation_source": self.validation_source,
+            "eval_prompts": self.eval_prompts, **dict(self.guard_paths or {})}, self.demo_roots)
         options = DatasetOptions(target=self.target, validation_fraction=float(optional(self.validation_fraction) or 0),
                                  duplicates=self.duplicates, unknown_fields=self.unknown_fields, leakage=self.leakage,
                                  max_errors=int(self.max_errors), epochs=int(self.epochs))

@@ -1,7 +1,11 @@
-"""Promote the tuned model to champion, or delete it."""
+"""Promote the tuned model to champion (after a human's approval, optionally), or delete it."""
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
 from airflow.sdk import Asset
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
@@ -92,4 +96,121 @@ class GeminiDeleteTunedModelOperator(GeminiBaseOperator):
             registry=self.hook.registry(optional(self.project_id), self.location) if vertex else None,
             gemini_api=self.hook.gemini_api(optional(self.project_id)) if not vertex else None)
         self.log.info("deleted %s: %s", cand["tuned_model"], result)
+        return result
+
+
+def _truthy(value) -> bool:
+    """A templated boolean: ``True``/``"True"``/``"true"``/``1`` (Jinja renders a bool as text without native
+    rendering)."""
+    return str(value).strip().lower() in ("true", "1", "yes", "on")
+
+
+def _cell(value) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = text if len(text) <= 160 else text[:157] + "..."
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def approval_body(gate: dict | None, *, candidate: dict | None = None, report_url: str | None = None,
+                  run_url: str | None = None, timeout_hours: float | None = None) -> str:
+    """The Markdown the reviewer sees: the gate's decision and its rules one by one, the candidate, the links."""
+    gate = gate or {}
+    lines = [f"**Gate: {_cell(str(gate.get('decision', '?')).upper())}** — {_cell(gate.get('summary') or '')}", "",
+             "| Rule | Verdict | Observed | Threshold | Reason |", "|---|---|---|---|---|"]
+    for rule in gate.get("rules") or ():
+        lines.append(f"| {_cell(rule.get('name'))} | {_cell(str(rule.get('verdict', '')).upper())} | "
+                     f"{_cell(rule.get('observed'))} | {_cell(rule.get('threshold'))} | {_cell(rule.get('reason'))} |")
+    lines.append("")
+    if candidate and candidate.get("tuned_model"):
+        lines.append(f"Candidate: `{candidate['tuned_model']}`")
+        lines.append("")
+    links = [f"[report]({report_url})" if report_url else None, f"[run page]({run_url})" if run_url else None]
+    if any(links):
+        lines += [" · ".join(x for x in links if x), ""]
+    wait = f" or no answer within {timeout_hours:g} h" if timeout_hours else ""
+    lines.append(f"**Approve** promotes the candidate to champion; **Reject**{wait} deletes it.")
+    return "\n".join(lines)
+
+
+class GeminiApprovalOperator(ApprovalOperator):
+    """A human approves (or rejects) the promotion the gate decided: the standard provider's ``ApprovalOperator``
+    between the gate's promote branch and the promote task. Its body shows the gate's rules one by one and links
+    to the run's report (and run page) through the api-server.
+
+    A branch of its own: **Approve** follows ``promote_task_id`` and skips ``reject_task_id``; **Reject** (and a
+    timeout: the default answer is Reject) follows ``reject_task_id`` (a delete task) and skips the promotion.
+    With ``required`` false it does not wait at all: it answers Approve itself, so the DAG's shape stays the same
+    whether approval is required or not. Returns (XCom) ``{"approved", "required", "chosen", "responded_by",
+    "responded_at", "timed_out"}``.
+
+    On Airflow 3.3 the task waits in the ``awaiting_input`` state (no worker slot, no triggerer); approve with
+    ``PATCH /api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails``
+    ``{"chosen_options": ["Approve"]}`` or from the UI's "Required actions".
+
+    :param gate: the gate's decision (XCom key ``gate``) (templated).
+    :param required: whether a human must answer (templated: a DAG Param).
+    :param candidate: the tuning task's result, to name the model in the body (templated; optional).
+    :param timeout_hours: how long to wait for an answer (templated; empty: no limit). Sets ``response_timeout``.
+    :param promote_task_id: followed on Approve.
+    :param reject_task_id: followed on Reject or timeout.
+    :param report_path: the report's path on the api-server (templated); made absolute with ``[api] base_url``.
+    :param run_path: the run page's path on the api-server (templated).
+    """
+
+    template_fields = (*ApprovalOperator.template_fields, "gate", "required", "candidate", "timeout_hours",
+                       "report_path", "run_path")
+
+    def __init__(self, *, gate, required=True, candidate=None, timeout_hours=None, promote_task_id: str = "promote",
+                 reject_task_id: str = "delete_rejected",
+                 report_path: str = "/gemini-tuning/report/{{ dag.dag_id | urlencode }}/{{ run_id | urlencode }}",
+                 run_path: str = "/gemini-tuning/runs/{{ dag.dag_id | urlencode }}/{{ run_id | urlencode }}",
+                 subject: str = "Promote the tuned model of {{ run_id }}?", **kwargs):
+        kwargs.setdefault("defaults", ApprovalOperator.REJECT)   # a timeout answers Reject: no promotion, deleted
+        super().__init__(subject=subject, **kwargs)
+        self.gate = gate
+        self.required = required
+        self.candidate = candidate
+        self.timeout_hours = timeout_hours
+        self.promote_task_id = promote_task_id
+        self.reject_task_id = reject_task_id
+        self.report_path = report_path
+        self.run_path = run_path
+
+    @staticmethod
+    def _absolute(path: str | None) -> str | None:
+        from airflow.configuration import conf
+
+        if not path:
+            return None
+        base = (conf.get("api", "base_url", fallback=None) or "").rstrip("/")
+        return f"{base}{path}" if base and path.startswith("/") else path
+
+    def execute(self, context):
+        ti = context["ti"]
+        if not _truthy(self.required):
+            self.log.info("approval not required: following %s", self.promote_task_id)
+            ti.xcom_push(key="return_value", value={"approved": True, "required": False, "chosen": self.APPROVE,
+                                                    "responded_by": None, "responded_at": None, "timed_out": False})
+            self.skip_all_except(ti, self.promote_task_id)
+            return None
+        hours = optional(self.timeout_hours, float)
+        self.response_timeout = timedelta(hours=hours) if hours else None
+        self.body = approval_body(self.gate, candidate=self.candidate, report_url=self._absolute(self.report_path),
+                                  run_url=self._absolute(self.run_path), timeout_hours=hours)
+        return super().execute(context)
+
+    def execute_complete(self, context, event):
+        ret = HITLOperator.execute_complete(self, context=context, event=event)   # not Approval's skip-all
+        chosen = ret["chosen_options"][0]
+        approved = chosen == self.APPROVE
+        self.hitl_summary_extra["approved"] = approved
+        at = ret.get("responded_at")
+        result = {"approved": approved, "required": True, "chosen": chosen,
+                  "responded_by": ret.get("responded_by_user"),
+                  "responded_at": at.isoformat() if hasattr(at, "isoformat") else at,
+                  "timed_out": bool(event.get("timedout"))}
+        self.log.info("%s%s: following %s", chosen, " (the default, on timeout)" if result["timed_out"] else "",
+                      self.promote_task_id if approved else self.reject_task_id)
+        context["ti"].xcom_push(key="return_value", value=result)
+        self.skip_all_except(context["ti"], self.promote_task_id if approved else self.reject_task_id)
         return result

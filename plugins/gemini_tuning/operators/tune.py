@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import json
 import time
 from datetime import datetime, timedelta
 
@@ -16,6 +18,7 @@ from ..core.wait import WaitMachine
 from ..links import XCOM_KEY, TuningJobLink
 from ..triggers import TuningJobTrigger
 from .base import GeminiBaseOperator, optional
+from .guards import guard_demo_configuration
 
 
 def job_result(status: JobStatus) -> dict:
@@ -79,6 +82,20 @@ class GeminiTuningOperator(GeminiBaseOperator):
         version of that model.
     :param champion_pointer_uri: ``gs://`` URI of the champion pointer, for ``continue_from="champion"``
         (templated).
+    :param max_training_tokens: budget: the most billable training tokens (training-token estimate x epochs) the job
+        may train on; None = no limit (templated).
+    :param max_cost: budget: the most the job may cost, in the currency of ``price_per_million_training_tokens``;
+        None = no limit (templated). Needs the price.
+    :param price_per_million_training_tokens: your price of tuning this model per million training tokens (no
+        price is built in; templated).
+    :param dataset_stats: the dataset step's ``stats`` (``train_tokens``: the per-epoch token estimate of the
+        training examples), e.g. ``{{ ti.xcom_pull(task_ids='prepare_dataset')['stats'] }}`` (templated).
+
+    Before anything is written or created, on every try: the scheduled-run guard (``core.safety``: an unattended run
+    against Google with the demo bucket fails), then the budget (``core.budget``: estimate = training tokens x epochs,
+    the backend's default epochs when ``epochs`` is None); above a limit the task fails without retries
+    (``AirflowFailException``) with the estimate, the limit and what to change. The estimate is pushed as XCom
+    ``budget``.
 
     And the connection arguments of :class:`~gemini_tuning.operators.base.GeminiBaseOperator`.
     """
@@ -86,7 +103,8 @@ class GeminiTuningOperator(GeminiBaseOperator):
     template_fields = ("backend", "base_model", "training_uri", "validation_uri", "training_sha256", "epochs",
                        "learning_rate_multiplier", "learning_rate", "adapter_size", "batch_size", "display_name",
                        "description", "labels", "project_id", "location", "state_uri", "job_timeout", "poll_policy",
-                       "on_fingerprint_change", "continue_from", "champion_pointer_uri")
+                       "on_fingerprint_change", "continue_from", "champion_pointer_uri", "max_training_tokens",
+                       "max_cost", "price_per_million_training_tokens", "dataset_stats")
     operator_extra_links = (TuningJobLink(),)
     ui_color = "#d6e4ff"
 
@@ -99,7 +117,9 @@ class GeminiTuningOperator(GeminiBaseOperator):
                  poll_policy: dict | None = None, job_timeout: timedelta | float | str = timedelta(hours=24),
                  cancel_on_kill: bool = True, cancel_on_timeout: bool = True,
                  on_fingerprint_change: str = "cancel_and_resubmit", error_budget_seconds: float = 1800.0,
-                 continue_from: str | None = None, champion_pointer_uri: str | None = None, **kwargs):
+                 continue_from: str | None = None, champion_pointer_uri: str | None = None,
+                 max_training_tokens=None, max_cost=None, price_per_million_training_tokens=None,
+                 dataset_stats: dict | str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.backend = backend
         self.base_model = base_model
@@ -124,9 +144,45 @@ class GeminiTuningOperator(GeminiBaseOperator):
         self.error_budget_seconds = error_budget_seconds
         self.continue_from = continue_from
         self.champion_pointer_uri = champion_pointer_uri
+        self.max_training_tokens = max_training_tokens
+        self.max_cost = max_cost
+        self.price_per_million_training_tokens = price_per_million_training_tokens
+        self.dataset_stats = dataset_stats
         self._job_ref: str | None = None
 
     # ---------------------------------------------------------------------------------------------- helpers
+    def _stats(self) -> dict | None:
+        stats = optional(self.dataset_stats)
+        if isinstance(stats, str):  # rendered without render_template_as_native_obj: JSON or a Python repr
+            try:
+                stats = json.loads(stats)
+            except ValueError:
+                try:
+                    stats = ast.literal_eval(stats)
+                except (ValueError, SyntaxError) as exc:
+                    raise AirflowFailException(f"nothing was created: dataset_stats is not a mapping: "
+                                               f"{stats[:200]!r}") from exc
+        return stats
+
+    def _check_budget(self, context):
+        """The budget limits against the estimate (``core.budget``); raises before anything is created."""
+        from ..core.budget import BudgetError, BudgetLimits, check_budget
+
+        limits = BudgetLimits(max_training_tokens=optional(self.max_training_tokens, int),
+                              max_cost=optional(self.max_cost, float),
+                              price_per_million_training_tokens=optional(self.price_per_million_training_tokens,
+                                                                         float))
+        try:
+            est = check_budget(self._stats(), limits, backend=self.backend, epochs=optional(self.epochs, int))
+        except BudgetError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        if est is not None:
+            self.log.info("budget: estimated %s; limits: max_training_tokens=%s, max_cost=%s", est.describe(),
+                          limits.max_training_tokens, limits.max_cost)
+            context["ti"].xcom_push(key="budget", value={**est.to_dict(), "max_training_tokens":
+                                                         limits.max_training_tokens, "max_cost": limits.max_cost})
+        return est
+
     def _continuation(self):
         """``continue_from`` resolved to an exact model version and checkpoint (None: from the base model)."""
         from ..services.continuation import ContinuationError, resolve
@@ -188,6 +244,11 @@ class GeminiTuningOperator(GeminiBaseOperator):
         if self.on_fingerprint_change not in ("cancel_and_resubmit", "fail"):
             raise ValueError("on_fingerprint_change must be 'cancel_and_resubmit' or 'fail', "
                              f"got {self.on_fingerprint_change!r}")
+        # guard rails first, on every try: nothing is read, written or created before them
+        guard_demo_configuration(self, context, {
+            "training_uri": self.training_uri, "validation_uri": self.validation_uri, "state_uri": self.state_uri,
+            "champion_pointer_uri": self.champion_pointer_uri})
+        self._check_budget(context)
         spec = self._spec(self._continuation())
         backend = self.tuning_backend(spec.backend)
         launch = self._launcher(context, spec, backend).launch(spec)

@@ -54,6 +54,21 @@ with :class:`ChampionChanged` rather than promoting on a stale comparison; re-ru
 run from the evaluate task) compares it with the new champion. Re-evaluating inside ``promote`` would hide that
 decision from the run's history.
 
+Rolling back
+------------
+:func:`rollback` restores the pointer's ``previous`` champion, in the same order as :func:`promote`: check the
+restored model exists (nothing written yet), **compare-and-swap** the pointer (from the generation it read, or
+``expected_generation``) to a pointer naming the restored model, marked ``"via": "rollback"`` (``run_id`` /
+``dag_id`` / ``promoted_at``: the rollback run; ``restored``: the run that originally promoted it), whose
+``previous`` is the rolled-back champion; then :func:`reconcile`. The rolled-back model is never deleted: the
+registry keeps it, labelled ``retired`` (rolling back again restores it: a rollback of a rollback is a roll-forward).
+Idempotent: a retry that finds the pointer written by this run's earlier try (or that pointer as the ``previous``
+of a newer one) only reconciles. A rollback racing a promotion is decided by the compare-and-swap like two
+promotions: the loser raises :class:`ChampionChanged` (:class:`RollbackConflict` for the rollback) and writes
+nothing to the registry. ``to`` names the model the caller expects to restore: when the pointer's ``previous`` is
+another model (someone promoted since the caller looked), the rollback refuses before writing. The pointer keeps one
+level of history, so older champions are restored by promoting them, not by rollback.
+
 Deleting
 --------
 :func:`delete_candidate` refuses the model the pointer names (:class:`ChampionDeletionRefused`), then deletes
@@ -111,11 +126,26 @@ class ChampionChanged(Exception):
         else:
             by = f"run {current.get('run_id')!r}" + (f" of DAG {current.get('dag_id')!r}" if current.get("dag_id")
                                                      else "")
-            what = f"another run promoted {current.get('tuned_model')} at {current.get('promoted_at')} ({by})"
+            verb = "rolled the champion back to" if current.get("via") == "rollback" else "promoted"
+            what = f"another run {verb} {current.get('tuned_model')} at {current.get('promoted_at')} ({by})"
         super().__init__(
             f"{what}; this run's model {mine} was not promoted. The evaluation compared it against pointer "
             f"generation {expected_generation}, which is now {actual_generation}: re-run the evaluation to compare "
             "it with the current champion.")
+
+
+class RollbackConflict(ChampionChanged):
+    """The pointer moved since the rollback read it (or since ``expected_generation``): nothing was rolled back."""
+
+    def __init__(self, pointer_uri: str, target: dict | None, current: dict | None, expected_generation: int,
+                 actual_generation: int):
+        super().__init__(pointer_uri, target or {}, current, expected_generation, actual_generation)
+        now = "removed" if current is None else \
+            f"{current.get('tuned_model')} (promoted at {current.get('promoted_at')} by run {current.get('run_id')!r})"
+        self.args = (f"the champion pointer {pointer_uri} moved from generation {expected_generation} to "
+                     f"{actual_generation} (now: {now}); nothing was rolled back to "
+                     f"{(target or {}).get('tuned_model')}. Look at the new champion and run the rollback again "
+                     "if it is still wanted.",)
 
 
 class ChampionDeletionRefused(Exception):
@@ -340,6 +370,128 @@ def _apply(pointer: dict | None, registry: VertexRegistry, scope: str, alias: st
             out["retired"].append(name)
         except NotFoundError:
             out["missing"].append(name)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- rollback
+VIA_ROLLBACK = "rollback"
+
+
+def _strip(entry: dict) -> dict:
+    return {k: v for k, v in entry.items() if k != "previous"}
+
+
+def _rolled_back_by(entry: dict | None, run: dict) -> bool:
+    """Whether ``entry`` is the pointer a rollback by ``run`` wrote."""
+    return bool(entry) and entry.get("via") == VIA_ROLLBACK and entry.get("run_id") == run.get("run_id") \
+        and entry.get("dag_id") == run.get("dag_id")
+
+
+def _as_entry(to) -> dict | None:
+    """``to`` (a model name, or an entry with ``tuned_model``) as a pointer-like entry for :func:`same_model`."""
+    if to in (None, "", "None"):
+        return None
+    if isinstance(to, dict):
+        return normalize_candidate(to)
+    name = str(to).strip()
+    backend = "gemini_api" if name.startswith("tunedModels/") else "vertex"
+    return normalize_candidate({"backend": backend, "tuned_model": name})
+
+
+def build_rollback_pointer(current: dict, run: dict, *, now: str | None = None) -> dict:
+    """The pointer that restores ``current["previous"]``: the restored entry (its model, endpoint, checkpoint and
+    the metrics it was promoted with), ``run_id``/``dag_id``/``promoted_at`` of the rollback, ``via: rollback``,
+    ``restored`` (the run that originally promoted it) and, as ``previous``, the rolled-back champion."""
+    target = current["previous"]
+    restored = target.get("restored") if target.get("via") == VIA_ROLLBACK else None
+    out = {k: target.get(k) for k in POINTER_FIELDS if k != "previous"}
+    out.update(promoted_at=now or _now(), run_id=run["run_id"], dag_id=run.get("dag_id"),
+               metrics=dict(target.get("metrics") or {}))
+    out["via"] = VIA_ROLLBACK
+    out["restored"] = restored or {"run_id": target.get("run_id"), "dag_id": target.get("dag_id"),
+                                   "promoted_at": target.get("promoted_at")}
+    out["previous"] = _strip(current)
+    return out
+
+
+def rollback(storage_client, pointer_uri: str, *, registry: VertexRegistry | None, run: dict, to=None,
+             expected_generation: int | None = None, alias: str = CHAMPION_ALIAS, now: str | None = None) -> dict:
+    """Restore the previous champion (the pointer's ``previous``); see "Rolling back" in the module docstring.
+
+    ``run``: ``{"run_id", "dag_id"}`` of the rollback. ``to``: the model the caller expects to restore (a name, or
+    an entry with ``tuned_model``); refused with ``ValueError`` before anything is written when the pointer's
+    previous champion is another model. ``expected_generation``: the pointer generation the caller looked at
+    (None: the one read here); a pointer at another generation raises :class:`RollbackConflict`, and so does a
+    compare-and-swap lost to a concurrent promotion. ``registry`` is required when the restored model is on
+    Vertex AI. The rolled-back model is kept (labelled retired), never deleted.
+
+    Returns ``{"status", "pointer_uri", "generation", "champion", "rolled_back", "registry"}`` with status
+    ``rolled_back``, ``already_rolled_back`` (an earlier try of this run did it), ``superseded`` (an earlier try
+    did it and the pointer has moved on since) or ``already_champion`` (``to`` is the champion already).
+    """
+    if not isinstance(run, dict) or not run.get("run_id"):
+        raise ValueError("rollback needs run={'run_id': ..., 'dag_id': ...}")
+    if expected_generation is not None:
+        expected_generation = int(expected_generation)
+        if expected_generation < 1:
+            raise ValueError(f"expected_generation must be >= 1 (a pointer must exist), got {expected_generation}")
+    wanted = _as_entry(to)
+    current, generation = read_champion(storage_client, pointer_uri)
+    if current is None:
+        raise ValueError(f"{pointer_uri} names no champion: there is nothing to roll back")
+    pointer, rolled_back = current, None
+    if _rolled_back_by(current, run):
+        status = "already_rolled_back"
+        rolled_back = (current.get("previous") or {}).get("tuned_model")
+    elif _rolled_back_by(current.get("previous"), run):
+        status = "superseded"
+    elif expected_generation is not None and generation != expected_generation:
+        raise RollbackConflict(pointer_uri, current.get("previous"), current, expected_generation, generation)
+    else:
+        previous = current.get("previous")
+        if wanted is not None and not same_model(wanted, previous):
+            if same_model(wanted, current):
+                status = "already_champion"
+            else:
+                raise ValueError(
+                    f"cannot roll back to {wanted['tuned_model']}: the champion pointer {pointer_uri} (generation "
+                    f"{generation}) names {current.get('tuned_model')} with previous champion "
+                    f"{(previous or {}).get('tuned_model')} (the pointer keeps one previous champion; promote an "
+                    "older model through the pipeline instead)")
+        elif not previous:
+            raise ValueError(f"{pointer_uri} has no previous champion to roll back to (champion: "
+                             f"{current.get('tuned_model')}, promoted at {current.get('promoted_at')})")
+        else:
+            target = normalize_candidate(previous)
+            if target["backend"] == "vertex":
+                if registry is None:
+                    raise ValueError(f"rolling back to the Vertex AI model {target['tuned_model']} needs a "
+                                     "VertexRegistry")
+                try:
+                    registry.get_model(target["tuned_model"])   # still there: checked before anything is written
+                except NotFoundError as exc:
+                    raise NotFoundError(exc.code, f"cannot roll back to {target['tuned_model']}: it is not in the "
+                                                  f"Model Registry any more ({exc.message})",
+                                        status=exc.status) from exc
+            pointer = build_rollback_pointer(current, run, now=now)
+            try:
+                generation = write_json(storage_client, pointer_uri, pointer, if_generation_match=generation)
+            except GenerationMismatch as exc:
+                latest, latest_gen = read_champion(storage_client, pointer_uri)
+                raise RollbackConflict(pointer_uri, previous, latest, exc.expected, latest_gen) from exc
+            status, rolled_back = "rolled_back", current["tuned_model"]
+            log.info("rolled the champion back to %s (pointer %s generation %s; rolled back: %s, kept)",
+                     pointer["tuned_model"], pointer_uri, generation, rolled_back)
+
+    if registry is not None:
+        reg = reconcile(storage_client, pointer_uri, registry, alias=alias)
+    else:
+        reg = {"skipped": "no Model Registry (Gemini API backend)"}
+    out = {"status": status, "pointer_uri": pointer_uri, "generation": generation, "champion": _strip(pointer),
+           "rolled_back": rolled_back, "registry": reg}
+    if status == "superseded":   # ours is the pointer's previous; a later change replaced it
+        out["champion"], out["superseded_by"] = dict(pointer["previous"]), pointer["tuned_model"]
+        out["rolled_back"] = None
     return out
 
 

@@ -20,7 +20,7 @@ from .status_cache import StatusCache
 from .views import ROLES, XCOM_KEYS, RunRecord, is_ours, live_job
 
 #: the steps whose XCom the page reads (the prepare step's statistics are large and not shown)
-XCOM_ROLES = frozenset({"tune", "evaluate", "gate", "promote", "delete", "report"})
+XCOM_ROLES = frozenset({"tune", "evaluate", "gate", "promote", "delete", "rollback", "report"})
 FINISHED = frozenset({"success", "failed"})
 _SERDE_MARKERS = ("__classname__", "__type", "__var", "__data__")
 

@@ -20,11 +20,13 @@ ROLES = {
     "GeminiTuningJobSensor": "tune",
     "GeminiEvaluateOperator": "evaluate",
     "GeminiGateOperator": "gate",
+    "GeminiApprovalOperator": "approval",
     "GeminiPromoteOperator": "promote",
     "GeminiDeleteTunedModelOperator": "delete",
+    "GeminiRollbackOperator": "rollback",
     "GeminiTuningReportOperator": "report",
 }
-STEP_ORDER = ("prepare", "tune", "evaluate", "gate", "promote", "delete", "report")
+STEP_ORDER = ("prepare", "tune", "evaluate", "gate", "approval", "promote", "delete", "rollback", "report")
 JOB_XCOM = "gemini_tuning_job"
 XCOM_KEYS = ("return_value", "gate", JOB_XCOM)
 SUMMARY_METRICS = ("normalized_match", "exact_match", "rouge_l_f1", "label_accuracy", "macro_f1")
@@ -68,8 +70,12 @@ def is_ours(rec: RunRecord) -> bool:
 def pointer_uri_of(rec: RunRecord) -> str | None:
     ev = rec.value("evaluate") or {}
     promoted = rec.value("promote") or {}
+    rolled = rec.value("rollback") or {}
     return (ev.get("champion_pointer_uri") if isinstance(ev, dict) else None) or \
-        (promoted.get("pointer_uri") if isinstance(promoted, dict) else None)
+        (promoted.get("pointer_uri") if isinstance(promoted, dict) else None) or \
+        (rolled.get("pointer_uri") if isinstance(rolled, dict) else None) or \
+        (rec.conf.get("pointer_uri") if rec.tasks_of("rollback") and isinstance(rec.conf.get("pointer_uri"), str)
+         else None)
 
 
 def pipeline_key(rec: RunRecord) -> str:
@@ -183,6 +189,10 @@ def run_view(rec: RunRecord, live: Mapping | None = None) -> dict:
     elif isinstance(deleted, dict):
         decision = {"action": "deleted", "model": deleted.get("tuned_model"),
                     "model_deleted": deleted.get("model_deleted")}
+    elif isinstance(rolled := rec.value("rollback"), dict):
+        decision = {"action": "rolled back", "status": rolled.get("status"),
+                    "model": (rolled.get("champion") or {}).get("tuned_model"),
+                    "rolled_back": rolled.get("rolled_back")}
     report = rec.value("report")
     return {"dag_id": rec.dag_id, "run_id": rec.run_id, "state": rec.state, "start_date": rec.start_date,
             "end_date": rec.end_date, "run_after": rec.run_after, "pipeline": pipeline_key(rec),
@@ -208,14 +218,18 @@ def run_summary(view: Mapping) -> dict:
 
 
 def history(views: Iterable[Mapping]) -> list[dict]:
-    """Promotions and deletions of one pipeline, newest first (from the promote/delete results of its runs)."""
+    """Promotions, deletions and rollbacks of one pipeline, newest first (from the promote/delete/rollback results
+    of its runs). A rollback's ``model`` is the restored champion, ``rolled_back`` the champion it replaced."""
     events = []
     for v in views:
         d = v.get("decision")
         if not d:
             continue
-        events.append({"when": v.get("end_date") or v.get("run_after"), "run_id": v["run_id"], "dag_id": v["dag_id"],
-                       "action": d["action"], "model": d.get("model"), "status": d.get("status")})
+        event = {"when": v.get("end_date") or v.get("run_after"), "run_id": v["run_id"], "dag_id": v["dag_id"],
+                 "action": d["action"], "model": d.get("model"), "status": d.get("status")}
+        if d["action"] == "rolled back":
+            event["rolled_back"] = d.get("rolled_back")
+        events.append(event)
     return sorted(events, key=lambda e: e["when"] or "", reverse=True)
 
 

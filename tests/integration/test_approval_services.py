@@ -1,0 +1,137 @@
+"""Issue "guard rails" §2: the optional human approval with a REAL scheduler, triggerer, dag-processor and
+api-server (``ui_stack``). Runs with ``require_approval`` park the approval task in ``awaiting_input``; an answer
+through the REST API (``PATCH .../taskInstances/approval/-1/hitlDetails``) resumes it: Approve promotes, Reject
+deletes the candidate, no answer within the timeout counts as Reject; without ``require_approval`` the run does
+not wait. The four runs go in parallel, each with its own champion pointer."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+DAG = "gemini_tuning_pipeline"
+FAST = {"poll_policy": {"initial_seconds": 1, "min_seconds": 1, "max_seconds": 3, "fallback_max_seconds": 2},
+        "eval_rpm": 12000, "eval_concurrency": 32}
+
+pytestmark = [pytest.mark.services, pytest.mark.timeout(900)]
+
+
+def demo(name: str, n: int) -> list[dict]:
+    return [json.loads(x) for x in (ROOT / "include" / "demo" / name).read_text().splitlines() if x.strip()][:n]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    from ui_stack import ui_stack, upload
+
+    tmp = tmp_path_factory.mktemp("approval")
+    with ui_stack(tmp, time_scale=0.01, extra_env={"GEMINI_TUNING_MAX_ACTIVE_RUNS": "4"}) as (af, info):
+        train = upload(info, "approval/train.jsonl",
+                       "".join(json.dumps(r) + "\n" for r in demo("train.jsonl", 24)).encode())
+        prompts = tmp / "prompts.jsonl"
+        prompts.write_text("".join(json.dumps(r) + "\n" for r in demo("eval_prompts.jsonl", 12)))
+        yield af, info, {**FAST, "training_data": train, "eval_prompts": str(prompts), "epochs": 1,
+                         "gate_min_prompts": 5, "gate_min_score": 0.0}
+
+
+def hitl_path(run_id: str) -> str:
+    return f"/api/v2/dags/{DAG}/dagRuns/{quote(run_id, safe='')}/taskInstances/approval/-1/hitlDetails"
+
+
+def pointer(info: dict, prefix: str) -> dict | None:
+    from ui_stack import BUCKET
+
+    name = quote(prefix[len(f"gs://{BUCKET}/"):] + "/champion.json", safe="")
+    r = requests.get(f"{info['gcs_url']}/storage/v1/b/{BUCKET}/o/{name}", params={"alt": "media"}, timeout=10)
+    return None if r.status_code == 404 else r.json()
+
+
+def states(af, run_id: str) -> dict:
+    return {ti["task_id"]: ti["state"] for ti in af.task_instances(DAG, run_id)}
+
+
+def test_approve_promotes_reject_and_timeout_delete_and_no_approval_does_not_wait(stack):
+    from ui_stack import BUCKET
+
+    af, info, base = stack
+    url = info["url"]
+    t0 = time.monotonic()
+    prefixes = {k: f"gs://{BUCKET}/approval/{k}-{uuid.uuid4().hex[:6]}" for k in ("approve", "reject", "timeout",
+                                                                                   "off")}
+    runs = {k: af.trigger_dag(DAG, {**base, "gcs_prefix": p, "require_approval": k != "off",
+                                    **({"approval_timeout_hours": 0.004} if k == "timeout" else {})})
+            for k, p in prefixes.items()}
+    timings = {}
+
+    # --- every run with require_approval parks its approval task; the body is the gate rule by rule + the report
+    for k in ("approve", "reject"):
+        af.wait_ti_state(DAG, runs[k], "approval", "awaiting_input", timeout=420)
+        timings[f"{k}: awaiting_input"] = round(time.monotonic() - t0, 1)
+        detail = af.get(hitl_path(runs[k]))
+        assert detail["options"] == ["Approve", "Reject"] and detail["defaults"] == ["Reject"]
+        assert detail["response_received"] is False
+        gate = af.xcom(DAG, runs[k], "gate", key="gate")
+        assert gate["decision"] == "promote"
+        for rule in gate["rules"]:
+            assert f"| {rule['name']} | {rule['verdict'].upper()} |" in detail["body"]
+        report = f"/gemini-tuning/report/{DAG}/{quote(runs[k], safe='')}"
+        assert f"({af.base_url}{report})" in detail["body"]
+        page = af.request("GET", report)                       # the review report, through the api-server
+        assert "text/html" in page.headers["content-type"] and len(page.text) > 1000
+        assert states(af, runs[k])["promote"] is None           # nothing promoted while it waits
+
+    # --- answers through the REST API
+    ok = af.request("PATCH", hitl_path(runs["approve"]), json={"chosen_options": ["Approve"]})
+    assert ok.json()["chosen_options"] == ["Approve"] and ok.json()["responded_by"]["name"] == "admin"
+    af.request("PATCH", hitl_path(runs["reject"]), json={"chosen_options": ["Reject"]})
+    again = af.request("PATCH", hitl_path(runs["reject"]), json={"chosen_options": ["Approve"]}, expect=(409,))
+    assert "already been updated" in again.text
+
+    results = {}
+    for k, run_id in runs.items():
+        assert af.wait_run(DAG, run_id, timeout=420) == "success", states(af, run_id)
+        timings[f"{k}: run finished"] = round(time.monotonic() - t0, 1)
+        results[k] = (states(af, run_id), af.xcom(DAG, run_id, "tune"), af.xcom(DAG, run_id, "approval"))
+
+    # approved: promoted, the alias on the tuned model
+    st, tuned, ans = results["approve"]
+    assert (st["approval"], st["promote"], st["delete_rejected"], st["delete"]) == ("success", "success", "skipped",
+                                                                                   "skipped")
+    assert ans["approved"] and ans["required"] and ans["responded_by"]["name"] == "admin" and not ans["timed_out"]
+    assert pointer(info, prefixes["approve"])["tuned_model"] == tuned["tuned_model"]
+    base_name, version = tuned["tuned_model"].split("@")
+    champ = requests.get(f"{url}/v1/{base_name}@champion", timeout=10).json()
+    assert champ["versionId"] == version and champ["labels"]["gemini-tuning-role"] == "champion"
+
+    # rejected, and timed out (the scheduler answers the default, Reject): not promoted, the candidate deleted
+    for k in ("reject", "timeout"):
+        st, tuned, ans = results[k]
+        assert (st["approval"], st["promote"], st["delete_rejected"]) == ("success", "skipped", "success"), st
+        assert st["cleanup_on_failure"] == "skipped" and st["report"] == "success"
+        assert not ans["approved"] and ans["chosen"] == "Reject" and ans["timed_out"] == (k == "timeout")
+        assert pointer(info, prefixes[k]) is None
+        assert requests.get(f"{url}/v1/{tuned['tuned_model']}", timeout=10).status_code == 404
+        assert requests.get(f"{url}/v1/{tuned['endpoint']}", timeout=10).status_code == 404
+        deleted = af.xcom(DAG, runs[k], "delete_rejected")
+        assert deleted["model_deleted"] and deleted["tuned_model"] == tuned["tuned_model"]
+    assert results["timeout"][2]["responded_by"] is None
+
+    # require_approval false: the approval step answered itself, nobody was asked
+    st, tuned, ans = results["off"]
+    assert (st["approval"], st["promote"], st["delete_rejected"]) == ("success", "success", "skipped")
+    assert ans == {"approved": True, "required": False, "chosen": "Approve", "responded_by": None,
+                   "responded_at": None, "timed_out": False}
+    assert af.request("GET", hitl_path(runs["off"]), expect=None).status_code == 404
+    assert pointer(info, prefixes["off"])["tuned_model"] == tuned["tuned_model"]
+
+    # the page's history: the rejected run shows as a deletion
+    view = af.get(f"/gemini-tuning/api/runs/{DAG}/{quote(runs['reject'], safe='')}")
+    assert view["decision"]["action"] == "deleted" and "approval" in [s["role"] for s in view["steps"]]
+    print("\napproval timings (s since trigger):", json.dumps(timings))
