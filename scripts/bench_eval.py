@@ -3,14 +3,20 @@
 
 Usage: .venv/bin/python scripts/bench_eval.py [--prompts 2000] [--rpm 1200] [--latency 0.1] [--concurrency 16]
                                              [--sequential 200] [--fault-prompts 2000] [--fault-rate 0.10]
+                                             [--judge-prompts 2000]
 
 Starts ``python -m emulator`` in its own process, adds a latency rule (100 ms on generateContent), and runs
 ``run_online`` over N prompts for one target (base model gemini-2.5-flash through the real
 ``VertexTuningBackend.agenerate``, built like the hook builds it) with ``EngineConfig(rpm=1200)``.  Reports
 prompts/s / (rpm / 60) -- goal >= 0.9 -- beside a plain sequential loop (one await after another, no limiter) over a
 sample in the same run, errors (must be 0) and, with --fault-prompts, a second run with ~10 % 429/503 answers
-(lost prompts must be 0).  Counts come from the emulator's request log (robust on a shared machine); the load
-average is printed beside every rate.  Timings are never asserted by unit tests (house rule).
+(lost prompts must be 0), and (issue 12) generation by two models plus pairwise judging of every prompt in both
+orders, pipelined through one engine with a quota of ``--rpm`` per model (challenger, champion, judge) and the same
+fault rate on every call: judged prompts/s against the judge-bound maximum (rpm / 60 / 2 calls per prompt; the
+faulted attempts count against the quota, so the reachable maximum is that times the share of attempts that
+succeed) - goal >= 0.9 - and 0 prompts without a verdict.  Counts come from the emulator's request log (robust on
+a shared machine); the load average is printed beside every rate.  Timings are never asserted by unit tests
+(house rule).
 """
 
 from __future__ import annotations
@@ -118,6 +124,57 @@ async def engine_run(generate, items, target, cfg) -> dict:
             "missing": len(items) - len(got), "error_samples": sorted({e.error[:120] for e in errors})[:3]}
 
 
+async def judge_run(emu, backend, settings, args) -> dict:
+    import google.oauth2.credentials
+
+    from gemini_tuning.backends.vertex_evaluation import VertexEvaluationBackend
+    from gemini_tuning.services.eval_engine import EngineConfig, Target, run_online
+    from gemini_tuning.services.eval_judge import Judge, JudgeConfig
+
+    half = args.fault_rate / 2
+    emu.admin("POST", "faults", json=[
+        {"kind": "latency", "path": "evaluateInstances", "delay_s": args.latency},
+        {"kind": "status", "path": "(generateContent|evaluateInstances)", "status": 429, "probability": half,
+         "retry_after": 1},
+        {"kind": "status", "path": "(generateContent|evaluateInstances)", "status": 503,
+         "probability": min(1.0, half / (1 - half))}])
+    judge_backend = VertexEvaluationBackend(project=PROJECT, location=LOCATION, base_url=emu.url,
+                                            credentials=google.oauth2.credentials.Credentials(token="bench"))
+    judge = Judge(judge_backend, JudgeConfig(mode="pairwise", model="gemini-2.5-flash"))
+    targets = [Target("challenger", "vertex", "gemini-2.5-flash"), Target("champion", "vertex", "gemini-2.5-pro")]
+    items = prompts(args.judge_prompts)
+
+    async def generate(t, prompt):
+        return await backend.agenerate(t.model, prompt.prompt, settings)
+
+    cfg = EngineConfig(rpm=args.rpm, concurrency=args.concurrency * 2)
+    load0, e0 = os.getloadavg()[0], emu.cpu_s()
+    t0 = time.perf_counter()
+    try:
+        answers = await run_online(generate, items, targets, cfg, after_prompt=judge)
+    finally:
+        await judge_backend.aclose()
+    wall = time.perf_counter() - t0
+    reqs = emu.admin("GET", "requests")["requests"]
+    gen = [q for q in reqs if "generateContent" in q["path"]]
+    jud = [q for q in reqs if "evaluateInstances" in q["path"]]
+    outcomes = judge.results.outcomes()
+    lost = [p.id for p in items if outcomes.get(p.id) in (None, "error")
+            or any(answers[t.label][p.id].error for t in targets)]
+    quota = args.rpm / 60.0
+    faulted = sum(1 for q in jud if q["status"] in (429, 503))
+    return {"n": len(items), "wall_s": wall, "rate": len(items) / wall,
+            # judge-bound: two judge calls per prompt at the judge model's quota
+            "max_rate": quota / 2, "max_rate_faults": quota * (1 - faulted / max(1, len(jud))) / 2,
+            "gen_requests": len(gen), "judge_requests": len(jud), "judge_faulted": faulted,
+            "gen_faulted": sum(1 for q in gen if q["status"] in (429, 503)),
+            "judge_max_per_60s": max_in_window([q["t"] for q in jud]),
+            "gen_max_per_60s": max(max_in_window([q["t"] for q in gen if m in q["path"]])
+                                   for m in ("gemini-2.5-flash:", "gemini-2.5-pro:")),
+            "lost": len(lost), "counts": judge.results.counts(), "load": [load0, os.getloadavg()[0]],
+            "emulator_cpu_s": emu.cpu_s() - e0}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--prompts", type=int, default=2000)
@@ -127,6 +184,8 @@ def main(argv=None) -> int:
     p.add_argument("--sequential", type=int, default=200, help="prompts in the sequential sample")
     p.add_argument("--fault-prompts", type=int, default=2000, help="prompts in the fault run (0 = skip it)")
     p.add_argument("--fault-rate", type=float, default=0.10, help="share of answers that are 429 or 503")
+    p.add_argument("--judge-prompts", type=int, default=2000,
+                   help="prompts in the generation + pairwise judging run (0 = skip it)")
     p.add_argument("--json", help="also write the figures to this file")
     args = p.parse_args(argv)
     setup_env()
@@ -208,6 +267,16 @@ def main(argv=None) -> int:
                          s503=sum(1 for q in reqs if q["status"] == 503),
                          n=len(items))
                 results["faults"] = r
+                emu.admin("DELETE", "faults")
+                emu.admin("POST", "faults", json={"kind": "latency", "path": "generateContent",
+                                                  "delay_s": args.latency})
+                emu.admin("DELETE", "requests")
+
+            # 4. generation (challenger + champion) and pairwise judging (both orders) of every prompt, pipelined
+            # through one engine: a quota of rpm per model (two generators, one judge), the same latency on the
+            # judge, ~fault_rate 429/503 on every call
+            if args.judge_prompts:
+                results["judge"] = await judge_run(emu, backend, settings, args)
 
         asyncio.run(run_all())
     finally:
@@ -253,6 +322,28 @@ def main(argv=None) -> int:
                     "ok" if f["max_per_60s"] <= args.rpm else "OVER"]]
         if f["error_samples"]:
             print("   fault-run errors:", f["error_samples"])
+    if "judge" in results:
+        j = results["judge"]
+        ratio_j, ratio_jf = j["rate"] / j["max_rate"], j["rate"] / j["max_rate_faults"]
+        print(table(f"generation + pairwise judging (both orders), {j['n']} prompts, {args.rpm:.0f} rpm per model "
+                    f"(challenger, champion, judge), {100 * args.fault_rate:.0f} % 429/503 on every call",
+                    ["wall s", "prompts judged/s", "quota-limited max (judge-bound, 2 calls/prompt)",
+                     "/ max", "max if every attempt counts against the quota", "/ that max", "lost",
+                     "judge requests (429/503)", "generation requests (429/503)", "load"],
+                    [[f"{j['wall_s']:.1f}", f"{j['rate']:.2f}", f"{j['max_rate']:.2f}", f"{ratio_j:.3f}",
+                      f"{j['max_rate_faults']:.2f}", f"{ratio_jf:.3f}", j["lost"],
+                      f"{j['judge_requests']} ({j['judge_faulted']})", f"{j['gen_requests']} ({j['gen_faulted']})",
+                      f"{j['load'][0]:.2f}-{j['load'][1]:.2f}"]]))
+        checks += [["judged prompts/s / quota-limited max, with faults (attempts count against the quota)",
+                    f"{ratio_jf:.3f}", ">= 0.9", "PASS" if ratio_jf >= 0.9 else "FAIL"],
+                   ["prompts lost in judging (no verdict, or an answer missing)", j["lost"], "0",
+                    "PASS" if j["lost"] == 0 else "FAIL"],
+                   ["judge requests in any 60 s window", j["judge_max_per_60s"], f"<= {args.rpm:.0f}",
+                    "ok" if j["judge_max_per_60s"] <= args.rpm else "OVER"],
+                   ["generation requests per model in any 60 s window", j["gen_max_per_60s"], f"<= {args.rpm:.0f}",
+                    "ok" if j["gen_max_per_60s"] <= args.rpm else "OVER"],
+                   ["pairwise outcomes (win/loss/tie/error)",
+                    "/".join(str(j["counts"][k]) for k in ("wins", "losses", "ties", "errors")), "(info)", ""]]
     print(table("eval: goals", ["figure", "value", "goal", ""], checks))
     print(f"   emulator CPU (own process): engine run {e['emulator_cpu_s']:.1f} s"
           + (f", fault run {results['faults']['emulator_cpu_s']:.1f} s" if "faults" in results else "")
