@@ -234,7 +234,10 @@ with DAG(
     approval = GeminiApprovalOperator(task_id="approval", gate=GATE, candidate=TUNED,
                                       required="{{ params.require_approval }}",
                                       timeout_hours="{{ params.approval_timeout_hours }}",
-                                      promote_task_id="promote", reject_task_id="delete_rejected")
+                                      promote_task_id="promote", reject_task_id="delete_rejected",
+                                      # a failed review report must not cost the candidate: approval still runs
+                                      # (it is skipped only when the gate went the delete way)
+                                      trigger_rule="none_skipped")
     promote = GeminiPromoteOperator(task_id="promote", **GOOGLE, candidate=TUNED, evaluation=EVALUATION,
                                     pointer_uri="{{ params.gcs_prefix }}/champion.json")
     delete = GeminiDeleteTunedModelOperator(task_id="delete", **GOOGLE, candidate=TUNED,
@@ -257,4 +260,4 @@ with DAG(
     prepare >> tune >> evaluate >> gate >> [review_report, delete]
     review_report >> approval >> [promote, delete_rejected]
     [promote, delete, delete_rejected] >> report
-    [evaluate, gate, review_report, approval, promote, delete, delete_rejected] >> cleanup
+    [evaluate, gate, approval, promote, delete, delete_rejected] >> cleanup

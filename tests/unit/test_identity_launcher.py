@@ -254,3 +254,17 @@ def test_gemini_api_deterministic_id_turns_a_repeat_create_into_reattach():
     b.create(SPEC, JobIdentity("kabc", "f1", 1))       # went through before the crash
     out = launcher(b, s).launch(SPEC)
     assert out.status.name == "tunedModels/gt-kabc-1" and s.obj["job_name"].endswith("/operations/op")
+
+
+def test_the_intent_keeps_what_continue_from_resolved_to():
+    """A retry or clear reuses it (operators/tune.py ``_earlier_continuation``): after this run's promotion
+    "champion" would resolve to the run's own model, and that must not become a second paid job."""
+    from gemini_tuning.services.idempotence import Intent
+
+    b, s = FakeVertex(), FakeStore()
+    kept = {"raw": "champion", "model_version": "projects/p/locations/l/models/9@1", "checkpoint_id": "2"}
+    launcher(b, s, continuation=kept).launch(SPEC)
+    assert s.obj["continuation"] == kept
+    assert Intent.from_dict(s.obj).continuation == kept
+    launcher(b, s, continuation=kept).launch(SPEC)           # the retry reattaches, the record keeps it
+    assert b.creates == 1 and s.obj["continuation"] == kept

@@ -89,7 +89,8 @@ def test_request_and_parse_definitions():
     req = pairwise_request("projects/p/locations/l", "{prompt} {response} {baseline_model_response}",
                            {"prompt": "q", "response": "a", "baseline_model_response": "b"}, "gemini-2.5-flash")
     assert req.method == "POST" and req.path == "/v1beta1/projects/p/locations/l:evaluateInstances"
-    assert req.json["autoraterConfig"] == {"autoraterModel": "publishers/google/models/gemini-2.5-flash"}
+    assert req.json["autoraterConfig"] == {"autoraterModel": "projects/p/locations/l/publishers/google/models/"
+                                           "gemini-2.5-flash", "samplingCount": 1, "flipEnabled": False}
     assert '"baseline_model_response": "b"' in req.json["pairwiseMetricInput"]["instance"]["jsonInstance"]
     assert "pointwiseMetricInput" in pointwise_request("projects/p/locations/l", "t", {}, "m").json
     assert parse_pairwise({"pairwiseMetricResult": {"pairwiseChoice": 2}}).choice == "CANDIDATE"

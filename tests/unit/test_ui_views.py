@@ -185,3 +185,23 @@ def test_a_run_before_its_evaluation_joins_its_dags_pipeline():
     views.assign_pipelines([done, running, other])
     assert running["pipeline"] == done["pipeline"] == POINTER
     assert other["pipeline"] == "gs://b/other/champion.json"
+
+
+def test_class_attributes_take_no_markup_from_xcom():
+    v = views.run_view(record())
+    v["gate"] = {**GATE, "decision": 'x"><meta http-equiv="refresh" content="0;url=https://evil.example">'}
+    page = pages.run_page(v)
+    assert "<meta http-equiv" not in page.split("</head>", 1)[1]
+    summary = views.run_summary(v)
+    row = pages._run_row(summary)
+    assert "<meta" not in row and "evil" not in row.split("class=")[-1].split(">")[0]
+
+
+def test_the_report_route_serves_gcs_report_objects_only():
+    import pytest
+
+    from gemini_tuning.ui import data
+
+    for bad in ("/opt/airflow/airflow.cfg", "gs://b/x/secrets.txt", "file:///etc/passwd", "gs://b/report/a.html/../x"):
+        with pytest.raises(ValueError, match="not a report in GCS"):
+            data.report_html(bad)

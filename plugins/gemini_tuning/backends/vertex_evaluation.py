@@ -43,22 +43,25 @@ class Judgement:
     explanation: str = ""
 
 
-def _autorater(model: str) -> dict:
-    return {"autoraterModel": model if "/" in model else f"publishers/google/models/{model}"}
+def _autorater(parent: str, model: str) -> dict:
+    """One sample, no flipping by the service: the judge service is asked exactly what the caller asks (the
+    order-swapped second judgement is the caller's own, ``services.eval_judge``)."""
+    name = model if "/" in model else f"{parent}/publishers/google/models/{model}"
+    return {"autoraterModel": name, "samplingCount": 1, "flipEnabled": False}
 
 
 def pointwise_request(parent: str, template: str, instance: dict, judge_model: str) -> Request:
     return Request("POST", f"/{API_VERSION}/{parent}:evaluateInstances", json={
         "pointwiseMetricInput": {"metricSpec": {"metricPromptTemplate": template},
                                  "instance": {"jsonInstance": json.dumps(instance, ensure_ascii=False)}},
-        "autoraterConfig": _autorater(judge_model)})
+        "autoraterConfig": _autorater(parent, judge_model)})
 
 
 def pairwise_request(parent: str, template: str, instance: dict, judge_model: str) -> Request:
     return Request("POST", f"/{API_VERSION}/{parent}:evaluateInstances", json={
         "pairwiseMetricInput": {"metricSpec": {"metricPromptTemplate": template},
                                 "instance": {"jsonInstance": json.dumps(instance, ensure_ascii=False)}},
-        "autoraterConfig": _autorater(judge_model)})
+        "autoraterConfig": _autorater(parent, judge_model)})
 
 
 def parse_pointwise(body: dict) -> Judgement:

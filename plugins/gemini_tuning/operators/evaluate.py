@@ -11,7 +11,7 @@ from airflow.sdk.exceptions import AirflowException
 from ..core.generation import GenerationSettings
 from ..core.identity import identity_key
 from ..core.polling import PollPolicy
-from ..core.vocabulary import DEFAULT_PRIMARY_METRIC, GATE_METRIC_NAMES
+from ..core.vocabulary import DEFAULT_PRIMARY_METRIC, GATE_METRIC_NAMES, JUDGED_METRICS
 from .base import GeminiBaseOperator, optional
 
 
@@ -33,7 +33,8 @@ class GeminiEvaluateOperator(GeminiBaseOperator):
     :param temperature: generation temperature, the same for every model (templated).
     :param max_output_tokens: generation limit (templated).
     :param concurrency: calls in flight at most (templated).
-    :param rpm: requests per minute at most, over all models (templated).
+    :param rpm: requests per minute at most, per model (each endpoint, the champion, the base model; the judge
+        has ``judge_rpm``) (templated).
     :param mode: ``online`` or ``batch`` (templated).
     :param poll_policy: ``core.polling.PollPolicy`` fields for the batch jobs' deferred wait (templated).
     :param evaluate_checkpoints: evaluate every checkpoint of the challenger (one per epoch, each on its own
@@ -121,8 +122,7 @@ class GeminiEvaluateOperator(GeminiBaseOperator):
     def _engine_config(self):
         from ..services.eval_engine import EngineConfig
 
-        return EngineConfig(concurrency=int(self.concurrency), rpm=float(self.rpm),
-                            judge_rpm=optional(self.judge_rpm, float))
+        return EngineConfig(concurrency=int(self.concurrency), rpm=float(self.rpm))
 
     def _new_judge(self):
         from ..services.eval_judge import Judge
@@ -177,6 +177,9 @@ class GeminiEvaluateOperator(GeminiBaseOperator):
         if self.checkpoint_metric not in GATE_METRIC_NAMES:
             raise AirflowException(f"checkpoint_metric must be one of {GATE_METRIC_NAMES}, "
                                    f"got {self.checkpoint_metric!r}")
+        if self._checkpoints_wanted() and self.checkpoint_metric in JUDGED_METRICS:
+            raise AirflowException(f"checkpoint_metric={self.checkpoint_metric!r}: the judge scores the chosen "
+                                   "checkpoint only; pick the checkpoint by a computed metric")
         if self.mode == "batch" and self._checkpoints_wanted():
             raise AirflowException("evaluate_checkpoints needs mode='online': each checkpoint is served from its "
                                    "own endpoint, and a batch prediction job reads a model version's default "

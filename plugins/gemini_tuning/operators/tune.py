@@ -183,13 +183,40 @@ class GeminiTuningOperator(GeminiBaseOperator):
                                                          limits.max_training_tokens, "max_cost": limits.max_cost})
         return est
 
-    def _continuation(self):
+    def _earlier_continuation(self, context, value: str):
+        """What an earlier try of this task instance resolved ``continue_from`` to (kept in its intent record):
+        ``"champion"`` resolves to this run's own model once it is promoted, and a retry must not become a new
+        job for that."""
+        from ..services.continuation import Continuation
+        from ..services.idempotence import IntentStore
+
+        ti = context["ti"]
+        key = identity_key(ti.dag_id, ti.task_id, ti.run_id, ti.map_index)
+        try:
+            intent, _ = IntentStore(self.hook.storage(), self._state_uri()).read(key)
+        except Exception as exc:  # noqa: BLE001 - an unreadable record is raised by the launcher itself
+            self.log.debug("no earlier continuation: %s", exc)
+            return None
+        earlier = (intent.continuation if intent is not None else None) or {}
+        if earlier.get("raw") != value or not earlier.get("model_version"):
+            return None
+        self.log.info("continue_from=%r: reusing what the first try resolved (%s, checkpoint %s)", value,
+                      earlier["model_version"], earlier.get("checkpoint_id") or "default")
+        return Continuation(earlier["model_version"], earlier.get("checkpoint_id"), value)
+
+    def _state_uri(self) -> str:
+        return optional(self.state_uri) or f"gs://{str(self.training_uri)[5:].split('/', 1)[0]}/gemini-tuning-state"
+
+    def _continuation(self, context):
         """``continue_from`` resolved to an exact model version and checkpoint (None: from the base model)."""
         from ..services.continuation import ContinuationError, resolve
 
         value = optional(self.continue_from)
         if not value:
             return None
+        earlier = self._earlier_continuation(context, value)
+        if earlier is not None:
+            return earlier
         try:
             found = resolve(value, backend=self.backend, storage=self.hook.storage(),
                             pointer_uri=optional(self.champion_pointer_uri),
@@ -226,16 +253,17 @@ class GeminiTuningOperator(GeminiBaseOperator):
         start = datetime.fromisoformat(status.create_time).timestamp() if status.create_time else time.time()
         return start + self._timeout_seconds()
 
-    def _launcher(self, context, spec: TuningSpec, backend):
+    def _launcher(self, context, spec: TuningSpec, backend, continuation=None):
         from ..services.idempotence import IntentStore, JobLauncher
 
         ti = context["ti"]
         key = identity_key(ti.dag_id, ti.task_id, ti.run_id, ti.map_index)
         fp = fingerprint({**spec.fingerprint_inputs(), "project": getattr(backend, "project", None),
                           "location": self.location})
-        state_uri = self.state_uri or f"gs://{spec.training_uri[5:].split('/', 1)[0]}/gemini-tuning-state"
-        return JobLauncher(backend, IntentStore(self.hook.storage(), state_uri), key=key, fingerprint=fp,
-                           policy=self.on_fingerprint_change,
+        kept = ({"raw": continuation.source, "model_version": continuation.model_version,
+                 "checkpoint_id": continuation.checkpoint_id} if continuation else None)
+        return JobLauncher(backend, IntentStore(self.hook.storage(), self._state_uri()), key=key, fingerprint=fp,
+                           policy=self.on_fingerprint_change, continuation=kept,
                            task={"dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id,
                                  "map_index": ti.map_index})
 
@@ -249,9 +277,10 @@ class GeminiTuningOperator(GeminiBaseOperator):
             "training_uri": self.training_uri, "validation_uri": self.validation_uri, "state_uri": self.state_uri,
             "champion_pointer_uri": self.champion_pointer_uri})
         self._check_budget(context)
-        spec = self._spec(self._continuation())
+        continuation = self._continuation(context)
+        spec = self._spec(continuation)
         backend = self.tuning_backend(spec.backend)
-        launch = self._launcher(context, spec, backend).launch(spec)
+        launch = self._launcher(context, spec, backend, continuation).launch(spec)
         status = launch.status
         self._job_ref = status.poll_name
         context["ti"].xcom_push(key=XCOM_KEY, value={"name": status.name, "ref": self._job_ref,

@@ -32,6 +32,7 @@ class Target:
     label: str          # "challenger" | "champion" | "base"
     backend: str        # "vertex" | "gemini_api"
     model: str          # endpoint / tunedModels/x / base model id
+    quota: str | None = None   # whose rate limit the calls use (default: model); a tuned model's checkpoints share one
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,6 @@ class EngineConfig:
     concurrency: int = 16
     rpm: float = 600.0
     attempts: int = 8
-    judge_rpm: float | None = None      # the judge model's quota; None: rpm
     initial_backoff: float = 1.0
     max_backoff: float = 30.0
     progress_every_s: float = 10.0
@@ -129,7 +129,7 @@ async def run_online(generate: Generate, prompts: Sequence[Prompt], targets: Seq
     start = time.monotonic()
 
     async def one(target: Target, prompt: Prompt) -> None:
-        text, error, latency = await engine.call(target.model, lambda: generate(target, prompt))
+        text, error, latency = await engine.call(target.quota or target.model, lambda: generate(target, prompt))
         results[target.label][prompt.id] = Answer(prompt.id, str(text) if error is None else None, error, latency,
                                                   getattr(text, "usage", None))
         stats["done"] += 1

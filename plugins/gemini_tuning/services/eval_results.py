@@ -78,7 +78,7 @@ def plan_evaluation(storage, *, prompt_set: str, challenger: dict | None, champi
     checkpoints = {}
     if evaluate_checkpoints and len(ckpts) > 1:
         checkpoints = {CHECKPOINT_LABEL.format(c["checkpoint_id"]): c for c in ckpts}
-        models = [ModelTarget(Target(label, ch["backend"], c["endpoint"]), ch["tuned_model"])
+        models = [ModelTarget(Target(label, ch["backend"], c["endpoint"], quota=ch["tuned_model"]), ch["tuned_model"])
                   for label, c in checkpoints.items()]
     else:
         models = [ModelTarget(Target("challenger", ch["backend"], ch.get("endpoint") or ch["tuned_model"]),
@@ -164,7 +164,8 @@ def write_results(storage, plan: EvaluationPlan, answers: dict[str, dict[str, An
     summary = {label: summarize(prompts, by_id) for label, by_id in answers.items()}
     rows = list(result_rows(prompts, answers, scores))
     judge = _merge_judgements(judged, scores, summary, rows)
-    tokens = token_use(answers)
+    # the chosen checkpoint's answers are also the challenger's: count them once
+    tokens = token_use({k: v for k, v in answers.items() if not (checkpoint and k == "challenger")})
     for label, use in tokens.items():
         summary[label]["tokens"] = use
     prefix = results_prefix.rstrip("/")

@@ -56,6 +56,7 @@ class Intent:
     created_at: float = field(default_factory=time.time)
     task: dict = field(default_factory=dict)          # dag_id, task_id, run_id, map_index (for humans)
     history: list = field(default_factory=list)       # earlier attempts: [{attempt, job_name, fingerprint}]
+    continuation: dict | None = None                   # continue_from as given and what the first try resolved
 
     @classmethod
     def from_dict(cls, d: dict) -> Intent:
@@ -108,11 +109,15 @@ class JobLauncher:
     :param create_grace_seconds: how long an intent without a job name may be a create still in flight.
     :param create_attempts: create calls at most, each after looking the job up first.
     :param sleep: the sleep function (tests pass a no-op).
+    :param continuation: ``{"raw", "model_version", "checkpoint_id"}`` kept in the record, so that a retry or a clear
+        of the task reuses what the first try resolved ``continue_from`` to (a promotion in between must not
+        make it a different job).
     """
 
     def __init__(self, backend: TuningBackend, store: IntentStore, *, key: str, fingerprint: str,
                  policy: str = "cancel_and_resubmit", task: dict | None = None, create_grace_seconds: float = 120.0,
-                 create_attempts: int = 3, sleep=time.sleep):
+                 create_attempts: int = 3, sleep=time.sleep, continuation: dict | None = None):
+        self.continuation = continuation
         self.backend = backend
         self.store = store
         self.key = key
@@ -182,7 +187,8 @@ class JobLauncher:
                 raise FingerprintChanged(decision.reason)
             if decision.action in ("return", "reattach"):
                 if intent is None or intent.job_name != existing.poll_name:
-                    intent = intent or Intent(self.key, self.fingerprint, 1, self.backend.kind, task=self.task)
+                    intent = intent or Intent(self.key, self.fingerprint, 1, self.backend.kind, task=self.task,
+                                              continuation=self.continuation)
                     intent.job_name = existing.poll_name
                     try:
                         self.store.save(intent, generation)
@@ -199,7 +205,8 @@ class JobLauncher:
             if intent is not None and intent.job_name:
                 history.append({"attempt": intent.attempt, "job_name": intent.job_name,
                                 "fingerprint": intent.fingerprint, "state": existing.state if existing else None})
-            new = Intent(self.key, self.fingerprint, attempt, self.backend.kind, task=self.task, history=history)
+            new = Intent(self.key, self.fingerprint, attempt, self.backend.kind, task=self.task, history=history,
+                         continuation=self.continuation)
             try:
                 generation = self.store.save(new, generation)
             except gcs.GenerationMismatch:

@@ -26,6 +26,7 @@ HEADERS = {"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosni
 
 app = FastAPI(title="Gemini tuning", description="Tuning progress, loss, gate decisions and champions")
 RunAccess = Depends(requires_access_dag("GET", DagAccessEntity.RUN))   # dag_id from the path
+XComAccess = Depends(requires_access_dag("GET", DagAccessEntity.XCOM))  # the page shows what XCom holds
 
 
 def readable_dags(user: GetUserDep) -> set[str]:
@@ -71,7 +72,7 @@ def _run(dag_id: str, run_id: str) -> tuple[views.RunRecord, dict]:
     return rec, views.run_view(rec, data.live_status(rec))
 
 
-@app.get("/runs/{dag_id}/{run_id}", response_class=HTMLResponse, dependencies=[RunAccess])
+@app.get("/runs/{dag_id}/{run_id}", response_class=HTMLResponse, dependencies=[RunAccess, XComAccess])
 def run_page(dag_id: str, run_id: str):
     """One run: steps, live tuning progress and loss, metrics, the gate rule by rule, differing examples."""
     _, view = _run(dag_id, run_id)
@@ -80,12 +81,12 @@ def run_page(dag_id: str, run_id: str):
     return _html(pages.run_page(view, examples))
 
 
-@app.get("/api/runs/{dag_id}/{run_id}", dependencies=[RunAccess])
+@app.get("/api/runs/{dag_id}/{run_id}", dependencies=[RunAccess, XComAccess])
 def run_json(dag_id: str, run_id: str):
     return JSONResponse(_run(dag_id, run_id)[1], headers={"Cache-Control": "no-store"})
 
 
-@app.get("/report/{dag_id}/{run_id}", response_class=HTMLResponse, dependencies=[RunAccess])
+@app.get("/report/{dag_id}/{run_id}", response_class=HTMLResponse, dependencies=[RunAccess, XComAccess])
 def report(dag_id: str, run_id: str):
     """The run's HTML report, read from GCS by the api-server (readers need no GCS access of their own)."""
     rec, _ = _run(dag_id, run_id)
@@ -93,7 +94,13 @@ def report(dag_id: str, run_id: str):
     uri = value.get("report_uri") if isinstance(value, dict) else None
     if not uri:
         raise HTTPException(404, "this run has no report (yet)")
-    return Response(data.report_html(uri), media_type="text/html; charset=utf-8",
+    try:
+        body = data.report_html(uri)
+    except ValueError as exc:
+        raise HTTPException(404, "this run's report is not a GCS report object") from exc
+    except FileNotFoundError as exc:
+        raise HTTPException(404, "the report object does not exist (any more)") from exc
+    return Response(body, media_type="text/html; charset=utf-8",
                     headers={**HEADERS, "Content-Security-Policy": REPORT_CSP})
 
 

@@ -235,7 +235,12 @@ def examples(results_uri: str) -> tuple:
 
 
 def report_html(report_uri: str) -> bytes:
+    """A run's report from GCS. Only ``gs://…/report/*.html``: the URI comes from XCom, which DAG code writes, and
+    the api-server must never serve one of its own files."""
     from ..backends import gcs
+
+    if not re.match(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/(.+/)?report/[^/]+\.html$", str(report_uri)):
+        raise ValueError(f"not a report in GCS: {report_uri!r}")
 
     with gcs.open_source(report_uri, storage()) as f:
         data = f.read(MAX_REPORT_BYTES + 1)

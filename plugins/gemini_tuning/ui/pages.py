@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
@@ -53,7 +54,8 @@ def report_url(dag_id: str, run_id: str) -> str:
 
 
 def _pill(state, extra: str = "") -> str:
-    return f'<span class="pill {STATE_CLASS.get(str(state), extra)}">{_e(state or "—")}</span>'
+    css = re.sub(r"[^a-z_-]", "", str(STATE_CLASS.get(str(state), extra)))     # a class name, nothing else
+    return f'<span class="pill {css}">{_e(state or "—")}</span>'
 
 
 def _fmt(v, digits: int = 3) -> str:
@@ -216,7 +218,8 @@ def _gate(v: Mapping) -> str:
                    f'<td class="small">{_e(r["reason"])}</td></tr>' for r in gate.get("rules") or ())
     d = v.get("decision") or {}
     action = f' · {_e(d.get("action"))} <code>{_e(d.get("model"))}</code>' if d else ""
-    return (f'<section class="gate"><h2>Gate: <span class="pill {_e(gate.get("decision"))}" id="gate-decision">'
+    return (f'<section class="gate"><h2>Gate: <span class="pill {re.sub("[^a-z]", "", str(gate.get("decision")))}" '
+            'id="gate-decision">'
             f'{_e(gate.get("decision"))}</span>{action}</h2><p class="small">{_e(gate.get("summary"))}</p>'
             f"<table><tr><th>Rule</th><th>Verdict</th><th>Observed</th><th>Threshold</th><th>Why</th></tr>{rows}"
             "</table></section>")
