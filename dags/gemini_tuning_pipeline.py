@@ -255,7 +255,8 @@ with DAG(
     )
     cleanup = GeminiDeleteTunedModelOperator(
         task_id="cleanup_on_failure", **GOOGLE, candidate=TUNED,
-        pointer_uri="{{ params.gcs_prefix }}/champion.json", trigger_rule="one_failed", retries=3)
+        pointer_uri="{{ params.gcs_prefix }}/champion.json", trigger_rule="one_failed", retries=3,
+        keep_if_task_ids=["promote"])   # another run promoted meanwhile: the candidate is kept for re-evaluation
 
     prepare >> tune >> evaluate >> gate >> [review_report, delete]
     review_report >> approval >> [promote, delete_rejected]

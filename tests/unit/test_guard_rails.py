@@ -120,3 +120,22 @@ def test_history_shows_rollbacks_with_the_model_they_replaced():
          "model": "m1", "status": "rolled_back", "rolled_back": "m2"},
         {"when": "2026-12-01T10:00:00", "run_id": "r1", "dag_id": "gemini_tuning_pipeline", "action": "promoted",
          "model": "m2", "status": "promoted"}]
+
+
+def test_the_failure_clean_up_keeps_a_candidate_that_promote_asked_to_keep():
+    """promote failed because another run moved the champion after the gate (or after a human approved): the
+    candidate must not be deleted by cleanup_on_failure."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from gemini_tuning.operators.promote import KEEP_CANDIDATE, GeminiDeleteTunedModelOperator
+
+    class TI:
+        def xcom_pull(self, task_ids, key):
+            assert (task_ids, key) == ("promote", KEEP_CANDIDATE)
+            return "another run promoted projects/p/locations/l/models/7@1"
+
+    op = GeminiDeleteTunedModelOperator(task_id="cleanup_on_failure", keep_if_task_ids=["promote"],
+                                        candidate={"backend": "vertex",
+                                                   "tuned_model": "projects/p/locations/l/models/9@1"})
+    with pytest.raises(AirflowSkipException, match="keeping projects/p/locations/l/models/9@1"):
+        op.execute({"ti": TI()})

@@ -12,6 +12,8 @@ from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 from .base import GeminiBaseOperator, optional
 
 CHAMPION_ASSET = Asset(name="gemini_tuning_champion")
+#: XCom key with which promote tells the failure clean-up to keep the candidate (another run moved the champion)
+KEEP_CANDIDATE = "gemini_tuning_keep_candidate"
 
 
 class GeminiPromoteOperator(GeminiBaseOperator):
@@ -57,7 +59,10 @@ class GeminiPromoteOperator(GeminiBaseOperator):
                               expected_generation=int(self.evaluation.get("champion_generation") or 0),
                               registry=registry, run=run, alias=self.alias)
         except ChampionChanged as exc:
-            raise AirflowException(str(exc)) from exc
+            # the candidate passed the gate (and maybe a human): keep it for a re-evaluation, do not let the
+            # failure clean-up delete it
+            context["ti"].xcom_push(key=KEEP_CANDIDATE, value=str(exc))
+            raise AirflowException(f"{exc} The candidate is kept (not deleted).") from exc
         self.log.info("promoted %s to champion (pointer %s)", cand["tuned_model"], self.pointer_uri)
         context["outlet_events"][CHAMPION_ASSET].extra = {"tuned_model": cand["tuned_model"],
                                                           "endpoint": cand.get("endpoint"),
@@ -73,16 +78,20 @@ class GeminiDeleteTunedModelOperator(GeminiBaseOperator):
 
     :param candidate: the tuning task's result (templated).
     :param pointer_uri: ``gs://`` URI of the champion pointer, checked so the champion is never deleted (templated).
+    :param keep_if_task_ids: skip (keep the model) when one of these tasks left the ``gemini_tuning_keep_candidate``
+        XCom: promote does when another run moved the champion after the gate (the failure clean-up passes
+        ``["promote"]``).
 
     And the connection arguments of :class:`~gemini_tuning.operators.base.GeminiBaseOperator`.
     """
 
     template_fields = ("candidate", "pointer_uri", "project_id", "location")
 
-    def __init__(self, *, candidate, pointer_uri: str | None = None, **kwargs):
+    def __init__(self, *, candidate, pointer_uri: str | None = None, keep_if_task_ids=(), **kwargs):
         super().__init__(**kwargs)
         self.candidate = candidate
         self.pointer_uri = pointer_uri
+        self.keep_if_task_ids = tuple(keep_if_task_ids)
 
     def execute(self, context):
         from ..services.champion import delete_candidate
@@ -90,6 +99,10 @@ class GeminiDeleteTunedModelOperator(GeminiBaseOperator):
         cand = self.candidate
         if not cand or not cand.get("tuned_model"):
             raise AirflowSkipException("no tuned model to delete")
+        for task_id in self.keep_if_task_ids:
+            why = context["ti"].xcom_pull(task_ids=task_id, key=KEEP_CANDIDATE)
+            if why:
+                raise AirflowSkipException(f"keeping {cand['tuned_model']}: {task_id} asked to ({why})")
         vertex = cand["backend"] == "vertex"
         result = delete_candidate(
             cand, storage_client=self.hook.storage(), pointer_uri=self.pointer_uri,
