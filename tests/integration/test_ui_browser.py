@@ -16,13 +16,13 @@ import io
 import json
 import os
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
+from conftest import wait_for
 from fastapi.routing import APIRoute
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,16 +83,6 @@ def blue_pixels(png: bytes) -> int:
     return int(np.count_nonzero((np.abs(rgb - np.array([0x1a, 0x73, 0xe8])).max(axis=-1)) < 40))
 
 
-def wait(predicate, timeout: float, what: str, interval: float = 2.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_the_page_follows_a_run_triggered_from_the_form(stack, shots, tmp_path):
     from airflow_ui import login, open_run_tab, trigger_with_form
     from playwright.sync_api import sync_playwright
@@ -121,13 +111,14 @@ def test_the_page_follows_a_run_triggered_from_the_form(stack, shots, tmp_path):
                 value = progress_of(page)
                 return value if 0 < value < 100 and page.locator("section.tuning path.series").count() else None
 
-            first = wait(look, 120, "progress and a loss curve on the page while tune is deferred")
+            first = wait_for(look, 120, "progress and a loss curve on the page while tune is deferred", interval=2.0)
             assert af.task_instance(DAG, run_id, "tune")["state"] == "deferred"
             chart = page.locator("section.tuning div.loss svg")
             png = chart.screenshot(path=str(shots / "loss-running.png"))
             assert blue_pixels(png) > 200, "the loss curve is blank"
             page.screenshot(path=str(shots / "run-running.png"), full_page=True)
-            second = wait(lambda: (v := look()) and v > first and v, 90, "progress to advance between two looks")
+            second = wait_for(lambda: (v := look()) and v > first and v, 90, "progress to advance between two looks",
+                              interval=2.0)
             assert second > first
 
             # --- the dag_run tab shows the same run
