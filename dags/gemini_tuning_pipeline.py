@@ -1,11 +1,19 @@
 """Gemini supervised tuning pipeline.
 
-prepare_dataset → tune (deferred) → evaluate → gate ─► review_report → approval ─► promote ─────────┐
-                                                    │                           └► delete_rejected ─┤
-                                                    └► delete ──────────────────────────────────────┴► report
-                                    cleanup_on_failure: deletes the tuned model if any later step fails
-approval waits for a human only with require_approval (else it approves itself at once); Reject or its timeout
-follows delete_rejected.
+prepare_dataset → tune (deferred) → evaluate → gate ─► review_report
+                                                  ├► approval ─► promote
+                                                  │            └► delete_rejected
+                                                  └► delete
+    teardowns, after every decision task has settled: cleanup_on_failure → report
+
+The gate writes the run's verdict record (``core.verdict``) and branches: promote → review_report and approval;
+delete → delete; no decision (an outage, too few scored prompts) → the gate fails and the candidate is kept.
+approval runs only after a gate that decided promote (it depends on the gate alone: a failed review report does
+not hold it back, a failed gate leaves it upstream_failed), waits for a human only with require_approval, and
+refuses without a promote verdict. promote, delete and delete_rejected each check the
+verdict record themselves. cleanup_on_failure deletes a candidate only when a delete verdict or a rejection
+doomed it and its delete step did not finish; every other candidate is kept (README "What can and cannot promote
+a model"). Both teardowns leave the run's state to the decision tasks: a failure before the verdict fails the run.
 
 Wiring and Params only: the logic lives in ``plugins/gemini_tuning``. No Google SDK is imported at parse time.
 Runs on a schedule (Mondays 03:00 UTC), when new raw training data is announced (the Asset below), or from the UI
@@ -42,223 +50,241 @@ TUNED = "{{ ti.xcom_pull(task_ids='tune') }}"
 EVALUATION = "{{ ti.xcom_pull(task_ids='evaluate') }}"
 GATE = "{{ ti.xcom_pull(task_ids='gate', key='gate') }}"
 GOOGLE = {"project_id": "{{ params.project_id }}", "location": "{{ params.location }}"}
+VERDICT = RUN_DIR + "/verdict.json"
+POINTER = "{{ params.gcs_prefix }}/champion.json"
+# the policy: the gate judges by it and promote checks the verdict was judged by it
+GATE_CONFIG = {"min_prompts": "{{ params.gate_min_prompts }}",
+               "max_error_rate": "{{ params.gate_max_error_rate }}",
+               "primary_metric": "{{ params.gate_primary_metric }}",
+               # keys are not templated: the whole mapping is one template
+               "thresholds": "{{ {params.gate_primary_metric: params.gate_min_score} }}",
+               "min_margin": "{{ params.gate_min_margin }}",
+               "confidence": "{{ params.gate_confidence }}",
+               "pairwise_min_decisive": "{{ params.gate_pairwise_min_decisive }}",
+               "pairwise_margin": "{{ params.gate_pairwise_margin }}"}
 
-with DAG(
-    dag_id="gemini_tuning_pipeline",
-    description="Validate + upload a training set, tune a Gemini model (deferred), evaluate, promote or delete",
-    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"),
-                                 assets=[RAW_TRAINING_DATA]),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    # one run at a time per deployment by default (runs of one pipeline share its champion); a deployment that runs
-    # several pipelines from this file (each its own gcs_prefix) raises it
-    max_active_runs=int(os.environ.get("GEMINI_TUNING_MAX_ACTIVE_RUNS", "1")),
-    render_template_as_native_obj=True,
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
-    tags=["gemini", "tuning"],
-    # the demo defaults below, with a deployment's own merged over them from the JSON file named by
-    # $GEMINI_TUNING_PIPELINE_CONFIG (read at parse time; README "Guard rails")
-    params=deployment_params({
-        # --- where and what
-        "backend": Param("vertex", enum=list(BACKENDS), title="Backend",
-                         description="Vertex AI tuningJobs (recommended) or the Gemini API tunedModels flow"),
-        "project_id": Param(None, type=["null", "string"], title="Project",
-                            description="Google Cloud project; empty = the connection's project"),
-        "location": Param("us-central1", type="string", title="Location"),
-        "base_model": Param("gemini-2.5-flash", type="string", title="Base model",
-                            examples=["gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.5-pro",
-                                      "gemini-3.1-flash-lite", "models/gemini-1.5-flash-001-tuning"]),
-        "gcs_prefix": Param("gs://gemini-tuning-demo/pipeline", type="string",
-                            pattern=r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$", title="GCS prefix",
-                            description="Datasets, job state, evaluation results, reports and the champion pointer"),
-        # --- data
-        "training_data": Param(os.path.join(DEMO, "train.jsonl"), type="string", title="Training data",
-                               description="Local path or gs:// URI of a JSONL (optionally gzip) training set"),
-        "validation_fraction": Param(0.0, type="number", minimum=0, maximum=0.5, title="Validation fraction"),
-        "eval_prompts": Param(os.path.join(DEMO, "eval_prompts.jsonl"), type="string", title="Evaluation prompt set",
-                              description="JSONL of {prompt, reference, tags?, metric?}; also checked for leakage"),
-        "system_instruction": Param(os.path.join(DEMO, "system_instruction.txt"), type=["null", "string"],
-                                    title="System instruction for evaluation (text, or a .txt path / gs:// URI)"),
-        # --- tuning
-        "epochs": Param(3, type="integer", minimum=1, maximum=100, title="Epochs"),
-        "learning_rate_multiplier": Param(1.0, type="number", exclusiveMinimum=0, maximum=100,
-                                          title="Learning-rate multiplier"),
-        "adapter_size": Param(4, enum=[1, 2, 4, 8, 16], title="Adapter size (Vertex)"),
-        "batch_size": Param(None, type=["null", "integer"], minimum=1, maximum=64, title="Batch size (Gemini API)"),
-        "display_name": Param("support-router", type="string", maxLength=40, title="Tuned model display name"),
-        "job_timeout_hours": Param(24, type="number", exclusiveMinimum=0, maximum=168, title="Tuning timeout (h)"),
-        "poll_policy": Param({"initial_seconds": 10, "min_seconds": 15, "max_seconds": 300}, type="object",
-                             title="Status polling (seconds)",
-                             description="initial, min (near the end), max (mid-job); see gemini_tuning.core.polling"),
-        "on_fingerprint_change": Param("cancel_and_resubmit", enum=["cancel_and_resubmit", "fail"],
-                                       title="If a retry finds a job with other inputs"),
-        "continue_from": Param(None, type=["null", "string"], title="Continue tuning from (Vertex)",
-                               description="empty: tune the base model; 'champion': the current champion's model "
-                                           "version and checkpoint; or projects/P/locations/L/models/M@version "
-                                           "(or @alias). The result is the next version of that model",
-                               examples=["champion"]),
-        # --- budget (checked by the tune task before anything is created; empty = no limit)
-        "max_training_tokens": Param(None, type=["null", "integer"], minimum=1, title="Budget: max training tokens",
-                                     description="billable training tokens = the training examples' tokens "
-                                                 "(estimate: characters / 4) x epochs; above it the run fails "
-                                                 "before the tuning job is created"),
-        "max_cost": Param(None, type=["null", "number"], minimum=0, title="Budget: max cost",
-                          description="in the currency of the price below; needs that price"),
-        "price_per_million_training_tokens": Param(None, type=["null", "number"], exclusiveMinimum=0,
-                                                   title="Budget: your price per million training tokens",
-                                                   description="from your price list for the base model (none is "
-                                                               "built in); used for max_cost and the logged cost"),
-        # --- evaluation
-        "eval_mode": Param("online", enum=["online", "batch"], title="Evaluation mode",
-                           description="online: rate-limited generateContent calls; batch: Vertex batch prediction "
-                                       "jobs (large prompt sets), waited for deferred"),
-        "compare_base_model": Param(False, type="boolean", title="Also evaluate the untuned base model"),
-        "evaluate_checkpoints": Param(False, type="boolean", title="Evaluate every checkpoint (Vertex, online)",
-                                      description="score each epoch's checkpoint on the prompt set and gate and "
-                                                  "promote the best (by the gate's primary metric), not the last"),
-        "temperature": Param(0.0, type="number", minimum=0, maximum=2, title="Evaluation temperature"),
-        "max_output_tokens": Param(256, type="integer", minimum=1, maximum=8192, title="Max output tokens"),
-        "eval_rpm": Param(600, type="number", exclusiveMinimum=0, title="Evaluation requests per minute (per model)"),
-        "eval_concurrency": Param(16, type="integer", minimum=1, maximum=256, title="Evaluation concurrency"),
-        "judge": Param("none", enum=["none", "pointwise", "pairwise", "both"], title="Model-based evaluation",
-                       description="an autorater (Vertex's evaluation service) scores answers (pointwise, metric "
-                                   "judge_score) and/or compares challenger and champion twice with the order "
-                                   "swapped (pairwise, gated by a sign test)"),
-        "judge_model": Param("gemini-2.5-flash", type="string", title="Autorater model"),
-        "judge_pointwise_template": Param(None, type=["null", "string"], title="Pointwise metric prompt template",
-                                          description="empty: the default rubric (1-5 against the reference)"),
-        "judge_pairwise_template": Param(None, type=["null", "string"], title="Pairwise metric prompt template"),
-        # --- gate
-        "gate_min_prompts": Param(20, type="integer", minimum=1, title="Gate: minimum evaluated prompts"),
-        "gate_max_error_rate": Param(0.05, type="number", minimum=0, maximum=1, title="Gate: maximum error rate"),
-        "gate_primary_metric": Param("normalized_match", enum=list(GATE_METRIC_NAMES),
-                                     title="Gate: primary metric"),
-        "gate_min_score": Param(0.6, type="number", minimum=0, maximum=1,
-                                title="Gate: minimum primary metric (absolute threshold)"),
-        "gate_min_margin": Param(0.0, type="number", minimum=-1, maximum=1,
-                                 title="Gate: challenger − champion margin on the primary metric"),
-        "gate_confidence": Param(0.95, type="number", exclusiveMinimum=0.5, exclusiveMaximum=1,
-                                 title="Gate: confidence of the paired test against the champion"),
-        "gate_pairwise_min_decisive": Param(10, type="integer", minimum=1,
-                                            title="Gate: minimum non-tied judged pairs (pairwise judge)"),
-        "gate_pairwise_margin": Param(0.0, type="number", minimum=0, maximum=0.49,
-                                      title="Gate: win rate must beat 0.5 + this (pairwise judge)"),
-        # --- approval (after the gate says promote)
-        "require_approval": Param(False, type="boolean", title="Require a human's approval to promote",
-                                  description="the approval task waits for Approve / Reject (Required actions, or "
-                                              "the REST API's hitlDetails); Reject deletes the candidate"),
-        "approval_timeout_hours": Param(72, type=["null", "number"], exclusiveMinimum=0, title="Approval timeout (h)",
-                                        description="no answer by then counts as Reject; empty: wait forever"),
-    }),
-) as dag:
-    prepare = PrepareTuningDatasetOperator(
-        task_id="prepare_dataset",
-        source="{{ params.training_data }}",
-        destination="{{ params.gcs_prefix }}/datasets",
-        target="{{ params.backend }}",
-        validation_fraction="{{ params.validation_fraction }}",
-        eval_prompts="{{ params.eval_prompts }}",
-        epochs="{{ params.epochs }}",
-        # the scheduled-run guard also checks these (an unattended run with demo values against Google fails)
-        guard_paths={"system_instruction": "{{ params.system_instruction }}"},
-        demo_roots=[DEMO],
-    )
-    tune = GeminiTuningOperator(
-        task_id="tune",
-        backend="{{ params.backend }}",
-        **GOOGLE,
-        base_model="{{ params.base_model }}",
-        training_uri="{{ ti.xcom_pull(task_ids='prepare_dataset')['train_uri'] }}",
-        validation_uri="{{ ti.xcom_pull(task_ids='prepare_dataset')['validation_uri'] }}",
-        training_sha256="{{ ti.xcom_pull(task_ids='prepare_dataset')['train_sha256'] }}",
-        epochs="{{ params.epochs }}",
-        learning_rate_multiplier="{{ params.learning_rate_multiplier if params.backend == 'vertex' else None }}",
-        adapter_size="{{ params.adapter_size if params.backend == 'vertex' else None }}",
-        batch_size="{{ params.batch_size if params.backend == 'gemini_api' else None }}",
-        display_name="{{ params.display_name }}",
-        labels={"pipeline": "gemini-tuning"},
-        state_uri="{{ params.gcs_prefix }}/state",
-        job_timeout="{{ params.job_timeout_hours * 3600 }}",
-        poll_policy="{{ params.poll_policy }}",
-        on_fingerprint_change="{{ params.on_fingerprint_change }}",
-        continue_from="{{ params.continue_from }}",
-        champion_pointer_uri="{{ params.gcs_prefix }}/champion.json",
-        deferrable=True,
-        max_training_tokens="{{ params.max_training_tokens }}",
-        max_cost="{{ params.max_cost }}",
-        price_per_million_training_tokens="{{ params.price_per_million_training_tokens }}",
-        dataset_stats="{{ ti.xcom_pull(task_ids='prepare_dataset')['stats'] }}",
-    )
-    evaluate = GeminiEvaluateOperator(
-        task_id="evaluate",
-        **GOOGLE,
-        prompt_set="{{ params.eval_prompts }}",
-        challenger=TUNED,
-        results_prefix=RUN_DIR + "/eval",
-        champion_pointer_uri="{{ params.gcs_prefix }}/champion.json",
-        base_model="{{ params.base_model if params.compare_base_model else None }}",
-        system_instruction="{{ params.system_instruction }}",
-        temperature="{{ params.temperature }}",
-        max_output_tokens="{{ params.max_output_tokens }}",
-        rpm="{{ params.eval_rpm }}",
-        concurrency="{{ params.eval_concurrency }}",
-        mode="{{ params.eval_mode }}",
-        poll_policy="{{ params.poll_policy }}",
-        evaluate_checkpoints="{{ params.evaluate_checkpoints }}",
-        checkpoint_metric="{{ params.gate_primary_metric }}",
-        judge="{{ params.judge }}",
-        judge_model="{{ params.judge_model }}",
-        judge_pointwise_template="{{ params.judge_pointwise_template }}",
-        judge_pairwise_template="{{ params.judge_pairwise_template }}",
-    )
-    gate = GeminiGateOperator(
-        task_id="gate",
-        evaluation=EVALUATION,
-        gate_config={"min_prompts": "{{ params.gate_min_prompts }}",
-                     "max_error_rate": "{{ params.gate_max_error_rate }}",
-                     "primary_metric": "{{ params.gate_primary_metric }}",
-                     # keys are not templated: the whole mapping is one template
-                     "thresholds": "{{ {params.gate_primary_metric: params.gate_min_score} }}",
-                     "min_margin": "{{ params.gate_min_margin }}",
-                     "confidence": "{{ params.gate_confidence }}",
-                     "pairwise_min_decisive": "{{ params.gate_pairwise_min_decisive }}",
-                     "pairwise_margin": "{{ params.gate_pairwise_margin }}"},
-        promote_task_id="review_report",
-        delete_task_id="delete",
-    )
-    # the report as the gate left it, for the reviewer (the approval's body links to it; the api-server serves it
-    # until "report" has written the final one)
-    review_report = GeminiTuningReportOperator(task_id="review_report", tuning=TUNED, evaluation=EVALUATION,
-                                               gate=GATE, report_uri=RUN_DIR + "/report/review.html",
-                                               decision_task_ids=[])
-    approval = GeminiApprovalOperator(task_id="approval", gate=GATE, candidate=TUNED,
-                                      required="{{ params.require_approval }}",
-                                      timeout_hours="{{ params.approval_timeout_hours }}",
-                                      promote_task_id="promote", reject_task_id="delete_rejected",
-                                      # a failed review report must not cost the candidate: approval still runs
-                                      # (it is skipped only when the gate went the delete way)
-                                      trigger_rule="none_skipped")
-    promote = GeminiPromoteOperator(task_id="promote", **GOOGLE, candidate=TUNED, evaluation=EVALUATION,
-                                    pointer_uri="{{ params.gcs_prefix }}/champion.json")
-    delete = GeminiDeleteTunedModelOperator(task_id="delete", **GOOGLE, candidate=TUNED,
-                                            pointer_uri="{{ params.gcs_prefix }}/champion.json")
-    delete_rejected = GeminiDeleteTunedModelOperator(task_id="delete_rejected", **GOOGLE, candidate=TUNED,
-                                                     pointer_uri="{{ params.gcs_prefix }}/champion.json")
-    report = GeminiTuningReportOperator(
-        task_id="report",
-        tuning=TUNED,
-        evaluation=EVALUATION,
-        gate=GATE,
-        report_uri=RUN_DIR + "/report/index.html",
-        decision_task_ids=["promote", "delete", "delete_rejected"],
-        trigger_rule="none_failed_min_one_success",
-    )
-    cleanup = GeminiDeleteTunedModelOperator(
-        task_id="cleanup_on_failure", **GOOGLE, candidate=TUNED,
-        pointer_uri="{{ params.gcs_prefix }}/champion.json", trigger_rule="one_failed", retries=3,
-        keep_if_task_ids=["promote"])   # another run promoted meanwhile: the candidate is kept for re-evaluation
+# the run Params and their demo defaults
+PARAMS = {
+    # --- where and what
+    "backend": Param("vertex", enum=list(BACKENDS), title="Backend",
+                     description="Vertex AI tuningJobs (recommended) or the Gemini API tunedModels flow"),
+    "project_id": Param(None, type=["null", "string"], title="Project",
+                        description="Google Cloud project; empty = the connection's project"),
+    "location": Param("us-central1", type="string", title="Location"),
+    "base_model": Param("gemini-2.5-flash", type="string", title="Base model",
+                        examples=["gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.5-pro",
+                                  "gemini-3.1-flash-lite", "models/gemini-1.5-flash-001-tuning"]),
+    "gcs_prefix": Param("gs://gemini-tuning-demo/pipeline", type="string",
+                        pattern=r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$", title="GCS prefix",
+                        description="Datasets, job state, evaluation results, reports and the champion pointer"),
+    # --- data
+    "training_data": Param(os.path.join(DEMO, "train.jsonl"), type="string", title="Training data",
+                           description="Local path or gs:// URI of a JSONL (optionally gzip) training set"),
+    "validation_fraction": Param(0.0, type="number", minimum=0, maximum=0.5, title="Validation fraction"),
+    "eval_prompts": Param(os.path.join(DEMO, "eval_prompts.jsonl"), type="string", title="Evaluation prompt set",
+                          description="JSONL of {prompt, reference, tags?, metric?}; also checked for leakage"),
+    "system_instruction": Param(os.path.join(DEMO, "system_instruction.txt"), type=["null", "string"],
+                                title="System instruction for evaluation (text, or a .txt path / gs:// URI)"),
+    # --- tuning
+    "epochs": Param(3, type="integer", minimum=1, maximum=100, title="Epochs"),
+    "learning_rate_multiplier": Param(1.0, type="number", exclusiveMinimum=0, maximum=100,
+                                      title="Learning-rate multiplier"),
+    "adapter_size": Param(4, enum=[1, 2, 4, 8, 16], title="Adapter size (Vertex)"),
+    "batch_size": Param(None, type=["null", "integer"], minimum=1, maximum=64, title="Batch size (Gemini API)"),
+    "display_name": Param("support-router", type="string", maxLength=40, title="Tuned model display name"),
+    "job_timeout_hours": Param(24, type="number", exclusiveMinimum=0, maximum=168, title="Tuning timeout (h)"),
+    "poll_policy": Param({"initial_seconds": 10, "min_seconds": 15, "max_seconds": 300}, type="object",
+                         title="Status polling (seconds)",
+                         description="initial, min (near the end), max (mid-job); see gemini_tuning.core.polling"),
+    "on_fingerprint_change": Param("cancel_and_resubmit", enum=["cancel_and_resubmit", "fail"],
+                                   title="If a retry finds a job with other inputs"),
+    "continue_from": Param(None, type=["null", "string"], title="Continue tuning from (Vertex)",
+                           description="empty: tune the base model; 'champion': the current champion's model "
+                                       "version and checkpoint; or projects/P/locations/L/models/M@version "
+                                       "(or @alias). The result is the next version of that model",
+                           examples=["champion"]),
+    # --- budget (checked by the tune task before anything is created; empty = no limit)
+    "max_training_tokens": Param(None, type=["null", "integer"], minimum=1, title="Budget: max training tokens",
+                                 description="billable training tokens = the training examples' tokens "
+                                             "(estimate: characters / 4) x epochs; above it the run fails "
+                                             "before the tuning job is created"),
+    "max_cost": Param(None, type=["null", "number"], minimum=0, title="Budget: max cost",
+                      description="in the currency of the price below; needs that price"),
+    "price_per_million_training_tokens": Param(None, type=["null", "number"], exclusiveMinimum=0,
+                                               title="Budget: your price per million training tokens",
+                                               description="from your price list for the base model (none is "
+                                                           "built in); used for max_cost and the logged cost"),
+    # --- evaluation
+    "eval_mode": Param("online", enum=["online", "batch"], title="Evaluation mode",
+                       description="online: rate-limited generateContent calls; batch: Vertex batch prediction "
+                                   "jobs (large prompt sets), waited for deferred"),
+    "compare_base_model": Param(False, type="boolean", title="Also evaluate the untuned base model"),
+    "evaluate_checkpoints": Param(False, type="boolean", title="Evaluate every checkpoint (Vertex, online)",
+                                  description="score each epoch's checkpoint on the prompt set and gate and "
+                                              "promote the best (by the gate's primary metric), not the last"),
+    "temperature": Param(0.0, type="number", minimum=0, maximum=2, title="Evaluation temperature"),
+    "max_output_tokens": Param(256, type="integer", minimum=1, maximum=8192, title="Max output tokens"),
+    "eval_rpm": Param(600, type="number", exclusiveMinimum=0, title="Evaluation requests per minute (per model)"),
+    "eval_concurrency": Param(16, type="integer", minimum=1, maximum=256, title="Evaluation concurrency"),
+    "judge": Param("none", enum=["none", "pointwise", "pairwise", "both"], title="Model-based evaluation",
+                   description="an autorater (Vertex's evaluation service) scores answers (pointwise, metric "
+                               "judge_score) and/or compares challenger and champion twice with the order "
+                               "swapped (pairwise, gated by a sign test)"),
+    "judge_model": Param("gemini-2.5-flash", type="string", title="Autorater model"),
+    "judge_pointwise_template": Param(None, type=["null", "string"], title="Pointwise metric prompt template",
+                                      description="empty: the default rubric (1-5 against the reference)"),
+    "judge_pairwise_template": Param(None, type=["null", "string"], title="Pairwise metric prompt template"),
+    # --- gate
+    "gate_min_prompts": Param(20, type="integer", minimum=1, title="Gate: minimum evaluated prompts"),
+    "gate_max_error_rate": Param(0.05, type="number", minimum=0, maximum=1, title="Gate: maximum error rate"),
+    "gate_primary_metric": Param("normalized_match", enum=list(GATE_METRIC_NAMES),
+                                 title="Gate: primary metric"),
+    "gate_min_score": Param(0.6, type="number", minimum=0, maximum=1,
+                            title="Gate: minimum primary metric (absolute threshold)"),
+    "gate_min_margin": Param(0.0, type="number", minimum=-1, maximum=1,
+                             title="Gate: challenger − champion margin on the primary metric"),
+    "gate_confidence": Param(0.95, type="number", exclusiveMinimum=0.5, exclusiveMaximum=1,
+                             title="Gate: confidence of the paired test against the champion"),
+    "gate_pairwise_min_decisive": Param(10, type="integer", minimum=1,
+                                        title="Gate: minimum non-tied judged pairs (pairwise judge)"),
+    "gate_pairwise_margin": Param(0.0, type="number", minimum=0, maximum=0.49,
+                                  title="Gate: win rate must beat 0.5 + this (pairwise judge)"),
+    # --- approval (after the gate says promote)
+    "require_approval": Param(False, type="boolean", title="Require a human's approval to promote",
+                              description="the approval task waits for Approve / Reject (Required actions, or "
+                                          "the REST API's hitlDetails); Reject deletes the candidate"),
+    "approval_timeout_hours": Param(72, type=["null", "number"], exclusiveMinimum=0, title="Approval timeout (h)",
+                                    description="no answer by then counts as Reject; empty: wait forever"),
+}
 
-    prepare >> tune >> evaluate >> gate >> [review_report, delete]
-    review_report >> approval >> [promote, delete_rejected]
-    [promote, delete, delete_rejected] >> report
-    [evaluate, gate, approval, promote, delete, delete_rejected] >> cleanup
+
+def pipeline_dag(dag_id: str = "gemini_tuning_pipeline") -> DAG:
+    """The pipeline DAG (a function so that tests can build variants of it under another id)."""
+    with DAG(
+        dag_id=dag_id,
+        description="Validate + upload a training set, tune a Gemini model (deferred), evaluate, promote or delete",
+        schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"),
+                                     assets=[RAW_TRAINING_DATA]),
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        # one run at a time per deployment by default (runs of one pipeline share its champion); a deployment that runs
+        # several pipelines from this file (each its own gcs_prefix) raises it
+        max_active_runs=int(os.environ.get("GEMINI_TUNING_MAX_ACTIVE_RUNS", "1")),
+        render_template_as_native_obj=True,
+        default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
+        tags=["gemini", "tuning"],
+        # the demo defaults (PARAMS), with a deployment's own merged over them from the JSON file named by
+        # $GEMINI_TUNING_PIPELINE_CONFIG (read at parse time; README "Guard rails")
+        params=deployment_params(PARAMS),
+    ) as dag:
+        prepare = PrepareTuningDatasetOperator(
+            task_id="prepare_dataset",
+            source="{{ params.training_data }}",
+            destination="{{ params.gcs_prefix }}/datasets",
+            target="{{ params.backend }}",
+            validation_fraction="{{ params.validation_fraction }}",
+            eval_prompts="{{ params.eval_prompts }}",
+            epochs="{{ params.epochs }}",
+            # the scheduled-run guard also checks these (an unattended run with demo values against Google fails)
+            guard_paths={"system_instruction": "{{ params.system_instruction }}"},
+            demo_roots=[DEMO],
+        )
+        tune = GeminiTuningOperator(
+            task_id="tune",
+            backend="{{ params.backend }}",
+            **GOOGLE,
+            base_model="{{ params.base_model }}",
+            training_uri="{{ ti.xcom_pull(task_ids='prepare_dataset')['train_uri'] }}",
+            validation_uri="{{ ti.xcom_pull(task_ids='prepare_dataset')['validation_uri'] }}",
+            training_sha256="{{ ti.xcom_pull(task_ids='prepare_dataset')['train_sha256'] }}",
+            epochs="{{ params.epochs }}",
+            learning_rate_multiplier="{{ params.learning_rate_multiplier if params.backend == 'vertex' else None }}",
+            adapter_size="{{ params.adapter_size if params.backend == 'vertex' else None }}",
+            batch_size="{{ params.batch_size if params.backend == 'gemini_api' else None }}",
+            display_name="{{ params.display_name }}",
+            labels={"pipeline": "gemini-tuning"},
+            state_uri="{{ params.gcs_prefix }}/state",
+            job_timeout="{{ params.job_timeout_hours * 3600 }}",
+            poll_policy="{{ params.poll_policy }}",
+            on_fingerprint_change="{{ params.on_fingerprint_change }}",
+            continue_from="{{ params.continue_from }}",
+            champion_pointer_uri="{{ params.gcs_prefix }}/champion.json",
+            deferrable=True,
+            max_training_tokens="{{ params.max_training_tokens }}",
+            max_cost="{{ params.max_cost }}",
+            price_per_million_training_tokens="{{ params.price_per_million_training_tokens }}",
+            dataset_stats="{{ ti.xcom_pull(task_ids='prepare_dataset')['stats'] }}",
+        )
+        evaluate = GeminiEvaluateOperator(
+            task_id="evaluate",
+            **GOOGLE,
+            prompt_set="{{ params.eval_prompts }}",
+            challenger=TUNED,
+            results_prefix=RUN_DIR + "/eval",
+            champion_pointer_uri="{{ params.gcs_prefix }}/champion.json",
+            base_model="{{ params.base_model if params.compare_base_model else None }}",
+            system_instruction="{{ params.system_instruction }}",
+            temperature="{{ params.temperature }}",
+            max_output_tokens="{{ params.max_output_tokens }}",
+            rpm="{{ params.eval_rpm }}",
+            concurrency="{{ params.eval_concurrency }}",
+            mode="{{ params.eval_mode }}",
+            poll_policy="{{ params.poll_policy }}",
+            evaluate_checkpoints="{{ params.evaluate_checkpoints }}",
+            checkpoint_metric="{{ params.gate_primary_metric }}",
+            judge="{{ params.judge }}",
+            judge_model="{{ params.judge_model }}",
+            judge_pointwise_template="{{ params.judge_pointwise_template }}",
+            judge_pairwise_template="{{ params.judge_pairwise_template }}",
+        )
+        gate = GeminiGateOperator(
+            task_id="gate",
+            evaluation=EVALUATION,
+            candidate=TUNED,
+            gate_config=GATE_CONFIG,
+            verdict_uri=VERDICT,
+            promote_task_ids=["review_report", "approval"],
+            delete_task_id="delete",
+        )
+        # the report as the gate left it, for the reviewer (the approval's body links to it; the api-server serves it
+        # until "report" has written the final one)
+        review_report = GeminiTuningReportOperator(task_id="review_report", tuning=TUNED, evaluation=EVALUATION,
+                                                   gate=GATE, report_uri=RUN_DIR + "/report/review.html",
+                                                   decision_task_ids=[])
+        approval = GeminiApprovalOperator(task_id="approval", verdict_uri=VERDICT, candidate=TUNED,
+                                          required="{{ params.require_approval }}",
+                                          timeout_hours="{{ params.approval_timeout_hours }}",
+                                          promote_task_id="promote", reject_task_id="delete_rejected")
+        promote = GeminiPromoteOperator(task_id="promote", **GOOGLE, candidate=TUNED, evaluation=EVALUATION,
+                                        pointer_uri=POINTER, verdict_uri=VERDICT, gate_config=GATE_CONFIG,
+                                        approval_task_id="approval")
+        delete = GeminiDeleteTunedModelOperator(task_id="delete", **GOOGLE, candidate=TUNED, pointer_uri=POINTER,
+                                                verdict_uri=VERDICT, delete_on=["delete"])
+        delete_rejected = GeminiDeleteTunedModelOperator(task_id="delete_rejected", **GOOGLE, candidate=TUNED,
+                                                         pointer_uri=POINTER, verdict_uri=VERDICT, delete_on=["reject"],
+                                                         approval_task_id="approval")
+        # teardowns: they run once every decision task has settled (never beside promote) and do not decide the run's
+        # state (a failed gate fails the run even though the report is written)
+        cleanup = GeminiDeleteTunedModelOperator(
+            task_id="cleanup_on_failure", **GOOGLE, candidate=TUNED, pointer_uri=POINTER, verdict_uri=VERDICT,
+            delete_on=["delete", "reject"], approval_task_id="approval", skip_if_done_by=["delete", "delete_rejected"],
+            retries=3).as_teardown()
+        report = GeminiTuningReportOperator(
+            task_id="report",
+            tuning=TUNED,
+            evaluation=EVALUATION,
+            gate=GATE,
+            report_uri=RUN_DIR + "/report/index.html",
+            decision_task_ids=["promote", "delete", "delete_rejected", "cleanup_on_failure"],
+        ).as_teardown()
+
+        # approval depends on the gate alone (all_success): a failed gate leaves it upstream_failed, a failed review
+        # report cannot hold it back (all_done_min_one_success over gate + review report was tried: Airflow 3.3.2
+        # scheduled it once with both upstream_failed, under load)
+        prepare >> tune >> evaluate >> gate >> [review_report, approval, delete]
+        approval >> [promote, delete_rejected]
+        [review_report, promote, delete, delete_rejected] >> cleanup >> report
+    return dag
+
+
+dag = pipeline_dag()

@@ -20,7 +20,7 @@ DAG = "gemini_tuning_pipeline"
 FAST = {"poll_policy": {"initial_seconds": 1, "min_seconds": 1, "max_seconds": 3, "fallback_max_seconds": 2},
         "eval_rpm": 12000, "eval_concurrency": 32}
 
-pytestmark = [pytest.mark.services, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.services, pytest.mark.timeout(900), pytest.mark.full]
 
 
 def demo(name: str, n: int) -> list[dict]:
@@ -106,6 +106,9 @@ def test_approve_promotes_reject_and_timeout_delete_and_no_approval_does_not_wai
             assert f"| {rule['name']} | {rule['verdict'].upper()} |" in detail["body"]
         report = f"/gemini-tuning/report/{DAG}/{quote(runs[k], safe='')}"
         assert f"({af.base_url}{report})" in detail["body"]
+        # the review report runs beside the approval (both follow the gate's promote branch): it is there seconds
+        # after the approval asks
+        af.wait_ti_state(DAG, runs[k], "review_report", "success", timeout=120)
         page = af.request("GET", report)                       # the review report, through the api-server
         assert "text/html" in page.headers["content-type"] and len(page.text) > 1000
         assert states(af, runs[k])["promote"] is None           # nothing promoted while it waits

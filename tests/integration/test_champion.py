@@ -16,6 +16,8 @@ from gemini_tuning.backends.retry import RetryPolicy
 from gemini_tuning.backends.vertex_registry import VertexRegistry, split_version
 from gemini_tuning.services import champion as ch
 
+pytestmark = pytest.mark.fast
+
 FAST = RetryPolicy(attempts=4, initial_delay=0.05, max_delay=0.2, total_seconds=20)
 KEY = {"x-goog-api-key": "test-key"}
 ROLE, RUN, SCOPE = ch.ROLE_LABEL, ch.RUN_LABEL, ch.POINTER_LABEL
@@ -89,7 +91,7 @@ def test_pointer_shape_and_previous_is_one_level_deep():
     assert first == {"backend": "vertex", "tuned_model": a["tuned_model"], "endpoint": a["endpoint"],
                      "checkpoint_id": None, "display_name": "a", "promoted_at": "2026-11-01T10:00:00Z",
                      "run_id": "manual__2026-11-01T10:00:00+00:00", "dag_id": "gemini_tuning",
-                     "metrics": {"accuracy": 0.7}, "previous": None}
+                     "metrics": {"accuracy": 0.7}, "verdict_id": None, "policy_hash": None, "previous": None}
     b = {"backend": "gemini_api", "tuned_model": "tunedModels/b", "endpoint": None, "display_name": None,
          "metrics": {"accuracy": 0.8}}
     second = ch.build_pointer(b, {"run_id": "r2", "dag_id": "d"}, first)
@@ -408,6 +410,32 @@ def test_delete_version_only_when_the_model_has_other_versions(emulator, small_t
     assert [v.version_id for v in left] == ["2"] and "default" in left[0].version_aliases
 
 
+def test_default_alias_follows_the_champion_and_never_lands_on_a_loser(emulator, gcs_client, small_train_uri,
+                                                                        registry, pointer_uri):
+    """Continuous tuning makes versions of one model: promotion moves ``default`` to the champion's version; the
+    deletion of a losing version that holds ``default`` hands it to the champion's version, not to the newest."""
+    url = emulator.endpoints.url
+    (cand,) = tune_vertex(url, small_train_uri, 1)
+    base, _ = split_version(cand["tuned_model"])
+    store = emulator.emulator.store
+    model = store.get("models", base)
+    for vid in ("2", "3"):
+        model["versions"][vid] = {**model["versions"]["1"], "versionId": vid, "versionAliases": [],
+                                  "deployedModels": [], "labels": {}}
+    store.put("models", base, model)
+    v2 = {**cand, "tuned_model": f"{base}@2", "endpoint": None}
+    ch.promote(gcs_client, pointer_uri, v2, expected_generation=0, registry=registry, run=run(1))
+    aliases = {v.version_id: set(v.version_aliases) for v in registry.list_versions(base)}
+    assert aliases == {"1": set(), "2": {"default", "champion"}, "3": set()}
+    # a loser that somehow holds default (someone moved it by hand): deleting it gives default back to the champion
+    registry.set_default_version(f"{base}@3")
+    res = ch.delete_candidate({**cand, "tuned_model": f"{base}@3", "endpoint": None}, storage_client=gcs_client,
+                              pointer_uri=pointer_uri, registry=registry)
+    assert res["model_deleted"] and res["version_only"]
+    aliases = {v.version_id: set(v.version_aliases) for v in registry.list_versions(base)}
+    assert aliases == {"1": set(), "2": {"default", "champion"}}
+
+
 # ------------------------------------------------------------------------------------------------ Gemini API
 def test_gemini_api_promote_and_delete(emulator, gcs_client, pointer_uri):
     url = emulator.endpoints.url
@@ -549,7 +577,9 @@ def test_rollback_resumes_after_crash_and_refuses_a_vanished_model(emulator, gcs
     # the previous champion was deleted meanwhile (by hand): refused before anything is written
     ch.promote(gcs_client, pointer_uri, c, expected_generation=gen, registry=registry, run=run(3))
     ptr, gen = ch.read_champion(gcs_client, pointer_uri)
-    ch.delete_candidate(a, storage_client=gcs_client, pointer_uri=pointer_uri, registry=registry, timeout=60)
+    with pytest.raises(ch.ChampionDeletionRefused, match="previous champion, the rollback target"):
+        ch.delete_candidate(a, storage_client=gcs_client, pointer_uri=pointer_uri, registry=registry, timeout=60)
+    registry.delete_tuned_model(a["tuned_model"], a["endpoint"], timeout=60)      # by hand, behind the pipeline
     with pytest.raises(NotFoundError, match="cannot roll back to"):
         ch.rollback(gcs_client, pointer_uri, registry=registry, run=rb_run(2))
     assert ch.read_champion(gcs_client, pointer_uri) == (ptr, gen)
@@ -654,8 +684,39 @@ def test_gemini_api_rollback(emulator, gcs_client, pointer_uri):
     ch.promote(gcs_client, pointer_uri, a, expected_generation=0, registry=None, run=run(1))
     _, gen = ch.read_champion(gcs_client, pointer_uri)
     ch.promote(gcs_client, pointer_uri, b, expected_generation=gen, registry=None, run=run(2))
-    res = ch.rollback(gcs_client, pointer_uri, registry=None, run=rb_run(1), to=a["tuned_model"])
+    api = GeminiApiTuningBackend(base_url=url, api_key="test-key", retry_policy=FAST)
+    with pytest.raises(ValueError, match="needs a GeminiApiTuningBackend"):
+        ch.rollback(gcs_client, pointer_uri, registry=None, run=rb_run(1), to=a["tuned_model"])
+    res = ch.rollback(gcs_client, pointer_uri, registry=None, run=rb_run(1), to=a["tuned_model"], gemini_api=api)
     assert res["status"] == "rolled_back" and res["registry"] == {"skipped": "no Model Registry (Gemini API backend)"}
     ptr, _ = ch.read_champion(gcs_client, pointer_uri)
     assert ptr["tuned_model"] == a["tuned_model"] and ptr["previous"]["tuned_model"] == b["tuned_model"]
     assert requests.get(f"{url}/v1beta/{b['tuned_model']}", headers=KEY, timeout=10).status_code == 200
+
+
+def test_gemini_api_rollback_refuses_a_target_that_is_gone(emulator, gcs_client, pointer_uri):
+    """The rollback target was deleted behind the pipeline's back: refused before the pointer is written."""
+    url = emulator.endpoints.url
+    api = GeminiApiTuningBackend(base_url=url, api_key="test-key", retry_policy=FAST)
+    a, b = tune_gemini_api(url), tune_gemini_api(url)
+    ch.promote(gcs_client, pointer_uri, a, expected_generation=0, registry=None, run=run(1))
+    _, gen = ch.read_champion(gcs_client, pointer_uri)
+    ch.promote(gcs_client, pointer_uri, b, expected_generation=gen, registry=None, run=run(2))
+    assert api.delete(a["tuned_model"])
+    _, before = ch.read_champion(gcs_client, pointer_uri)
+    with pytest.raises(NotFoundError, match=f"cannot roll back to {a['tuned_model']}: the Gemini API has no such"):
+        ch.rollback(gcs_client, pointer_uri, registry=None, run=rb_run(1), gemini_api=api)
+    ptr, after = ch.read_champion(gcs_client, pointer_uri)
+    assert after == before and ptr["tuned_model"] == b["tuned_model"]
+
+
+def test_the_rollback_target_is_protected_from_deletion(emulator, gcs_client, pointer_uri):
+    url = emulator.endpoints.url
+    api = GeminiApiTuningBackend(base_url=url, api_key="test-key", retry_policy=FAST)
+    a, b = tune_gemini_api(url), tune_gemini_api(url)
+    ch.promote(gcs_client, pointer_uri, a, expected_generation=0, registry=None, run=run(1))
+    _, gen = ch.read_champion(gcs_client, pointer_uri)
+    ch.promote(gcs_client, pointer_uri, b, expected_generation=gen, registry=None, run=run(2))
+    with pytest.raises(ch.ChampionDeletionRefused, match="it is the previous champion, the rollback target"):
+        ch.delete_candidate(a, storage_client=gcs_client, pointer_uri=pointer_uri, gemini_api=api)
+    assert requests.get(f"{url}/v1beta/{a['tuned_model']}", headers=KEY, timeout=10).status_code == 200

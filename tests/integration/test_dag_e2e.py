@@ -9,6 +9,8 @@ import pytest
 import requests
 from conftest import BUCKET, DEMO, ROOT
 
+pytestmark = pytest.mark.fast
+
 PREFIX_ROOT = f"gs://{BUCKET}/e2e"
 
 
@@ -248,3 +250,63 @@ def test_pairwise_judge_promotes_the_good_replies_and_deletes_the_corrupted(pipe
     _, tis = run(pipeline, **conf, training_data=str(REPLIES / "train_corrupted.jsonl"), epochs=3)
     rule = next(r for r in xcom(tis, "gate", "gate")["rules"] if r["name"] == "pairwise_win_rate")
     assert rule["verdict"] == "fail" and tis["delete"].state == "success" and tis["promote"].state == "skipped"
+
+
+def test_a_generation_outage_is_no_decision_and_keeps_the_candidate(pipeline, emulator, gcs_client):
+    """Every generateContent call 503 (the tuned model's endpoint is down): the gate says no decision, not delete.
+    The run fails with that reason, approval and promote never start, the candidate is kept and the report says
+    why."""
+    from airflow.utils.state import DagRunState
+
+    prefix = f"{PREFIX_ROOT}/{uuid.uuid4().hex[:8]}"
+    emulator.emulator.faults.add({"kind": "status", "status": 503, "path": r":generateContent$", "retry_after": 0})
+    dr = pipeline.test(run_conf={**FAST, "training_data": str(DEMO / "train.jsonl"), "gcs_prefix": prefix})
+    tis = {ti.task_id: ti for ti in dr.get_task_instances()}
+    st = {t: ti.state for t, ti in tis.items()}
+    assert dr.state == DagRunState.FAILED, st
+    assert st["evaluate"] == "success" and st["gate"] == "failed", st
+    assert st["approval"] == "upstream_failed" and st["promote"] == "upstream_failed" and tis["promote"].try_number == 0
+    assert st["delete"] == "upstream_failed" and st["cleanup_on_failure"] == "skipped" and st["report"] == "success"
+    gate = xcom(tis, "gate", "gate")
+    assert gate["decision"] == "no_decision" and "max_error_rate" in gate["summary"]
+    key = prefix[len(f"gs://{BUCKET}/"):] + "/runs/" + dr.run_id.replace(":", "-").replace("+", "-")
+    verdict = json.loads(gcs_client.bucket(BUCKET).blob(key + "/verdict.json").download_as_text())
+    tuned = xcom(tis, "tune")
+    assert verdict["decision"] == "no_decision" and verdict["candidate"]["tuned_model"] == tuned["tuned_model"]
+    assert requests.get(f"{emulator.endpoints.url}/v1/{tuned['tuned_model']}", timeout=10).status_code == 200
+    report = gcs_client.bucket(BUCKET).blob(key + "/report/index.html").download_as_text()
+    assert "NO DECISION" in report and "max_error_rate" in report
+    assert gcs_client.bucket(BUCKET).blob(prefix[len(f"gs://{BUCKET}/"):] + "/champion.json").exists() is False
+
+
+@pytest.mark.parametrize("crashed", ["evaluate", "gate"])
+def test_a_crash_before_the_verdict_never_starts_approval_or_promote(pipeline, emulator, gcs_client, monkeypatch,
+                                                                      crashed):
+    """The reproduction of the issue, in process: a crashed evaluate or gate leaves approval and promote unrun
+    (no try), nothing is deleted and nobody becomes champion. (The real scheduler's matrix:
+    test_gate_faults_services.py.)"""
+    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.utils.state import DagRunState
+
+    from gemini_tuning.operators.evaluate import GeminiEvaluateOperator, GeminiGateOperator
+
+    cls = {"evaluate": GeminiEvaluateOperator, "gate": GeminiGateOperator}[crashed]
+
+    def crash(self, context, *a, **k):
+        raise AirflowFailException(f"injected crash in {crashed}")   # no retry: the test stays fast
+
+    monkeypatch.setattr(cls, "execute", crash)
+    prefix = f"{PREFIX_ROOT}/{uuid.uuid4().hex[:8]}"
+    dr = pipeline.test(run_conf={**FAST, "training_data": str(DEMO / "train.jsonl"), "gcs_prefix": prefix})
+    tis = {ti.task_id: ti for ti in dr.get_task_instances()}
+    st = {t: ti.state for t, ti in tis.items()}
+    assert dr.state == DagRunState.FAILED, st
+    assert st[crashed] == "failed", st
+    for task_id in ("approval", "promote", "delete", "delete_rejected"):
+        assert st[task_id] == "upstream_failed" and tis[task_id].try_number == 0, (task_id, st)
+    assert st["cleanup_on_failure"] == "skipped" and st["report"] == "success", st
+    tuned = xcom(tis, "tune")
+    assert requests.get(f"{emulator.endpoints.url}/v1/{tuned['tuned_model']}", timeout=10).status_code == 200
+    assert not gcs_client.bucket(BUCKET).blob(prefix[len(f"gs://{BUCKET}/"):] + "/champion.json").exists()
+    report = xcom(tis, "report")
+    assert report["decision"] == "no verdict"

@@ -24,8 +24,11 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 
 @contextmanager
-def ui_stack(tmp: Path, *, time_scale: float = 0.12, extra_env: dict | None = None):
-    """Yields ``(services, emulator_info)``; everything is stopped by process group afterwards."""
+def ui_stack(tmp: Path, *, time_scale: float = 0.12, extra_env: dict | None = None,
+             dag_files: tuple[Path, ...] = (ROOT / "dags" / "gemini_tuning_pipeline.py",),
+             dag_ids: tuple[str, ...] = ("gemini_tuning_pipeline",)):
+    """Yields ``(services, emulator_info)``; everything is stopped by process group afterwards. ``dag_files`` are
+    linked into the stack's DAG folder; ``dag_ids`` are awaited."""
     emu = subprocess.Popen([sys.executable, "-m", "emulator", "--port", "0", "--gcs-port", "0", "--data-dir",
                             str(tmp / "emu"), "--default-bucket", BUCKET, "--time-scale", str(time_scale),
                             "--log-level", "WARNING"], cwd=ROOT, stdout=subprocess.PIPE, text=True,
@@ -34,9 +37,10 @@ def ui_stack(tmp: Path, *, time_scale: float = 0.12, extra_env: dict | None = No
         info = json.loads(emu.stdout.readline())
         dags = tmp / "dags"
         dags.mkdir(exist_ok=True)
-        link = dags / "gemini_tuning_pipeline.py"
-        if not link.exists():
-            link.symlink_to(ROOT / "dags" / "gemini_tuning_pipeline.py")
+        for path in dag_files:
+            link = dags / path.name
+            if not link.exists():
+                link.symlink_to(path)
         env = {"GEMINI_TUNING_EMULATOR_URL": info["url"], "STORAGE_EMULATOR_HOST": info["gcs_url"],
                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
                "AIRFLOW__GEMINI_TUNING__UI_CACHE_DIR": str(tmp / "ui-cache"),
@@ -47,7 +51,8 @@ def ui_stack(tmp: Path, *, time_scale: float = 0.12, extra_env: dict | None = No
                                    home=tmp / "airflow")
         try:
             services.start()
-            services.wait_dag_parsed("gemini_tuning_pipeline")
+            for dag_id in dag_ids:
+                services.wait_dag_parsed(dag_id)
             yield services, info
         finally:
             services.stop()

@@ -13,6 +13,8 @@ from gemini_tuning.core.gate import (
 )
 from gemini_tuning.core.metrics import ExampleScores, summarize
 
+pytestmark = pytest.mark.fast
+
 CHAMPION_RULES = ("champion_min_pairs", "champion_margin", "champion_significance")
 
 
@@ -173,7 +175,8 @@ def test_min_prompts_boundary_and_errors_do_not_count():
     d = decide(ch, None, cfg(min_prompts=21))
     r = d.rule("min_prompts")
     assert (r.verdict, r.observed, r.threshold) == ("fail", 20, 21)
-    assert d.decision == "delete"
+    assert d.decision == "no_decision"       # too few scored prompts is not a verdict
+    assert d.summary.startswith("no decision: not enough evidence (min_prompts (20 prompt(s)")
 
 
 def test_max_error_rate_boundary():
@@ -188,7 +191,7 @@ def test_no_prompts_at_all():
     d = decide([], None, cfg())
     assert verdicts(d)["min_prompts"] == "fail"
     assert verdicts(d)["max_error_rate"] == "fail"
-    assert d.decision == "delete"
+    assert d.decision == "no_decision"
 
 
 def test_threshold_pass_fail_and_exact_boundary():
@@ -370,6 +373,10 @@ def test_champion_min_pairs_fails_on_few_pairs():
     d = decide(ch, cp, GateConfig(max_error_rate=0.0))
     r = d.rule("champion_min_pairs")
     assert (r.verdict, r.observed, r.threshold) == ("fail", 5, 20)
+    # the champion's 15 failed calls are an outage on its side: no decision (not a loss for the challenger)
+    assert verdicts(d)["champion_error_rate"] == "fail" and d.decision == "no_decision"
+    d = decide(ch, cp[:5], GateConfig(max_error_rate=0.0))       # a champion asked about 5 prompts only
+    assert verdicts(d)["champion_error_rate"] == "pass" and d.rule("champion_min_pairs").verdict == "fail"
     assert d.decision == "delete"
 
 
@@ -377,10 +384,10 @@ def test_all_challenger_errors():
     ch = run([None] * 20)
     cp = run([1] * 20)
     d = decide(ch, cp, GateConfig(thresholds={"normalized_match": 0.5}))
-    assert all(r.verdict == "fail" for r in d.rules), verdicts(d)
+    assert all(r.verdict == "fail" for r in d.rules if r.name != "champion_error_rate"), verdicts(d)
     assert d.rule("max_error_rate").observed == 1.0
     assert "no prompt was answered by both" in d.rule("champion_margin").reason
-    assert d.decision == "delete"
+    assert d.decision == "no_decision"       # the generation service was down: not a verdict on the model
 
 
 @pytest.mark.parametrize("champion", [run([None] * 20), []])
@@ -388,7 +395,7 @@ def test_champion_without_answers_blocks(champion):
     d = decide(run([1] * 20), champion, GateConfig())
     v = verdicts(d)
     assert [v[n] for n in CHAMPION_RULES] == ["fail", "fail", "fail"]
-    assert d.decision == "delete"
+    assert v["champion_error_rate"] == "fail" and d.decision == "no_decision"
 
 
 def test_bootstrap_chosen_for_continuous_scores_and_deterministic():
@@ -453,8 +460,8 @@ def test_decision_lists_every_rule_and_is_json_serializable():
     c = GateConfig(thresholds={"normalized_match": 0.9, "exact_match": 0.1})
     d = decide(ch, cp, c)
     names = [r.name for r in d.rules]
-    assert names == ["min_prompts", "max_error_rate", "threshold:normalized_match", "threshold:exact_match",
-                     *CHAMPION_RULES]
+    assert names == ["min_prompts", "max_error_rate", "champion_error_rate", "threshold:normalized_match",
+                     "threshold:exact_match", *CHAMPION_RULES]
     out = json.loads(json.dumps(d.to_dict(), allow_nan=False))
     assert out["decision"] == "delete"
     for r in out["rules"]:
@@ -462,7 +469,7 @@ def test_decision_lists_every_rule_and_is_json_serializable():
         assert r["verdict"] in ("pass", "fail", "skipped") and r["reason"]
     failed = [r["name"] for r in out["rules"] if r["verdict"] == "fail"]
     assert failed == ["threshold:normalized_match", "champion_significance"]
-    assert out["summary"].startswith("delete: 2 of 7 rule(s) failed")
+    assert out["summary"].startswith("delete: 2 of 8 rule(s) failed")
 
 
 def test_promote_iff_no_rule_fails():
@@ -471,3 +478,24 @@ def test_promote_iff_no_rule_fails():
     assert all(r.verdict == "pass" for r in d.rules)
     assert d.decision == "promote" and d.promote
     assert isinstance(d.rules[0], RuleResult)
+
+
+def test_judge_outage_is_no_decision_not_delete():
+    """Every autorater call failed (pairwise errors; no judge_score): no decision, whatever the other rules say."""
+    ch, cp = pair_runs(wins=10, losses=0, ties_right=10, ties_wrong=0)
+    everything_failed = {s.prompt_id: "error" for s in ch}
+    d = decide(ch, cp, GateConfig(), pairwise=everything_failed)
+    r = d.rule("judge_error_rate")
+    assert (r.verdict, r.observed) == ("fail", 1.0) and "20 of 20 judge call(s) failed" in r.reason
+    assert d.decision == "no_decision" and "judge_error_rate" in d.summary
+    # a few judge errors within max_error_rate are not an outage
+    some = {**{s.prompt_id: "win" for s in ch}, ch[0].prompt_id: "error"}
+    d = decide(ch, cp, GateConfig(max_error_rate=0.05, pairwise_min_decisive=5), pairwise=some)
+    assert d.rule("judge_error_rate").verdict == "pass" and d.decision == "promote"
+    # a pointwise judge the gate thresholds on: answered prompts without judge_score are failed judge calls
+    unjudged = run([1] * 20)
+    d = decide(unjudged, None, GateConfig(thresholds={"judge_score": 0.5}))
+    assert d.rule("judge_error_rate").verdict == "fail" and d.decision == "no_decision"
+    # without a champion nothing is judged pairwise: no judge rule, no outage
+    d = decide(run([1] * 20), None, GateConfig(), pairwise={})
+    assert "judge_error_rate" not in verdicts(d) and d.decision == "promote"

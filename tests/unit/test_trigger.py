@@ -11,6 +11,8 @@ from gemini_tuning.core.states import JobStatus, LossPoint
 from gemini_tuning.triggers import TuningJobTrigger
 from gemini_tuning.triggers import base_job as triggers
 
+pytestmark = pytest.mark.fast
+
 
 class Script:
     """A backend whose aget answers from a script of statuses/exceptions."""
@@ -172,6 +174,49 @@ async def test_on_kill_guards_against_triggerer_handover(monkeypatch, clock, ti_
     t.task_instance = FakeTI()
     await t.on_kill()
     assert bool(b.cancelled) is cancels
+
+
+def _kinds():
+    from gemini_tuning.triggers import BatchPredictionJobTrigger
+
+    conn = {"project_id": "p", "location": "us-central1"}
+    return {
+        "tuning: vertex": lambda: TuningJobTrigger(backend="vertex", job_name="projects/p/locations/us-central1/"
+                                                                           "tuningJobs/1", **conn),
+        "tuning: gemini_api": lambda: TuningJobTrigger(backend="gemini_api",
+                                                       job_name="tunedModels/m/operations/o"),
+        "batch evaluation": lambda: BatchPredictionJobTrigger(job_name="projects/p/locations/us-central1/"
+                                                                       "batchPredictionJobs/7", **conn),
+    }
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("kind", list(_kinds()))
+@pytest.mark.parametrize("ti_state, cancels", [("deferred", False), ("failed", True), ("raise", False)])
+async def test_every_trigger_kind_the_pipeline_defers_to_is_handover_safe(monkeypatch, clock, kind, ti_state,
+                                                                          cancels):
+    """#73454 for each kind of deferred wait of the pipeline (tuning on both backends, batch evaluation): the trigger
+    as the new triggerer rebuilds it from ``serialize()``; a kill while the task is still deferred (a handover)
+    leaves the job running, a real user action cancels it."""
+    import importlib
+
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    def states(**kw):
+        if ti_state == "raise":
+            raise RuntimeError("no supervisor")
+        return {"r1": {"tune": ti_state}}
+
+    monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(states))
+    classpath, kwargs = _kinds()[kind]().serialize()
+    module, name = classpath.rsplit(".", 1)
+    t = getattr(importlib.import_module(module), name)(**kwargs)
+    assert type(t).on_kill is triggers.BaseJobTrigger.on_kill        # no kind overrides the guard
+    b = Script(s("JOB_STATE_RUNNING"))
+    use(monkeypatch, b)
+    t.task_instance = FakeTI()
+    await t.on_kill()
+    assert b.cancelled == ([kwargs["job_name"]] if cancels else [])
 
 
 @pytest.mark.asyncio

@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from ..core.names import InvalidName, check_base_url, validate_location, validate_project, validate_resource_name
 from . import retry
 from .errors import AlreadyExistsError, NotFoundError, TuningApiError, is_transient, retry_after_of
 
@@ -73,12 +74,16 @@ class ModelVersion:
 
 
 def split_version(name: str) -> tuple[str, str | None]:
-    """``.../models/M@1`` -> (``.../models/M``, ``"1"``); no ``@`` -> (name, None). Validates the form."""
-    m = _MODEL_RE.match(name or "")
-    if not m:
-        raise ValueError(f"not a Vertex AI model name: {name!r} (expected projects/P/locations/L/models/M[@version])")
-    base = name.split("@", 1)[0]
-    return base, m["version"]
+    """``.../models/M@1`` -> (``.../models/M``, ``"1"``); no ``@`` -> (name, None). Validates the form
+    (``core.names.validate_resource_name``: an :class:`~gemini_tuning.core.names.InvalidName`, a ValueError)."""
+    try:
+        validate_resource_name(name, "model")
+    except InvalidName as exc:
+        raise InvalidName(exc.field, name, exc.rule, message=f"not a Vertex AI model name: {name!r} (expected "
+                                                             f"projects/P/locations/L/models/M[@version]; "
+                                                             f"{exc.rule})") from None
+    m = _MODEL_RE.match(name)
+    return name.split("@", 1)[0], m["version"]
 
 
 def _location_of(name: str) -> str | None:
@@ -126,20 +131,20 @@ class VertexRegistry:
     ``base_url`` (e.g. the emulator, ``http://127.0.0.1:8089``) replaces ``{location}-aiplatform.googleapis.com``;
     the REST transport uses a scheme given in it as written. ``credentials`` None is only accepted with a
     ``base_url`` (anonymous, for the emulator); real Google needs real credentials, passed in by the caller.
+    ``project``, ``location`` and ``base_url`` are checked first (``core.names``: ``https://`` Google or loopback
+    only), and every model or endpoint name before its RPC.
     """
 
     alias_re = re.compile(r"^[a-z][a-zA-Z0-9-]{0,126}[a-z0-9]$")
 
     def __init__(self, project: str, location: str, credentials, base_url: str | None = None, *,
                  retry_policy: retry.RetryPolicy | None = None, request_timeout: float = 60.0):
-        if not project or not location:
-            raise ValueError("VertexRegistry needs a project and a location")
+        self.project = validate_project(project)
+        self.location = validate_location(location)
+        self.base_url = check_base_url(base_url) if base_url else None
         if credentials is None and not base_url:
             raise ValueError("VertexRegistry needs credentials (anonymous access is only for a base_url/emulator)")
-        self.project = project
-        self.location = location
         self.credentials = credentials
-        self.base_url = base_url.rstrip("/") if base_url else None
         self.retry_policy = retry_policy or retry.RetryPolicy()
         self.request_timeout = request_timeout
 
@@ -152,9 +157,10 @@ class VertexRegistry:
     def api_endpoint(self) -> str:
         if self.base_url:
             return self.base_url
-        if self.location == "global":
-            return "aiplatform.googleapis.com"
-        return f"{self.location}-aiplatform.googleapis.com"
+        host = "aiplatform.googleapis.com" if self.location == "global" else \
+            f"{self.location}-aiplatform.googleapis.com"
+        check_base_url(f"https://{host}", "location")
+        return host
 
     @property
     def parent(self) -> str:
@@ -225,6 +231,7 @@ class VertexRegistry:
             raise mapped from exc
 
     def _check_location(self, name: str) -> None:
+        validate_resource_name(name, ("model", "endpoint"))
         loc = _location_of(name)
         if loc is None:
             raise ValueError(f"not a Vertex AI model or endpoint name: {name!r}")
@@ -305,6 +312,15 @@ class VertexRegistry:
         return _model_version(self._call(self.models.update_model, model=model,
                                          update_mask=field_mask_pb2.FieldMask(paths=["labels"])))
 
+    def set_default_version(self, model_version_name: str) -> ModelVersion:
+        """Move the model's ``default`` alias to this version (``mergeVersionAliases ["default"]``; the service keeps
+        exactly one default); a no-op when it has it."""
+        resource, mv = self._version_name(model_version_name)
+        if "default" in mv.version_aliases:
+            return mv
+        return _model_version(self._call(self.models.merge_version_aliases, name=resource,
+                                         version_aliases=["default"]))
+
     def set_default_checkpoint(self, model_version_name: str, checkpoint_id: str) -> ModelVersion:
         """Make ``checkpoint_id`` the version's ``defaultCheckpointId`` (``updateMask=default_checkpoint_id``);
         a no-op when it already is. ValueError when the version has no such checkpoint."""
@@ -323,16 +339,21 @@ class VertexRegistry:
 
     # ------------------------------------------------------------------ endpoints
     def _get_endpoint(self, name: str):
+        validate_resource_name(name, "endpoint")
         self._check_location(name)
         return self._call(self.endpoints.get_endpoint, name=name)
 
     # ------------------------------------------------------------------ delete
     def delete_tuned_model(self, model_version_name: str, endpoint: str | None = None, timeout: float = 600, *,
-                           checkpoint_endpoints: tuple[str, ...] | list[str] = ()) -> dict:
+                           checkpoint_endpoints: tuple[str, ...] | list[str] = (),
+                           default_heirs: tuple[str, ...] | list[str] = ()) -> dict:
         """The safe delete sequence (module docstring). Idempotent: what is already gone counts as done.
 
         ``endpoint`` is the tuning job's own endpoint; ``checkpoint_endpoints`` the endpoints of the job's other
-        checkpoints (one per epoch): each is undeployed and deleted like ``endpoint``.
+        checkpoints (one per epoch): each is undeployed and deleted like ``endpoint``. ``default_heirs``: model
+        versions (``M@v``, in order of preference, e.g. the champion's, then the rollback target's) that take the
+        ``default`` alias when the deleted version holds it (the service refuses to delete the default version);
+        none of them in this model: its newest other version.
 
         Returns ``{"model", "endpoint", "undeployed": [{endpoint, deployed_model_id}], "undeploy_refused":
         [{endpoint, deployed_model_id, code, message}], "endpoint_deleted" (the job's own), "endpoints_deleted"
@@ -345,6 +366,7 @@ class VertexRegistry:
         self._check_location(base)
         own = list(dict.fromkeys(e for e in (endpoint, *checkpoint_endpoints) if e))
         for ep_name in own:
+            validate_resource_name(ep_name, "endpoint")
             self._check_location(ep_name)
         report = {"model": model_version_name, "endpoint": endpoint, "undeployed": [], "undeploy_refused": [],
                   "endpoint_deleted": False, "endpoints_deleted": [], "endpoint_kept": None, "model_deleted": False,
@@ -375,6 +397,7 @@ class VertexRegistry:
         # 2. undeploy
         for ep_name, dm_id in targets:
             what = f"undeploy {model_version_name} ({dm_id}) from {ep_name}"
+            validate_resource_name(ep_name, "endpoint")        # the registry's answer, too, before it is a URL
             try:
                 op = self._call(self.endpoints.undeploy_model, endpoint=ep_name, deployed_model_id=dm_id)
                 self._await(op, deadline, what)
@@ -393,7 +416,7 @@ class VertexRegistry:
 
         # 4. the model (or only this version, when the model has siblings)
         if mv is not None:
-            self._delete_model(mv, deadline, report)
+            self._delete_model(mv, deadline, report, tuple(default_heirs))
         return report
 
     def _delete_endpoint(self, endpoint: str, deadline: float, report: dict) -> None:
@@ -421,7 +444,7 @@ class VertexRegistry:
         report["endpoint_deleted"] = report["endpoint_deleted"] or endpoint == report["endpoint"]
         log.info("deleted endpoint %s", endpoint)
 
-    def _delete_model(self, mv: ModelVersion, deadline: float, report: dict) -> None:
+    def _delete_model(self, mv: ModelVersion, deadline: float, report: dict, heirs: tuple[str, ...] = ()) -> None:
         try:
             versions = self.list_versions(mv.name)
         except NotFoundError:
@@ -436,8 +459,12 @@ class VertexRegistry:
             if version_only:
                 current = next(v for v in versions if v.version_id == mv.version_id)
                 if "default" in current.version_aliases:  # the service refuses to delete the default version
-                    heir = max((v for v in versions if v.version_id != mv.version_id),
-                               key=lambda v: int(v.version_id) if v.version_id.isdigit() else -1)
+                    others = [v for v in versions if v.version_id != mv.version_id]
+                    # compared from "models/": the pointer may spell the project as a number or an id
+                    preferred = [v for name in heirs for v in others
+                                 if v.resource.split("/models/")[-1] == name.split("/models/")[-1]]
+                    heir = preferred[0] if preferred else max(
+                        others, key=lambda v: int(v.version_id) if v.version_id.isdigit() else -1)
                     log.info("moving the default alias of %s to version %s before deleting version %s",
                              mv.name, heir.version_id, mv.version_id)
                     self._call(self.models.merge_version_aliases, name=heir.resource, version_aliases=["default"])

@@ -1,11 +1,17 @@
-"""The promotion gate: a pure function from per-example scores to "promote" or "delete".
+"""The promotion gate: a pure function from per-example scores to "promote", "delete" or "no_decision".
 
 Rules, always reported in this order (every rule has a name, verdict, observed value, threshold and a
-human-readable reason; the decision is "promote" iff no rule has verdict "fail"):
+human-readable reason). The decision is "promote" iff no rule has verdict "fail"; "no_decision" when an
+*evidence* rule fails (1, 2, 2b, 2c: too few scored prompts, or the generation service or the judge failed too
+often: an outage is not a verdict, the candidate is kept for a rerun); "delete" when only quality rules fail.
 
 1. ``min_prompts``        - challenger prompts evaluated without error >= ``min_prompts``.
 2. ``max_error_rate``     - challenger failed calls / all challenger prompts <= ``max_error_rate``
    (zero prompts: fail).
+2b. ``champion_error_rate`` - (with a champion) the same for the champion's answers: a champion that could not
+   be asked is no comparison.
+2c. ``judge_error_rate``  - (when the gate uses the autorater: pairwise judgements, or a judged metric as a
+   threshold or the primary metric) failed judge calls / judged prompts <= ``max_error_rate``.
 3. ``threshold:<metric>`` - one per entry of ``thresholds``: the challenger's mean >= the minimum.
    Per-example metrics are averaged from the ExampleScores; the label metrics (label_accuracy,
    macro_f1) exist only in a summary, so they are read from ``challenger_summary`` and fail with a
@@ -75,6 +81,8 @@ __all__ = [
     "paired_bootstrap",
     "pairwise_rules",
     "sign_test",
+    "DECISIONS",
+    "EVIDENCE_RULES",
 ]
 
 EPS = 1e-9
@@ -82,6 +90,9 @@ _ZERO = 1e-12  # |difference| below this is a tie
 _CHUNK = 256  # bootstrap resamples drawn per block (bounded memory; fixed so results never depend on it)
 Verdict = Literal["pass", "fail", "skipped"]
 NO_CHAMPION = "skipped (no champion)"
+#: rules whose failure means "not enough evidence" (an outage, too few scored prompts): no decision, not delete
+EVIDENCE_RULES = ("min_prompts", "max_error_rate", "champion_error_rate", "judge_error_rate")
+DECISIONS = ("promote", "delete", "no_decision")
 
 
 def _is_int(v: Any) -> bool:
@@ -182,7 +193,7 @@ class RuleResult:
 
 @dataclass(frozen=True)
 class GateDecision:
-    decision: Literal["promote", "delete"]
+    decision: Literal["promote", "delete", "no_decision"]
     rules: tuple[RuleResult, ...]
     summary: str
 
@@ -291,6 +302,37 @@ def _index(scores: Sequence[ExampleScores], who: str) -> dict[str, ExampleScores
 def _rule(name: str, ok: bool, observed: Any, threshold: Any, reason: str,
           details: Mapping | None = None) -> RuleResult:
     return RuleResult(name, "pass" if ok else "fail", observed, threshold, reason, details)
+
+
+def _error_rate_rule(name: str, who: str, scores: Mapping[str, ExampleScores], maximum: float) -> RuleResult:
+    n = len(scores)
+    if n == 0:
+        return _rule(name, False, None, maximum, f"no {who} prompt was evaluated")
+    failed = sum(1 for s in scores.values() if s.scores is None)
+    rate = failed / n
+    ok = rate <= maximum + EPS
+    return _rule(name, ok, rate, maximum, f"{failed} of {n} {who} call(s) failed: error rate {_fmt(rate)} "
+                                          f"{'<=' if ok else '>'} maximum {_fmt(maximum)}")
+
+
+def _judge_error_rule(answered: list[ExampleScores], judged: Sequence[str], pairwise: Mapping[str, str] | None,
+                      maximum: float) -> RuleResult:
+    """Failed autorater calls over judged prompts: pairwise ``error`` outcomes, and answered prompts lacking a
+    judged metric the gate uses (a failed pointwise call scores nothing)."""
+    total = failed = 0
+    if pairwise is not None:
+        total += len(pairwise)
+        failed += sum(1 for o in pairwise.values() if o == "error")
+    for metric in judged:
+        total += len(answered)
+        failed += sum(1 for s in answered if metric not in (s.scores or {}))
+    if total == 0:
+        return _rule("judge_error_rate", False, None, maximum, "no prompt was judged")
+    rate = failed / total
+    ok = rate <= maximum + EPS
+    return _rule("judge_error_rate", ok, rate, maximum,
+                 f"{failed} of {total} judge call(s) failed: error rate {_fmt(rate)} "
+                 f"{'<=' if ok else '>'} maximum {_fmt(maximum)}")
 
 
 def _threshold_rule(metric: str, minimum: float, answered: list[ExampleScores],
@@ -459,6 +501,14 @@ def decide(challenger: Sequence[ExampleScores], champion: Sequence[ExampleScores
                            f"{n - n_ok} of {n} call(s) failed: error rate {_fmt(rate)} "
                            f"{'<=' if ok else '>'} maximum {_fmt(config.max_error_rate)}"))
 
+    if champion is not None:
+        rules.append(_error_rate_rule("champion_error_rate", "champion", _index(champion, "champion"),
+                                      config.max_error_rate))
+    judged = [m for m in JUDGED_METRICS if m in config.thresholds or m == config.primary_metric]
+    pairs = pairwise if champion is not None else None    # no champion: nothing was judged pairwise
+    if pairs is not None or judged:
+        rules.append(_judge_error_rule(answered, judged, pairs, config.max_error_rate))
+
     for metric, minimum in config.thresholds.items():
         rules.append(_threshold_rule(metric, float(minimum), answered, challenger_summary))
 
@@ -480,6 +530,12 @@ def decide(challenger: Sequence[ExampleScores], champion: Sequence[ExampleScores
     applied = [r for r in rules if r.verdict != "skipped"]
     skipped = len(rules) - len(applied)
     tail = f" ({skipped} skipped)" if skipped else ""
+    short = [r for r in failed if r.name in EVIDENCE_RULES]
+    if short:
+        summary = (f"no decision: not enough evidence ({'; '.join(f'{r.name} ({r.reason})' for r in short)}). "
+                   "An outage or too few scored prompts is not a verdict: the candidate is kept; rerun the "
+                   "evaluation when the service is back")
+        return GateDecision("no_decision", tuple(rules), summary)
     if failed:
         summary = (f"delete: {len(failed)} of {len(applied)} rule(s) failed{tail}: "
                    + "; ".join(f"{r.name} ({r.reason})" for r in failed))

@@ -90,17 +90,20 @@ class GeminiEvaluateOperator(GeminiBaseOperator):
 
     def _plan(self):
         from ..services.eval_results import EvaluationInputError, plan_evaluation, read_text_or_file
+        from .inputs import input_policy
 
+        # the prompt set and a system instruction file only from the input roots / allowed buckets (core.inputs)
+        inputs = input_policy([self.results_prefix, optional(self.champion_pointer_uri)])
         storage = self.hook.storage()
         settings = GenerationSettings(temperature=float(self.temperature),
                                       max_output_tokens=int(self.max_output_tokens),
                                       system_instruction=read_text_or_file(optional(self.system_instruction),
-                                                                           storage))
+                                                                           storage, policy=inputs))
         try:
             return plan_evaluation(storage, prompt_set=self.prompt_set, challenger=self.challenger,
                                    champion_pointer_uri=optional(self.champion_pointer_uri),
                                    base_model=optional(self.base_model), settings=settings,
-                                   evaluate_checkpoints=self._checkpoints_wanted())
+                                   evaluate_checkpoints=self._checkpoints_wanted(), inputs=inputs)
         except EvaluationInputError as exc:
             raise AirflowException(str(exc)) from exc
 
@@ -256,41 +259,62 @@ class GeminiEvaluateOperator(GeminiBaseOperator):
 
 
 class GeminiGateOperator(GeminiBaseOperator, BaseBranchOperator):
-    """Applies the promotion gate (``core.gate.decide``) to the evaluation and follows ``promote_task_id`` or
-    ``delete_task_id``. The decision with every rule's value and verdict goes to XCom (key ``gate``) and to
-    ``gate.json`` beside the results.
+    """Applies the promotion gate (``core.gate.decide``) to the evaluation, writes the **verdict record**
+    (``core.verdict``: the decision, the candidate model version and checkpoint, the champion pointer generation it
+    was compared with, the policy and its hash) to ``verdict_uri``, and follows ``promote_task_ids`` or
+    ``delete_task_id``. The decision with every rule's value and verdict also goes to XCom (key ``gate``, with
+    ``verdict_id`` and ``verdict_uri``).
+
+    **No decision** (too few scored prompts, or the generation service or the judge failed more often than
+    ``max_error_rate``) is not a verdict on the model: the record says ``no_decision``, the task fails (no retry)
+    and the candidate is kept, so the evaluation can be rerun (clear ``evaluate``) once the service is back.
 
     :param evaluation: the evaluation task's manifest (templated).
-    :param gate_config: ``core.gate.GateConfig`` fields (templated; values may be templated strings).
-    :param promote_task_id: the branch to follow when the challenger wins.
-    :param delete_task_id: the branch to follow otherwise.
+    :param candidate: the tuning task's result (templated): the verdict names its model version and checkpoint
+        (the evaluation's chosen checkpoint, when it scored every checkpoint).
+    :param gate_config: ``core.gate.GateConfig`` fields (templated; values may be templated strings). The
+        resolved configuration is the *policy* the verdict records (and hashes).
+    :param verdict_uri: ``gs://`` URI of the verdict record (templated); default ``verdict.json`` beside the
+        results.
+    :param promote_task_ids: the branch(es) to follow when the challenger wins.
+    :param delete_task_id: the branch to follow when it loses.
 
     And the connection arguments of :class:`~gemini_tuning.operators.base.GeminiBaseOperator`.
     """
 
-    template_fields = ("evaluation", "gate_config")
+    template_fields = ("evaluation", "candidate", "gate_config", "verdict_uri")
 
-    def __init__(self, *, evaluation, gate_config: dict | None = None, promote_task_id: str = "promote",
-                 delete_task_id: str = "delete", **kwargs):
+    def __init__(self, *, evaluation, candidate=None, gate_config: dict | None = None, verdict_uri: str | None = None,
+                 promote_task_ids: str | list[str] = "promote", delete_task_id: str = "delete", **kwargs):
         super().__init__(**kwargs)
         self.evaluation = evaluation
+        self.candidate = candidate
         self.gate_config = gate_config or {}
-        self.promote_task_id = promote_task_id
+        self.verdict_uri = verdict_uri
+        self.promote_task_ids = [promote_task_ids] if isinstance(promote_task_ids, str) else list(promote_task_ids)
         self.delete_task_id = delete_task_id
 
     def choose_branch(self, context):
+        from airflow.sdk.exceptions import AirflowFailException
+
         from ..backends import gcs
         from ..core.gate import GateConfig, decide
+        from ..core.verdict import NO_DECISION, build_verdict, promotion_candidate
         from ..services.eval_results import example_scores, read_rows
 
         storage = self.hook.storage()
         ev = self.evaluation
+        if not isinstance(ev, dict) or not ev.get("results_uri"):
+            raise AirflowFailException(f"no evaluation to gate (the evaluate step's result: {ev!r:.200})")
+        config = GateConfig.from_dict(self.gate_config)
+        # without the tuning result (the operator used on its own) the verdict names the evaluated challenger
+        candidate = promotion_candidate(self.candidate or {"tuned_model": ev["models"].get("challenger")}, ev)
         rows = read_rows(storage, ev["results_uri"])
         has_champion = "champion" in ev["models"]
         champion = example_scores(rows, "champion") if has_champion else None
         pairwise = {r["prompt_id"]: r["pairwise"]["outcome"] for r in rows if r.get("pairwise")}
         judged_pairs = (ev.get("judge") or {}).get("mode") in ("pairwise", "both")
-        decision = decide(example_scores(rows, "challenger"), champion, GateConfig.from_dict(self.gate_config),
+        decision = decide(example_scores(rows, "challenger"), champion, config,
                           challenger_summary=ev["summary"]["challenger"],
                           pairwise=pairwise if judged_pairs else None)
         for rule in decision.rules:
@@ -298,7 +322,29 @@ class GeminiGateOperator(GeminiBaseOperator, BaseBranchOperator):
                           rule.observed, rule.threshold, rule.reason)
         self.log.info("gate decision: %s — %s", decision.decision.upper(), decision.summary)
         out = decision.to_dict()
-        gcs.write_bytes(storage, ev["results_uri"].rsplit("/", 1)[0] + "/gate.json",
-                        json.dumps(out, indent=1, default=str).encode(), "application/json")
-        context["ti"].xcom_push(key="gate", value=out)
-        return self.promote_task_id if decision.promote else self.delete_task_id
+        ti = context["ti"]
+        results_dir = ev["results_uri"].rsplit("/", 1)[0]
+        verdict_uri = optional(self.verdict_uri) or f"{results_dir}/verdict.json"
+        verdict = build_verdict(decision=decision.decision, summary=decision.summary, rules=out["rules"],
+                                candidate=candidate, champion_generation=int(ev.get("champion_generation") or 0),
+                                champion_model=ev["models"].get("champion"),
+                                policy=config.to_dict(), dag_id=ti.dag_id, run_id=ti.run_id,
+                                decided_at=_utcnow(), results_uri=ev["results_uri"])
+        gcs.write_bytes(storage, verdict_uri, json.dumps(verdict, indent=1, default=str).encode(), "application/json")
+        gcs.write_bytes(storage, f"{results_dir}/gate.json", json.dumps(out, indent=1, default=str).encode(),
+                        "application/json")
+        out.update(verdict_id=verdict["verdict_id"], verdict_uri=verdict_uri, policy_hash=verdict["policy_hash"],
+                   candidate=verdict["candidate"])
+        ti.xcom_push(key="gate", value=out)
+        self.log.info("verdict %s written to %s (policy %s)", verdict["verdict_id"], verdict_uri,
+                      verdict["policy_hash"])
+        if decision.decision == NO_DECISION:
+            raise AirflowFailException(f"{decision.summary}. Candidate {candidate['tuned_model']} is kept (not "
+                                       "deleted, not promoted); clear the evaluate task to rerun the evaluation")
+        return self.promote_task_ids if decision.promote else self.delete_task_id
+
+
+def _utcnow() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -40,8 +40,10 @@ class GeminiTuningReportOperator(GeminiBaseOperator):
         from ..services.reporting import render_report, report_data
 
         storage = self.hook.storage()
-        ev = self.evaluation or {}
-        gate = self.gate or {}
+        ev = self.evaluation if isinstance(self.evaluation, dict) else {}
+        gate = self.gate if isinstance(self.gate, dict) else {}
+        if not gate:
+            gate = {"decision": "no verdict", "summary": self._why_no_verdict(context)}
         rows = read_rows(storage, ev["results_uri"]) if ev.get("results_uri") else []
         ti = context["ti"]
         action = None
@@ -56,3 +58,19 @@ class GeminiTuningReportOperator(GeminiBaseOperator):
         url = gcs.browser_url(self.report_uri)
         self.log.info("report: %s (%s)", self.report_uri, url)
         return {"report_uri": self.report_uri, "url": url, "decision": gate.get("decision")}
+
+    @staticmethod
+    def _why_no_verdict(context) -> str:
+        """The run's failed tasks, for a report written before (or without) the gate's decision."""
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        ti = context["ti"]
+        try:
+            found = RuntimeTaskInstance.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id])
+            tasks = (found or {}).get(ti.run_id) or {}
+        except Exception as exc:  # noqa: BLE001 - the report is still written
+            return f"the gate has not decided in this run (task states unreadable: {exc})"
+        failed = sorted(t for t, s in tasks.items() if str(s).endswith("failed") and not str(s).endswith(
+            "upstream_failed"))
+        return ("the gate has not decided in this run" + (f": {', '.join(failed)} failed" if failed else "")
+                + "; nothing was promoted, and a tuned model (if any) is kept for a rerun")

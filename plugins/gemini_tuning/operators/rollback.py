@@ -39,6 +39,7 @@ class GeminiRollbackOperator(GeminiBaseOperator):
         self.alias = alias
 
     def execute(self, context):
+        from ..backends.errors import NotFoundError
         from ..services.champion import ChampionChanged, read_champion, rollback
 
         storage = self.hook.storage()
@@ -46,12 +47,14 @@ class GeminiRollbackOperator(GeminiBaseOperator):
         entries = [current or {}, (current or {}).get("previous") or {}]
         vertex = any(e.get("backend") == "vertex" for e in entries)
         registry = self.hook.registry(optional(self.project_id), self.location) if vertex else None
+        gemini = any(e.get("backend") == "gemini_api" for e in entries)
+        gemini_api = self.hook.gemini_api(optional(self.project_id)) if gemini else None
         ti = context["ti"]
         try:
-            result = rollback(storage, self.pointer_uri, registry=registry,
+            result = rollback(storage, self.pointer_uri, registry=registry, gemini_api=gemini_api,
                               run={"dag_id": ti.dag_id, "run_id": ti.run_id}, to=optional(self.to),
                               expected_generation=optional(self.expected_generation, int), alias=self.alias)
-        except (ChampionChanged, ValueError) as exc:
+        except (ChampionChanged, ValueError, NotFoundError) as exc:
             raise AirflowFailException(str(exc)) from exc
         champ = result["champion"]
         self.log.info("%s: champion %s (rolled back: %s; pointer %s generation %s)", result["status"],

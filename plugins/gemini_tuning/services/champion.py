@@ -25,8 +25,10 @@ Order of operations in :func:`promote`, and why
 2. **Compare-and-swap the pointer** from ``expected_generation`` (the generation the *evaluation* read) to the new
    pointer. A failed swap raises :class:`ChampionChanged` before anything in the registry is touched, so a losing
    run's model never gets the alias or the champion label.
-3. Only then bring the registry in line with the pointer (:func:`reconcile`): alias + ``role=champion`` (and the
-   evaluated checkpoint as ``defaultCheckpointId``, when the pointer names one) on the pointer's model first,
+3. Only then bring the registry in line with the pointer (:func:`reconcile`): alias + ``role=champion``, the
+   model's ``default`` alias (a champion that is one version of a multi-version model also serves the model's
+   unversioned name), and the evaluated checkpoint as ``defaultCheckpointId`` (when the pointer names one) on the
+   pointer's model first,
    then ``role=retired`` and alias removal on the previous champion and on any other model of this pipeline still
    labelled champion. Adding before retiring means the old ``M@champion`` keeps
    resolving until the new one does (never zero champions); the cost is a short window with two.
@@ -71,13 +73,17 @@ level of history, so older champions are restored by promoting them, not by roll
 
 Deleting
 --------
-:func:`delete_candidate` refuses the model the pointer names (:class:`ChampionDeletionRefused`), then deletes
+:func:`delete_candidate` refuses the model the pointer names and the pointer's ``previous`` (the rollback target)
+(:class:`ChampionDeletionRefused`), then deletes
 (Vertex: undeploy, delete the tuning job's endpoints - one per checkpoint -, delete the model, each LRO awaited;
 Gemini API: ``tunedModels.delete``). A losing *version* of the champion's model (continuous tuning makes the
 challenger ``M@2`` of a champion ``M@1``) is deleted as that version only: the champion's version and its
-endpoints are never touched. Already gone counts as done. The check and the delete are not atomic: a model promoted
-*between* them would be deleted. The pipeline never promotes and deletes the same candidate (they are the two
-branches of one run's gate), so this window is not reachable from the DAG.
+endpoints are never touched; if the deleted version holds ``default`` (the service refuses to delete the default
+version), ``default`` moves to the champion's version first (else the rollback target's, else the newest). Already
+gone counts as done. The check and the delete are not atomic: a model promoted *between* them would be deleted.
+The pipeline never promotes and deletes the same candidate (promote needs a promote verdict that no one rejected,
+the deletes a delete verdict or a rejection bound to the promote verdict: ``core.verdict``), so this window is not
+reachable from the DAG.
 """
 
 from __future__ import annotations
@@ -89,7 +95,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from ..backends.errors import NotFoundError
-from ..backends.gcs import GenerationMismatch, read_json, write_json
+from ..backends.gcs import MAX_JSON_BYTES, GenerationMismatch, read_json, write_json
 from ..core.tuning import BACKENDS
 
 if TYPE_CHECKING:
@@ -99,8 +105,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 POINTER_FIELDS = ("backend", "tuned_model", "endpoint", "checkpoint_id", "display_name", "promoted_at", "run_id",
-                  "dag_id", "metrics", "previous")
+                  "dag_id", "metrics", "verdict_id", "policy_hash", "previous")
 CHAMPION_ALIAS = "champion"
+MAX_POINTER_BYTES = MAX_JSON_BYTES  # 1 MiB: a pointer (with one previous champion inside) is a few KB
 ROLE_LABEL = "gemini-tuning-role"
 RUN_LABEL = "gemini-tuning-run"
 POINTER_LABEL = "gemini-tuning-pointer"
@@ -237,6 +244,9 @@ def build_pointer(candidate: dict, run: dict, previous: dict | None, *, now: str
         "run_id": run.get("run_id"),
         "dag_id": run.get("dag_id"),
         "metrics": dict(metrics or {}),
+        # the verdict (and the policy it was judged under) that allowed this promotion
+        "verdict_id": run.get("verdict_id"),
+        "policy_hash": run.get("policy_hash"),
         "previous": {k: v for k, v in previous.items() if k != "previous"} if previous else None,
     }
 
@@ -249,12 +259,14 @@ def validate_pointer(obj: dict, uri: str = "pointer") -> dict:
 
 
 # ----------------------------------------------------------------------------------------------- read
-def read_champion(storage_client, pointer_uri: str) -> tuple[dict | None, int]:
+def read_champion(storage_client, pointer_uri: str, *, max_bytes: int = MAX_POINTER_BYTES) -> tuple[dict | None, int]:
     """The current champion pointer and its generation; ``(None, 0)`` when there is no champion yet.
 
-    Pass the generation on to :func:`promote` as ``expected_generation``.
+    Pass the generation on to :func:`promote` as ``expected_generation``. A pointer object above ``max_bytes``
+    raises ``backends.gcs.ObjectTooLarge`` before it is downloaded (a pointer is a few KB; this read also runs in
+    the api-server, for the UI page).
     """
-    obj, generation = read_json(storage_client, pointer_uri)
+    obj, generation = read_json(storage_client, pointer_uri, max_bytes=max_bytes, what="a champion pointer")
     if obj is None:
         return None, 0
     return validate_pointer(obj, pointer_uri), generation
@@ -347,6 +359,8 @@ def _apply(pointer: dict | None, registry: VertexRegistry, scope: str, alias: st
             labels[RUN_LABEL] = label_value(champ["run_id"])
         try:
             registry.set_alias(champ["tuned_model"], alias)
+            if "@" in champ["tuned_model"]:   # the model's unversioned name serves the champion too
+                registry.set_default_version(champ["tuned_model"])
             registry.set_labels(champ["tuned_model"], labels)
             if champ.get("checkpoint_id"):  # the evaluated checkpoint serves the version by default
                 registry.set_default_checkpoint(champ["tuned_model"], champ["checkpoint_id"])
@@ -415,7 +429,8 @@ def build_rollback_pointer(current: dict, run: dict, *, now: str | None = None) 
 
 
 def rollback(storage_client, pointer_uri: str, *, registry: VertexRegistry | None, run: dict, to=None,
-             expected_generation: int | None = None, alias: str = CHAMPION_ALIAS, now: str | None = None) -> dict:
+             expected_generation: int | None = None, alias: str = CHAMPION_ALIAS, now: str | None = None,
+             gemini_api: GeminiApiTuningBackend | None = None) -> dict:
     """Restore the previous champion (the pointer's ``previous``); see "Rolling back" in the module docstring.
 
     ``run``: ``{"run_id", "dag_id"}`` of the rollback. ``to``: the model the caller expects to restore (a name, or
@@ -423,7 +438,8 @@ def rollback(storage_client, pointer_uri: str, *, registry: VertexRegistry | Non
     previous champion is another model. ``expected_generation``: the pointer generation the caller looked at
     (None: the one read here); a pointer at another generation raises :class:`RollbackConflict`, and so does a
     compare-and-swap lost to a concurrent promotion. ``registry`` is required when the restored model is on
-    Vertex AI. The rolled-back model is kept (labelled retired), never deleted.
+    Vertex AI, ``gemini_api`` when it is a Gemini API tuned model (its existence is checked before anything is
+    written, like a Vertex target's). The rolled-back model is kept (labelled retired), never deleted.
 
     Returns ``{"status", "pointer_uri", "generation", "champion", "rolled_back", "registry"}`` with status
     ``rolled_back``, ``already_rolled_back`` (an earlier try of this run did it), ``superseded`` (an earlier try
@@ -473,6 +489,16 @@ def rollback(storage_client, pointer_uri: str, *, registry: VertexRegistry | Non
                     raise NotFoundError(exc.code, f"cannot roll back to {target['tuned_model']}: it is not in the "
                                                   f"Model Registry any more ({exc.message})",
                                         status=exc.status) from exc
+            else:
+                if gemini_api is None:
+                    raise ValueError(f"rolling back to the Gemini API model {target['tuned_model']} needs a "
+                                     "GeminiApiTuningBackend (to check that it still exists)")
+                try:
+                    gemini_api.get(target["tuned_model"])   # still there: checked before anything is written
+                except NotFoundError as exc:
+                    raise NotFoundError(exc.code, f"cannot roll back to {target['tuned_model']}: the Gemini API "
+                                                  f"has no such tuned model any more ({exc.message})",
+                                        status=exc.status) from exc
             pointer = build_rollback_pointer(current, run, now=now)
             try:
                 generation = write_json(storage_client, pointer_uri, pointer, if_generation_match=generation)
@@ -512,12 +538,22 @@ def delete_candidate(candidate: dict, *, storage_client, pointer_uri: str, regis
             f"refusing to delete {cand['tuned_model']}: it is the current champion (promoted at "
             f"{current.get('promoted_at')} by run {current.get('run_id')!r}; {pointer_uri} generation "
             f"{generation}). Promote another model first.")
+    previous = (current or {}).get("previous")
+    if previous and same_model(previous, cand):
+        raise ChampionDeletionRefused(
+            f"refusing to delete {cand['tuned_model']}: it is the previous champion, the rollback target of "
+            f"{pointer_uri} (generation {generation}; champion now: {current.get('tuned_model')}). It stops being "
+            "protected when the next promotion replaces it as previous.")
     if cand["backend"] == "vertex":
         if registry is None:
             raise ValueError(f"deleting the Vertex AI model {cand['tuned_model']} needs a VertexRegistry")
         others = tuple(c["endpoint"] for c in cand.get("checkpoints") or () if c.get("endpoint"))
+        # a losing version of the champion's (or the rollback target's) model: if it holds the ``default`` alias,
+        # the alias moves to the champion's version (else the previous champion's), never to a stray version
+        heirs = tuple(e["tuned_model"] for e in (current, previous)
+                      if e and e.get("backend") == "vertex" and "@" in str(e.get("tuned_model")))
         report = registry.delete_tuned_model(cand["tuned_model"], cand["endpoint"], timeout=timeout,
-                                             checkpoint_endpoints=others)
+                                             checkpoint_endpoints=others, default_heirs=heirs)
     else:
         if gemini_api is None:
             raise ValueError(f"deleting the Gemini API model {cand['tuned_model']} needs a GeminiApiTuningBackend")

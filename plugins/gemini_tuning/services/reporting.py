@@ -17,7 +17,7 @@ as a short note, never an error::
                     "best_checkpoint": {"checkpoint_id", "metric", "score", "scores": [{"checkpoint_id",
                                         "epoch", "step", "score"}, ...]} (when every checkpoint was evaluated)},
      "gate": GateDecision.to_dict(),
-     "decision": "promote" | "delete", "action_taken": str,
+     "decision": "promote" | "delete" | "no_decision" | "no verdict", "action_taken": str,
      "examples": [{"prompt_id", "prompt", "reference", "tags", "challenger", "champion",
                    "challenger_score", "champion_score", "challenger_error", "champion_error"}, ...]}
 
@@ -200,7 +200,7 @@ def _note(text: str) -> str:
 
 def _header(data: Mapping, gate: Mapping) -> str:
     decision = data.get("decision") or gate.get("decision")
-    decision = str(decision) if decision else "unknown"
+    decision = str(decision).replace("_", " ") if decision else "unknown"
     cls = {"promote": "promote", "delete": "delete"}.get(decision, "unknown")
     action = data.get("action_taken")
     meta = []
