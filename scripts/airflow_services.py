@@ -267,6 +267,8 @@ class AirflowServices:
                 # of "airflow worker -- LocalExecutor: <ti id>" after the task deferred or finished). That
                 # late "success" report is the window of the defer race (reference gotcha 4). 1 s shrinks it.
                 "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+                # inputs the test stacks write (tmp_path) besides the repository's include/ (the default root)
+                "AIRFLOW__GEMINI_TUNING__INPUT_ROOTS": os.pathsep.join([str(ROOT / "include"), tempfile.gettempdir()]),
                 "PYTHONPATH": os.pathsep.join(pythonpath),
                 "NO_GCE_CHECK": "true",
                 "PYTHONUNBUFFERED": "1",

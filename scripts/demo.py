@@ -44,6 +44,7 @@ def configure(info: dict) -> None:
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "AIRFLOW__GEMINI_TUNING__INPUT_ROOTS": os.pathsep.join([str(ROOT / "include"), str(DEMO)]),  # + its own files
         "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": json.dumps({"conn_type": "google_cloud_platform",
                                                          "extra": {"is_anonymous": True, "project": "demo-project"}}),
         "GEMINI_TUNING_EMULATOR_URL": info["url"], "STORAGE_EMULATOR_HOST": info["gcs_url"], "NO_GCE_CHECK": "true",

@@ -11,6 +11,7 @@ from airflow.sdk import BaseHook
 from .backends.gemini_api import TUNING_SCOPE, GeminiApiTuningBackend
 from .backends.retry import RetryPolicy
 from .backends.vertex import VertexTuningBackend
+from .core.names import check_base_url, validate_location, validate_project
 from .core.tuning import BACKENDS
 
 EMULATOR_ENV = "GEMINI_TUNING_EMULATOR_URL"
@@ -55,7 +56,9 @@ class GeminiTuningHook(GoogleBaseHook):
     :param impersonation_chain: a service account (or chain) to impersonate.
     :param api_base_url: another host for every Vertex AI / Gemini API call (the emulator). When None, the
         connection extra ``api_base_url``, then ``$GEMINI_TUNING_EMULATOR_URL``; all unset means Google's endpoints.
-        GCS follows ``$STORAGE_EMULATOR_HOST`` (google-cloud-storage's own variable).
+        Whichever is used must be an ``https://`` Google host or a loopback emulator (``core.names.check_base_url``;
+        else ``InvalidName``, before any credential is fetched). GCS follows ``$STORAGE_EMULATOR_HOST``
+        (google-cloud-storage's own variable), checked by the same rule.
     :param gemini_api_conn_id: a connection whose password (or extra ``api_key``) is a Gemini API key; without it
         the Gemini API is called with the Google connection's OAuth credentials (``generative-language.tuning``).
     :param retry_policy: retries of idempotent calls (``backends.retry.RetryPolicy``).
@@ -78,7 +81,13 @@ class GeminiTuningHook(GoogleBaseHook):
 
     @property
     def api_base_url(self) -> str | None:
-        return self._api_base_url or self.extras.get("api_base_url") or os.environ.get(EMULATOR_ENV) or None
+        """The checked base URL (``scheme://host[:port]``) from the first source that sets one, or None."""
+        extra = f"api_base_url (extra of connection {self.gcp_conn_id!r})"
+        for field, value in (("api_base_url", self._api_base_url), (extra, self.extras.get("api_base_url")),
+                             (f"${EMULATOR_ENV}", os.environ.get(EMULATOR_ENV))):
+            if value:
+                return check_base_url(value, field)
+        return None
 
     @property
     def scopes(self) -> Sequence[str]:
@@ -100,15 +109,20 @@ class GeminiTuningHook(GoogleBaseHook):
         return creds
 
     def resolve_project(self, project_id: str | None) -> str:
-        project = project_id or self.project_id
-        if not project:
+        """``project_id``, else the connection's project; checked (``core.names.validate_project``)."""
+        if project_id:
+            return validate_project(project_id, "project_id")
+        if not self.project_id:
             raise ValueError(f"no project: pass project_id or set it on connection {self.gcp_conn_id!r}")
-        return project
+        return validate_project(self.project_id, f"project of connection {self.gcp_conn_id!r}")
 
     def _vertex_connection(self, project_id: str | None, location: str) -> dict:
-        return {"project": self.resolve_project(project_id), "location": location,
-                "credentials": self._token_credentials(), "base_url": self.api_base_url,
-                "retry_policy": self.retry_policy}
+        """Location, base URL and project are checked before the credentials are touched (a project taken from the
+        connection is read through its credentials provider, so it comes last)."""
+        location, base_url = validate_location(location), self.api_base_url
+        project = self.resolve_project(project_id)
+        return {"project": project, "location": location, "credentials": self._token_credentials(),
+                "base_url": base_url, "retry_policy": self.retry_policy}
 
     # ------------------------------------------------------------------------------------------ tuning backends
     def vertex(self, project_id: str | None, location: str) -> VertexTuningBackend:
@@ -116,11 +130,12 @@ class GeminiTuningHook(GoogleBaseHook):
 
     def gemini_api(self, project_id: str | None = None, location: str | None = None) -> GeminiApiTuningBackend:
         """``location`` is accepted for the builder table and ignored (the Gemini API is global)."""
+        base_url = self.api_base_url                     # checked before any key or credential is read
         if self.gemini_api_conn_id:
             key = GeminiApiKeyHook(self.gemini_api_conn_id).api_key()
-            return GeminiApiTuningBackend(base_url=self.api_base_url, api_key=key, retry_policy=self.retry_policy,
+            return GeminiApiTuningBackend(base_url=base_url, api_key=key, retry_policy=self.retry_policy,
                                           storage=self.storage)
-        return GeminiApiTuningBackend(base_url=self.api_base_url, credentials=self._token_credentials(),
+        return GeminiApiTuningBackend(base_url=base_url, credentials=self._token_credentials(),
                                       quota_project=project_id or self.project_id, retry_policy=self.retry_policy,
                                       storage=self.storage)
 
@@ -147,14 +162,21 @@ class GeminiTuningHook(GoogleBaseHook):
         """Vertex AI Model Registry + endpoints (GAPIC REST)."""
         from .backends.vertex_registry import VertexRegistry
 
-        return VertexRegistry(project=self.resolve_project(project_id), location=location,
-                              credentials=self.get_credentials(), base_url=self.api_base_url)
+        location, base_url = validate_location(location), self.api_base_url
+        project = self.resolve_project(project_id)
+        return VertexRegistry(project=project, location=location, credentials=self.get_credentials(),
+                              base_url=base_url)
 
     def storage(self):
         """google.cloud.storage.Client with the connection's credentials (honours STORAGE_EMULATOR_HOST); one per
         hook."""
         if self._storage is None:
             from airflow.providers.google.cloud.hooks.gcs import GCSHook
+
+            from .backends import gcs
+
+            if os.environ.get("STORAGE_EMULATOR_HOST"):        # google-cloud-storage sends the credentials there
+                check_base_url(gcs.rest_base_url(), "STORAGE_EMULATOR_HOST")
 
             self._storage = GCSHook(gcp_conn_id=self.gcp_conn_id,
                                     impersonation_chain=self.impersonation_chain).get_conn()

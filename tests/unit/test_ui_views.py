@@ -6,10 +6,16 @@ import multiprocessing
 import re
 import threading
 
+import pytest
+
 from gemini_tuning.ui import pages, svg, views
 from gemini_tuning.ui.status_cache import StatusCache
 
-POINTER = "gs://b/pipeline/champion.json"
+pytestmark = pytest.mark.fast
+
+POINTER = "gs://bkt/pipeline/champion.json"
+JOB = "projects/my-project/locations/us-central1/tuningJobs/1"
+MODEL = "projects/my-project/locations/us-central1/models/9@1"
 OPS = {"prepare_dataset": "PrepareTuningDatasetOperator", "tune": "GeminiTuningOperator",
        "evaluate": "GeminiEvaluateOperator", "gate": "GeminiGateOperator", "promote": "GeminiPromoteOperator",
        "delete": "GeminiDeleteTunedModelOperator", "cleanup_on_failure": "GeminiDeleteTunedModelOperator",
@@ -28,17 +34,15 @@ def record(run_id="r1", *, tune_state="success", finished=True, evaluated=True, 
         rec.tasks[task_id] = {"operator": op, "state": "success" if finished else None, "try_number": 1}
     rec.tasks["tune"]["state"] = tune_state
     rec.tasks["some_other_task"] = {"operator": "PythonOperator", "state": "success", "try_number": 1}
-    rec.xcom[("tune", "gemini_tuning_job")] = {"name": "projects/p/locations/l/tuningJobs/1", "backend": "vertex",
-                                               "ref": "projects/p/locations/l/tuningJobs/1",
+    rec.xcom[("tune", "gemini_tuning_job")] = {"name": JOB, "backend": "vertex", "ref": JOB,
                                                "url": "https://console.cloud.google.com/x"}
     if finished:
-        rec.xcom[("tune", "return_value")] = {"name": "projects/p/locations/l/tuningJobs/1", "backend": "vertex",
-                                              "state": "JOB_STATE_SUCCEEDED", "tuned_model": "projects/p/locations/"
-                                              "l/models/9@1", "loss_history": [[1, 1, 2.0], [2, 1, 1.5]],
+        rec.xcom[("tune", "return_value")] = {"name": JOB, "backend": "vertex", "state": "JOB_STATE_SUCCEEDED",
+                                              "tuned_model": MODEL, "loss_history": [[1, 1, 2.0], [2, 1, 1.5]],
                                               "checkpoints": [{"checkpoint_id": "1", "epoch": 1, "step": 2}]}
     if evaluated:
         rec.xcom[("evaluate", "return_value")] = {
-            "n_prompts": 120, "champion_pointer_uri": POINTER, "results_uri": "gs://b/r/results.jsonl",
+            "n_prompts": 120, "champion_pointer_uri": POINTER, "results_uri": "gs://bkt/r/results.jsonl",
             "models": {"challenger": "e1", "champion": "e0"},
             "summary": {"challenger": {"metrics": {"normalized_match": 0.9, "rouge_l_f1": 0.8},
                                        "per_tag": {"billing": {"metrics": {"rouge_l_f1": 0.7}}}},
@@ -46,7 +50,7 @@ def record(run_id="r1", *, tune_state="success", finished=True, evaluated=True, 
         rec.xcom[("gate", "gate")] = GATE
     if promoted:
         rec.xcom[("promote", "return_value")] = {"status": "promoted", "pointer_uri": POINTER,
-                                                 "champion": {"tuned_model": "projects/p/locations/l/models/9@1"}}
+                                                 "champion": {"tuned_model": MODEL}}
         rec.tasks["delete"]["state"] = rec.tasks["cleanup_on_failure"]["state"] = "skipped"
     return rec
 
@@ -58,15 +62,15 @@ def test_run_view_reads_the_steps_by_operator_class_and_the_gate():
     assert v["pipeline"] == POINTER and v["primary_metric"] == "rouge_l_f1"
     assert v["tuning"]["source"] == "final" and v["tuning"]["progress_percent"] == 100.0
     assert v["tuning"]["loss"] == [(1.0, 2.0), (2.0, 1.5)]
-    assert v["decision"] == {"action": "promoted", "status": "promoted", "model": "projects/p/locations/l/models/9@1"}
+    assert v["decision"] == {"action": "promoted", "status": "promoted", "model": MODEL}
     assert v["params"] == {"epochs": 2}                 # only the known, harmless params
     assert views.live_job(record()) is None              # finished: never asked again
 
 
 def test_a_running_job_is_live_until_the_tune_task_finishes():
     rec = record(finished=False, evaluated=False, promoted=False, tune_state="deferred")
-    assert views.live_job(rec) == ("vertex", "projects/p/locations/l/tuningJobs/1")
-    live = {"at": 1.0, "eta_seconds": 42.0, "status": {"name": "projects/p/locations/l/tuningJobs/1",
+    assert views.live_job(rec) == ("vertex", JOB)
+    live = {"at": 1.0, "eta_seconds": 42.0, "status": {"name": JOB,
                                                        "state": "JOB_STATE_RUNNING", "progress_percent": 40.0,
                                                        "completed_steps": 4, "total_steps": 10,
                                                        "loss_history": [[1, 1, 2.0]]}}
@@ -79,7 +83,7 @@ def test_overview_groups_runs_by_pointer_with_history_newest_first():
     b["decision"] = {"action": "deleted", "model": "m2"}
     b["end_date"] = "2026-12-01T11:00:00"
     a["end_date"] = "2026-12-01T10:30:00"
-    out = views.overview([a, b], {POINTER: {"backend": "vertex", "tuned_model": "projects/p/locations/l/models/9@1",
+    out = views.overview([a, b], {POINTER: {"backend": "vertex", "tuned_model": MODEL,
                                             "promoted_at": "2026-12-01T10:30:00Z", "run_id": "r1", "dag_id": "d",
                                             "metrics": {"rouge_l_f1": 0.8}}})
     (p,) = out["pipelines"]
@@ -179,12 +183,12 @@ def test_a_run_before_its_evaluation_joins_its_dags_pipeline():
     done = views.run_view(record("r1"))
     running = views.run_view(record("r2", finished=False, evaluated=False, promoted=False, tune_state="deferred"))
     other = views.run_view(views.RunRecord("other_dag", "r3", "running", run_after="2026-12-01T12:00:00",
-                                           conf={"gcs_prefix": "gs://b/other/"},
+                                           conf={"gcs_prefix": "gs://bkt/other/"},
                                            tasks={"tune": {"operator": "GeminiTuningOperator"}}))
     assert running["pipeline"] == "dag:gemini_tuning_pipeline"
     views.assign_pipelines([done, running, other])
     assert running["pipeline"] == done["pipeline"] == POINTER
-    assert other["pipeline"] == "gs://b/other/champion.json"
+    assert other["pipeline"] == "gs://bkt/other/champion.json"
 
 
 def test_class_attributes_take_no_markup_from_xcom():
@@ -202,6 +206,19 @@ def test_the_report_route_serves_gcs_report_objects_only():
 
     from gemini_tuning.ui import data
 
-    for bad in ("/opt/airflow/airflow.cfg", "gs://b/x/secrets.txt", "file:///etc/passwd", "gs://b/report/a.html/../x"):
+    for bad in ("/opt/airflow/airflow.cfg", "gs://bkt/x/secrets.txt", "file:///etc/passwd", "gs://bkt/report/a.html/../x"):
         with pytest.raises(ValueError, match="not a report in GCS"):
             data.report_html(bad)
+
+
+def test_the_page_knows_every_gate_decision():
+    from gemini_tuning.core.gate import DECISIONS
+
+    assert views.GATE_DECISIONS == DECISIONS and set(views.DECISION_LABELS) == set(DECISIONS)
+    rec = record(promoted=False)
+    rec.xcom[("gate", "gate")] = {**GATE, "decision": "no_decision", "summary": "no decision: 3 of 120 scored"}
+    v = views.run_view(rec)
+    assert v["unreadable"] is None and v["gate"]["label"] == "no decision"
+    assert 'data-decision="no_decision">no decision</span>' in pages.run_page(v)
+    row = pages._run_row(views.run_summary(v))
+    assert "no decision" in row and "no decision: 3 of 120 scored" in row

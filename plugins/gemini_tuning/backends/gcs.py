@@ -4,7 +4,9 @@ Pure functions and small classes over a ``google.cloud.storage.Client`` (no Airf
 the client from an Airflow connection with ``GCSHook(...).get_conn()``).
 
 * :func:`parse_gs_uri` / :func:`gs_uri` - ``gs://bucket/name`` <-> ``(bucket, name)``, with clear errors.
-* :func:`open_source` - a local path or a ``gs://`` object as a binary stream (streamed, generation pinned).
+* :func:`open_source` - a local path or a ``gs://`` object as a binary stream (streamed, generation pinned),
+  optionally refused above ``max_bytes`` before anything is read.
+* :func:`read_bytes` - a small local file or object, whole, refused above ``max_bytes`` (a system instruction).
 * :func:`upload_create_only` - upload a local file to a name that must not exist yet (``ifGenerationMatch=0``);
   when it does exist, check that it holds the same bytes and reuse it (``created=False``), else raise
   :class:`ContentMismatch`. Never overwrites.
@@ -12,7 +14,12 @@ the client from an Airflow connection with ``GCSHook(...).get_conn()``).
   data whose final, content-addressed name is only known at the end (see "Why staged parts" below).
 * :func:`read_json` / :func:`write_json` - small JSON records with compare-and-swap on the generation (intent
   records, the champion pointer). A failed swap raises :class:`GenerationMismatch`.
-* :func:`read_jsonl` - a small JSONL object as a list of dicts (Gemini API inline examples).
+* :func:`read_jsonl` - a JSONL object as a list of dicts (Gemini API inline examples, evaluation rows), streamed.
+
+Every read that holds a whole object in memory first compares the object's size (its metadata, or the local
+file's) with a ``max_bytes`` argument and raises :class:`ObjectTooLarge` (naming the object, its size and the limit)
+before downloading: JSON records (pointer, intent, verdict) :data:`MAX_JSON_BYTES` (1 MiB), training-metrics files
+:data:`MAX_METRICS_BYTES` (32 MiB); the callers pass their own for larger data (evaluation results, prompt sets).
 
 Why staged parts (measured with ``scripts/bench_prepare_upload.py``: 1,024 MB of Vertex JSONL, 2 shared
 cores, GCS emulator in its own process; times vary +-30 % with the machine's load)
@@ -69,13 +76,17 @@ __all__ = [
     "ContentMismatch",
     "DEFAULT_PART_SIZE",
     "GenerationMismatch",
+    "MAX_JSON_BYTES",
+    "MAX_METRICS_BYTES",
     "CountingReader",
+    "ObjectTooLarge",
     "ProgressLog",
     "StagedUpload",
     "UploadResult",
     "gs_uri",
     "open_source",
     "parse_gs_uri",
+    "read_bytes",
     "read_json",
     "read_jsonl",
     "upload_create_only",
@@ -88,6 +99,8 @@ DEFAULT_PART_SIZE = 64 * 1024 * 1024  # one staged part; 32 of them (the compose
 MAX_COMPOSE_SOURCES = 32  # GCS limit per compose request
 READ_CHUNK_SIZE = 16 * 1024 * 1024  # gs:// sources are read in ranged requests of this size
 SHA256_KEY = "sha256"  # custom metadata key holding the hex SHA-256 of an uploaded object
+MAX_JSON_BYTES = 1 << 20  # read_json: a pointer, intent or verdict record is a few KB
+MAX_METRICS_BYTES = 32 << 20  # read_texts_plan: one training-metrics file (read in the triggerer)
 
 # Bucket names: 3-63 chars per dot-separated name (up to 222 in all), lowercase letters, digits, - _ .
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
@@ -108,6 +121,19 @@ class GenerationMismatch(Exception):
 
 class ContentMismatch(Exception):
     """A create-only upload found an object with other content at its (content-addressed) name."""
+
+
+class ObjectTooLarge(ValueError):
+    """An object or local file is larger than a read allows; raised before it is downloaded."""
+
+    def __init__(self, uri: str, size: int, max_bytes: int, what: str = "this read"):
+        self.uri, self.size, self.max_bytes = uri, size, max_bytes
+        super().__init__(f"{uri} has {size:,} bytes, more than the {max_bytes:,} allowed for {what} (max_bytes)")
+
+
+def _check_size(uri: str, size: int | None, max_bytes: int | None, what: str) -> None:
+    if max_bytes is not None and size is not None and int(size) > int(max_bytes):
+        raise ObjectTooLarge(uri, int(size), int(max_bytes), what)
 
 
 @dataclass(frozen=True)
@@ -144,23 +170,44 @@ def gs_uri(bucket: str, name: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- reading
-def open_source(path_or_uri: str, client: Client | None = None, *, chunk_size: int = READ_CHUNK_SIZE) -> BinaryIO:
+def open_source(path_or_uri: str, client: Client | None = None, *, chunk_size: int = READ_CHUNK_SIZE,
+                max_bytes: int | None = None, what: str = "this input") -> BinaryIO:
     """Open a local file or a ``gs://`` object for streaming binary reads (close it when done).
 
     A ``gs://`` object is read in ranged requests of ``chunk_size`` bytes, pinned to the generation seen when it
     was opened (a concurrent overwrite fails the read with ``PreconditionFailed`` instead of mixing versions),
     and as stored (``raw_download``: a gzip object stays gzip; :func:`~gemini_tuning.core.dataset.iter_lines`
-    detects that by its magic bytes). A missing object raises ``FileNotFoundError`` either way.
+    detects that by its magic bytes). A missing object raises ``FileNotFoundError`` either way. With
+    ``max_bytes``, a larger file or object (its stored size) raises :class:`ObjectTooLarge` before any byte is
+    read (``what`` names the data in the message).
     """
     if not path_or_uri.startswith("gs://"):
-        return open(path_or_uri, "rb")
+        fh = open(path_or_uri, "rb")  # noqa: SIM115 - the caller closes it
+        if max_bytes is not None:
+            try:
+                _check_size(path_or_uri, os.fstat(fh.fileno()).st_size, max_bytes, what)
+            except BaseException:
+                fh.close()
+                raise
+        return fh
     if client is None:
         raise ValueError(f"reading {path_or_uri} needs a storage client")
     bucket, name = parse_gs_uri(path_or_uri, object_required=True)
     blob = client.bucket(bucket).get_blob(name)
     if blob is None:
         raise FileNotFoundError(f"{path_or_uri} does not exist")
+    _check_size(path_or_uri, blob.size, max_bytes, what)
     return blob.open("rb", chunk_size=chunk_size, raw_download=True, if_generation_match=blob.generation)
+
+
+def read_bytes(path_or_uri: str, client: Client | None = None, *, max_bytes: int, what: str = "this input") -> bytes:
+    """The whole content of a local file or ``gs://`` object of at most ``max_bytes`` (checked before reading,
+    and again while reading, so a file that grows meanwhile is not read past the limit)."""
+    with open_source(path_or_uri, client, max_bytes=max_bytes, what=what,
+                     chunk_size=max(256 * 1024, min(int(max_bytes) + 1, READ_CHUNK_SIZE))) as fh:
+        data = fh.read(int(max_bytes) + 1)
+    _check_size(path_or_uri, len(data), max_bytes, what)
+    return data
 
 
 # ----------------------------------------------------------------------------------------------- progress
@@ -488,20 +535,33 @@ class StagedUpload:
 
 
 # ----------------------------------------------------------------------------------------------- small JSON
-def read_json(client: Client, uri: str) -> tuple[dict | None, int]:
+def read_json(client: Client, uri: str, *, max_bytes: int = MAX_JSON_BYTES,
+              what: str = "a JSON record") -> tuple[dict | None, int]:
     """Read a small JSON object: ``(obj, generation)``, or ``(None, 0)`` when no object exists.
 
     Only "not found" means absent; every other error (permissions, 5xx after retries, invalid JSON, a JSON
     value that is not an object) propagates, so a caller never mistakes a failed read for "nothing there".
+    The object's size (metadata) is checked first: above ``max_bytes`` it raises :class:`ObjectTooLarge` without
+    downloading it; the download is then pinned to the generation whose size was checked (replaced in between:
+    the read starts over, at most 3 times).
     """
     bucket, name = parse_gs_uri(uri, object_required=True)
-    blob = client.bucket(bucket).blob(name)
-    try:
-        data = blob.download_as_bytes()
-    except NotFound:
-        return None, 0
-    if not blob.generation:
-        raise RuntimeError(f"GCS returned no generation for {uri}; refusing a read that cannot be compared-and-swapped")
+    for attempt in range(3):
+        blob = client.bucket(bucket).blob(name)
+        try:
+            blob.reload()
+            if not blob.generation:
+                raise RuntimeError(f"GCS returned no generation for {uri}; refusing a read that cannot be "
+                                   "compared-and-swapped")
+            _check_size(uri, blob.size, max_bytes, what)
+            data = blob.download_as_bytes(if_generation_match=blob.generation)
+        except NotFound:
+            return None, 0
+        except Exception as exc:
+            if attempt < 2 and _is_412(exc):
+                continue
+            raise
+        break
     obj = json.loads(data)
     if not isinstance(obj, dict):
         raise ValueError(f"{uri} holds JSON {type(obj).__name__}, expected an object")
@@ -531,35 +591,44 @@ def write_json(client: Client, uri: str, obj: dict, *, if_generation_match: int)
             raise
         live = client.bucket(bucket).blob(name)
         try:
-            current = live.download_as_bytes()
+            live.reload()
+            # only an object of exactly these bytes can be our own write: compare sizes before downloading
+            current = live.download_as_bytes(if_generation_match=live.generation) \
+                if live.size is not None and int(live.size) == len(data) else None
         except NotFound:
             raise GenerationMismatch(uri, int(if_generation_match), 0) from exc
+        except Exception as again:
+            if not _is_412(again):
+                raise
+            current = None  # replaced meanwhile: not our write either
         if current == data and live.generation:
             return int(live.generation)
         raise GenerationMismatch(uri, int(if_generation_match), live.generation) from exc
     return int(blob.generation)
 
 
-def read_jsonl(client: Client, uri: str, *, max_bytes: int) -> list[dict]:
-    """Download a small JSONL object and parse it (one JSON object per non-blank line).
+def read_jsonl(client: Client, uri: str, *, max_bytes: int, what: str = "this read",
+               max_line_bytes: int = 16 << 20) -> list[dict]:
+    """Read a JSONL object and parse it (one JSON object per non-blank line).
 
-    For data that must be held in memory anyway (Gemini API inline examples); refuses objects larger than
-    ``max_bytes`` before downloading them. The object is read at the generation its size was checked on.
+    For data that must be held in memory anyway (Gemini API inline examples, evaluation rows, batch
+    predictions); refuses objects larger than ``max_bytes`` before downloading them (:class:`ObjectTooLarge`).
+    The object is streamed in chunks at the generation its size was checked on (only the parsed rows are held,
+    not the bytes as well), and a line above ``max_line_bytes`` is a ``ValueError`` naming the object and line
+    (it is never held whole). A gzip object is decompressed up to ``max_bytes``.
     """
-    bucket, name = parse_gs_uri(uri, object_required=True)
-    blob = client.bucket(bucket).get_blob(name)
-    if blob is None:
-        raise FileNotFoundError(f"{uri} does not exist")
-    if blob.size is not None and int(blob.size) > max_bytes:
-        raise ValueError(f"{uri} has {int(blob.size):,} bytes, more than the {max_bytes:,} allowed here")
-    data = blob.download_as_bytes(if_generation_match=blob.generation)
+    from ..core.dataset import LongLine, iter_lines
+
     rows = []
-    for n, line in enumerate(data.splitlines(), 1):
-        if line.strip():
-            row = json.loads(line)
-            if not isinstance(row, dict):
-                raise ValueError(f"{uri}:{n}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
+    with open_source(uri, client, max_bytes=max_bytes, what=what, chunk_size=8 << 20) as fh:
+        for n, line in enumerate(iter_lines(fh, max_line_bytes=max_line_bytes, max_decompressed_bytes=max_bytes), 1):
+            if line.__class__ is LongLine:
+                raise ValueError(f"{uri}:{n}: a line of {line}")
+            if line.strip():
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise ValueError(f"{uri}:{n}: expected a JSON object, got {type(row).__name__}")
+                rows.append(row)
     return rows
 
 
@@ -596,9 +665,10 @@ def rest_base_url() -> str:
     return "https://storage.googleapis.com"
 
 
-def read_texts_plan(uri: str, suffixes: tuple[str, ...]):
+def read_texts_plan(uri: str, suffixes: tuple[str, ...], *, max_bytes: int = MAX_METRICS_BYTES):
     """A ``backends.rest`` plan: the text of every object under the ``gs://bucket/prefix`` whose name ends with
-    one of ``suffixes``, in name order."""
+    one of ``suffixes``, in name order. An object above ``max_bytes`` (its listed size) raises
+    :class:`ObjectTooLarge` before anything is downloaded."""
     from urllib.parse import quote
 
     from .rest import Request
@@ -606,11 +676,14 @@ def read_texts_plan(uri: str, suffixes: tuple[str, ...]):
     bucket, prefix = parse_gs_uri(uri)
     names, token = [], None
     while True:
-        params = {"prefix": prefix, "fields": "items(name),nextPageToken"}
+        params = {"prefix": prefix, "fields": "items(name,size),nextPageToken"}
         if token:
             params["pageToken"] = token
         page = yield Request("GET", f"/storage/v1/b/{bucket}/o", params)
-        names += [i["name"] for i in page.get("items") or [] if i["name"].endswith(suffixes)]
+        for item in page.get("items") or []:
+            if item["name"].endswith(suffixes):
+                _check_size(gs_uri(bucket, item["name"]), item.get("size"), max_bytes, "a training-metrics file")
+                names.append(item["name"])
         token = page.get("nextPageToken")
         if not token:
             break

@@ -11,6 +11,7 @@ import logging
 import re
 
 from ..core.generation import GenerationSettings, response_text
+from ..core.names import check_base_url, validate_resource_name
 from ..core.states import CANCELLED, FAILED, RUNNING, SUCCEEDED, JobStatus, LossPoint
 from ..core.tuning import TuningSpec
 from . import gcs, retry
@@ -133,7 +134,8 @@ class GeminiApiTuningBackend:
     operation's ``completedPercent`` and ``snapshots``). Training examples are sent inline, read from the prepared
     JSONL in GCS (4 MB at most, the request limit).
 
-    :param base_url: another host (the emulator); None = ``generativelanguage.googleapis.com``.
+    :param base_url: another host (the emulator): ``https://`` Google or loopback only
+        (``core.names.check_base_url``, checked here); None = ``generativelanguage.googleapis.com``.
     :param api_key: an API key, sent as ``x-goog-api-key`` (never in a URL). Or:
     :param credentials: OAuth credentials with the ``generative-language.tuning`` scope.
     :param quota_project: the project billed for OAuth calls (``x-goog-user-project``).
@@ -149,16 +151,16 @@ class GeminiApiTuningBackend:
     def __init__(self, *, base_url: str | None = None, api_key: str | None = None, credentials=None,
                  quota_project: str | None = None, retry_policy: retry.RetryPolicy | None = None,
                  timeout: float = 60.0, storage=None):
+        self.base_url = check_base_url(base_url or DEFAULT_BASE_URL)
         if not api_key and credentials is None:
             raise ValueError("the Gemini API needs an API key or OAuth credentials")
-        self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self.api_key = api_key
         self.credentials = credentials
         self.quota_project = quota_project
         self.retry_policy = retry_policy or retry.RetryPolicy()
         self.timeout = timeout
         self.storage = storage
-        self.rest = RestClient(self.base_url, headers=self._headers,
+        self.rest = RestClient(self.base_url, field="api_base_url", headers=self._headers,
                                headers_ready=lambda: bool(self.api_key or self.credentials.valid),
                                raise_for=raise_for, timeout=timeout)
 
@@ -175,6 +177,7 @@ class GeminiApiTuningBackend:
     @staticmethod
     def _status_plan(name: str):
         """``name`` is the operation (preferred) or the tuned model."""
+        validate_resource_name(name, ("tuned_model", "operation"))
         if "/operations/" in name:
             return parse_operation((yield get_operation_request(name)))
         ops = (yield list_operations_request(name)).get("operations") or []
@@ -184,8 +187,9 @@ class GeminiApiTuningBackend:
 
     @classmethod
     def _cancel_plan(cls, name: str):
+        validate_resource_name(name, ("tuned_model", "operation"))
         op = name if "/operations/" in name else (yield from cls._status_plan(name)).operation
-        yield cancel_request(op)
+        yield cancel_request(validate_resource_name(op, "operation"))
 
     # ------------------------------------------------------------------ sync (operators)
     def _examples(self, uri: str) -> list[dict]:
@@ -226,6 +230,7 @@ class GeminiApiTuningBackend:
 
     def delete(self, model: str) -> bool:
         """Deletes a tuned model. Returns False when it was already gone (idempotent)."""
+        validate_resource_name(model, "tuned_model")
         try:
             retry.call(self.retry_policy, lambda: self.rest.send(delete_request(model)))
             return True
@@ -244,6 +249,7 @@ class GeminiApiTuningBackend:
 
     async def agenerate(self, model: str, prompt: str, settings: GenerationSettings) -> str:
         """One generateContent call, not retried here (the evaluation engine owns retries and rate limits)."""
+        validate_resource_name(model, ("tuned_model", "base_model"), field="generation model")
         return response_text(await self.rest.asend(generate_request(model, prompt, settings)))
 
     async def aclose(self) -> None:

@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
+
+from ..core.names import InvalidName, check_base_url
 
 Plan = Generator["Request", Any, Any]
+#: What a request path may hold: RFC 3986 path characters and %XX escapes, after one leading '/'.
+_PATH_RE = re.compile(r"^/(?!/)(?:[A-Za-z0-9\-._~:@!$&'()*+,;=/]|%[0-9A-Fa-f]{2})*$")
+_DOT_SEGMENT_RE = re.compile(r"(?:^|/)\.{1,2}(?:/|$)|//|%2[eE]")
 
 
 @dataclass(frozen=True)
@@ -46,8 +53,26 @@ def bearer_headers(credentials, quota_project: str | None = None) -> dict[str, s
     return headers
 
 
+def join_url(base_url: str, path: str) -> str:
+    """``base_url + path``, refused (:class:`InvalidName`) unless ``path`` is a plain absolute path and the joined
+    URL keeps ``base_url``'s scheme, host and port: the last guard before a credentialed request leaves."""
+    if not isinstance(path, str) or not _PATH_RE.fullmatch(path) or _DOT_SEGMENT_RE.search(path):
+        raise InvalidName("request path", path, "must start with one '/' and hold only ASCII letters, digits and "
+                          "-._~:@!$&'()*+,;=/ or %XX escapes (no '?', '#', '..' or '.' segment, '//', %2e or "
+                          f"whitespace): a request may not change the host of {base_url}")
+    url = base_url + path
+    base, joined = urlsplit(base_url), urlsplit(url)
+    if (joined.scheme, joined.netloc, joined.query, joined.fragment) != (base.scheme, base.netloc, "", "") \
+            or joined.username is not None:
+        raise InvalidName("request URL", url, f"must stay on {base_url}")
+    return url
+
+
 class RestClient:
-    """:param base_url: scheme and host, e.g. ``https://us-central1-aiplatform.googleapis.com``.
+    """:param base_url: scheme and host, e.g. ``https://us-central1-aiplatform.googleapis.com``; refused
+        (:class:`~gemini_tuning.core.names.InvalidName`) unless ``core.names.check_base_url`` allows credentials
+        there, and every request URL is checked to stay on it (:func:`join_url`).
+    :param field: what ``base_url`` is called in that error (``api_base_url``, ``STORAGE_EMULATOR_HOST``...).
     :param headers: returns the auth headers (may block: it is called in a thread on the async side when
         ``headers_ready`` says a refresh is due).
     :param headers_ready: True when ``headers`` can be called without I/O.
@@ -57,8 +82,9 @@ class RestClient:
 
     def __init__(self, base_url: str, *, headers: Callable[[], Mapping[str, str]],
                  headers_ready: Callable[[], bool] = lambda: True,
-                 raise_for: Callable[[int, str, Mapping, Request], None], timeout: float = 60.0):
-        self.base_url = base_url.rstrip("/")
+                 raise_for: Callable[[int, str, Mapping, Request], None], timeout: float = 60.0,
+                 field: str = "base_url"):
+        self.base_url = check_base_url(base_url, field)
         self._headers = headers
         self._headers_ready = headers_ready
         self._raise_for = raise_for
@@ -71,9 +97,10 @@ class RestClient:
     def send(self, req: Request) -> dict:
         import requests
 
+        url = join_url(self.base_url, req.path)
         if self._session is None:
             self._session = requests.Session()
-        resp = self._session.request(req.method, self.base_url + req.path, params=req.params or None,
+        resp = self._session.request(req.method, url, params=req.params or None,
                                      json=req.json, headers=dict(self._headers()), timeout=self.timeout)
         self._raise_for(resp.status_code, resp.text, resp.headers, req)
         if req.raw:
@@ -83,13 +110,14 @@ class RestClient:
     async def asend(self, req: Request) -> dict:
         import aiohttp
 
+        url = join_url(self.base_url, req.path)
         loop = asyncio.get_running_loop()
         session = self._asession
         if session is None or session.closed or self._aloop is not loop:
             session = self._asession = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
             self._aloop, self._refresh_lock = loop, asyncio.Lock()
         headers = await self._aheaders()
-        async with session.request(req.method, self.base_url + req.path, params=req.params or None,
+        async with session.request(req.method, url, params=req.params or None,
                                    json=req.json, headers=dict(headers)) as resp:
             text = await resp.text()
             self._raise_for(resp.status, text, resp.headers, req)

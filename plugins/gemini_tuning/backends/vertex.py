@@ -19,6 +19,7 @@ from functools import cached_property
 
 from ..core.generation import GenerationSettings
 from ..core.identity import FINGERPRINT_LABEL
+from ..core.names import check_base_url, validate_location, validate_project, validate_resource_name
 from ..core.states import Checkpoint, JobStatus, LossPoint, normalize_state
 from ..core.tuning import ADAPTER_SIZES, TuningSpec
 from . import gcs, retry
@@ -134,6 +135,11 @@ def _with_points(status: JobStatus, texts: list[str]) -> JobStatus:
     return dataclasses.replace(status, **changes) if changes else status
 
 
+def job_name(name: str) -> str:
+    """``name`` when it is a tuning job name (``core.names``); the REST poll and the cancel put it in the URL."""
+    return validate_resource_name(name, "tuning_job")
+
+
 def get_job_request(name: str) -> Request:
     return Request("GET", f"/{API_VERSION}/{name}")
 
@@ -148,10 +154,14 @@ def raise_for(status: int, text: str, headers, req: Request) -> None:
         raise google_api_error(status, text, headers)
 
 
-def vertex_base_url(location: str, base_url: str | None) -> str:
+def vertex_base_url(location: str, base_url: str | None, field: str = "api_base_url") -> str:
+    """The checked ``scheme://host[:port]`` of every Vertex AI call: ``base_url`` (the emulator) when given, else
+    Google's host of ``location``. Either is checked (``core.names``) before a request exists."""
     if base_url:
-        return base_url
-    return "https://aiplatform.googleapis.com" if location == "global" else f"https://{location}-aiplatform.googleapis.com"
+        return check_base_url(base_url, field)
+    location = validate_location(location)
+    host = "aiplatform.googleapis.com" if location == "global" else f"{location}-aiplatform.googleapis.com"
+    return check_base_url(f"https://{host}", "location")
 
 
 def normalize_sub_state(value) -> str | None:
@@ -214,11 +224,14 @@ def parse_metrics(text: str) -> MetricPoints:
 
 
 def genai_client(project: str, location: str, credentials, base_url: str | None):
-    """A google-genai Vertex client; ``base_url`` points it at another host (the emulator)."""
+    """A google-genai Vertex client; ``base_url`` points it at another host (the emulator). It is always given
+    the checked base URL (:func:`vertex_base_url`): without one, google-genai would build the host from
+    ``location`` itself, or take ``$GOOGLE_VERTEX_BASE_URL``."""
     from google import genai
     from google.genai import types
 
-    http = types.HttpOptions(base_url=base_url) if base_url else None
+    project, location = validate_project(project), validate_location(location)
+    http = types.HttpOptions(base_url=vertex_base_url(location, base_url))
     return genai.Client(vertexai=True, project=project, location=location, credentials=credentials,
                         http_options=http)
 
@@ -242,23 +255,27 @@ async def asdk_call(coro_fn):
 class GenaiBackend:
     """What both Vertex backends share: the connection settings and one google-genai client, closed per loop.
 
-    :param project: the Google Cloud project.
-    :param location: the Vertex AI region.
+    :param project: the Google Cloud project (``core.names.PROJECT_PATTERN``).
+    :param location: the Vertex AI region (``core.names.LOCATION_PATTERN``).
     :param credentials: google-auth credentials (google-genai refuses anonymous ones).
-    :param base_url: another host for every call (the emulator); None = Google.
+    :param base_url: another host for every call (the emulator): ``https://`` Google or loopback only
+        (``core.names.check_base_url``); None = Google.
     :param retry_policy: retries of idempotent calls (get, list, cancel).
+
+    All three are checked here, before any request or credential use (``core.names.InvalidName``).
     """
 
     kind = "vertex"
 
     def __init__(self, *, project: str, location: str, credentials, base_url: str | None = None,
                  retry_policy: retry.RetryPolicy | None = None):
-        self.project = project
-        self.location = location
+        self.project = validate_project(project)
+        self.location = validate_location(location)
+        self.base_url = check_base_url(base_url) if base_url else None
         self.credentials = credentials
-        self.base_url = base_url
         self.retry_policy = retry_policy or retry.RetryPolicy()
-        self.rest = RestClient(vertex_base_url(location, base_url), headers=lambda: bearer_headers(credentials),
+        self.rest = RestClient(vertex_base_url(self.location, self.base_url), field="api_base_url",
+                               headers=lambda: bearer_headers(credentials),
                                headers_ready=lambda: credentials.valid, raise_for=raise_for)
 
     @cached_property
@@ -287,7 +304,8 @@ class VertexTuningBackend(GenaiBackend):
     def __init__(self, **connection):
         super().__init__(**connection)
         credentials = self.credentials
-        self.gcs_rest = RestClient(gcs.rest_base_url(), headers=lambda: bearer_headers(credentials),
+        self.gcs_rest = RestClient(gcs.rest_base_url(), field="STORAGE_EMULATOR_HOST",
+                                   headers=lambda: bearer_headers(credentials),
                                    headers_ready=lambda: credentials.valid, raise_for=raise_for)
 
     # ------------------------------------------------------------------ request definitions
@@ -344,9 +362,11 @@ class VertexTuningBackend(GenaiBackend):
         return status.labels.get(FINGERPRINT_LABEL)
 
     def get(self, name: str) -> JobStatus:
+        job_name(name)
         return retry.call(self.retry_policy, lambda: self.rest.run(single(get_job_request(name), parse_job)))
 
     def cancel(self, name: str) -> None:
+        job_name(name)
         retry.call(self.retry_policy, lambda: self.rest.run(single(cancel_job_request(name))))
 
     def with_loss(self, status: JobStatus) -> JobStatus:
@@ -362,9 +382,11 @@ class VertexTuningBackend(GenaiBackend):
 
     # ------------------------------------------------------------------ async (triggers)
     async def aget(self, name: str) -> JobStatus:
+        job_name(name)
         return await self.rest.arun(single(get_job_request(name), parse_job))
 
     async def acancel(self, name: str) -> None:
+        job_name(name)
         await retry.acall(self.retry_policy, lambda: self.rest.arun(single(cancel_job_request(name))))
 
     async def aclose(self) -> None:
@@ -394,6 +416,7 @@ class VertexTuningBackend(GenaiBackend):
         """``model``: the tuned model's endpoint, or a base model id. Not retried here (the engine does)."""
         from ..core.generation import Generated, usage_of
 
+        validate_resource_name(model, ("endpoint", "model", "base_model"), field="generation model")
         resp = await asdk_call(lambda: self.client.aio.models.generate_content(
             model=model, contents=prompt, config=self._generate_config(settings)))
         meta = resp.usage_metadata

@@ -7,6 +7,7 @@ by it. Each request and the response parse (:func:`batch_status`) are written on
 
 from __future__ import annotations
 
+from ..core.names import validate_resource_name
 from ..core.states import JobStatus, normalize_state
 from . import retry
 from .vertex import GenaiBackend, asdk_call, sdk_call
@@ -33,6 +34,7 @@ class VertexBatchPredictionBackend(GenaiBackend):
         looks jobs up by display name first)."""
         from google.genai import types
 
+        validate_resource_name(model, ("model", "endpoint", "base_model"), field="batch prediction model")
         config = types.CreateBatchJobConfig(dest=dest_prefix, display_name=display_name)
         return batch_status(sdk_call(lambda: self.client.batches.create(model=model, src=src_uri, config=config)))
 
@@ -42,15 +44,19 @@ class VertexBatchPredictionBackend(GenaiBackend):
             lambda: [batch_status(j) for j in self.client.batches.list(config=config)]))
 
     def get(self, name: str) -> JobStatus:
+        validate_resource_name(name, "batch_job")
         return retry.call(self.retry_policy, lambda: sdk_call(lambda: batch_status(self.client.batches.get(name=name))))
 
     def cancel(self, name: str) -> None:
+        validate_resource_name(name, "batch_job")
         retry.call(self.retry_policy, lambda: sdk_call(lambda: self.client.batches.cancel(name=name)))
 
     async def aget(self, name: str) -> JobStatus:
+        validate_resource_name(name, "batch_job")
         return batch_status(await asdk_call(lambda: self.client.aio.batches.get(name=name)))
 
     async def acancel(self, name: str) -> None:
+        validate_resource_name(name, "batch_job")
         await retry.acall(self.retry_policy, lambda: asdk_call(lambda: self.client.aio.batches.cancel(name=name)))
 
     async def awith_loss(self, status: JobStatus) -> JobStatus:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from ..core.names import validate_resource_name
 from .rest import Request, single
 from .vertex import GenaiBackend
 
@@ -83,11 +84,11 @@ def parse_pairwise(body: dict) -> Judgement:
 
 class VertexEvaluationBackend(GenaiBackend):
     """The autorater, through ``:evaluateInstances`` of one project/location (takes :class:`GenaiBackend`'s
-    connection arguments; google-genai itself is never loaded for it)."""
+    connection arguments, checked there by ``core.names``; google-genai itself is never loaded for it)."""
 
     @property
     def parent(self) -> str:
-        return f"projects/{self.project}/locations/{self.location}"
+        return validate_resource_name(f"projects/{self.project}/locations/{self.location}", "parent")
 
     async def apointwise(self, template: str, instance: dict, judge_model: str) -> Judgement:
         return await self.rest.arun(single(pointwise_request(self.parent, template, instance, judge_model),

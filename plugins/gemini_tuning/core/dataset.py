@@ -36,6 +36,9 @@ rule                               target      fires when
 ``invalid-json``                   all         the line is not one valid JSON value (syntax error, trailing data)
 ``not-utf8``                       all         the line holds bytes that are not UTF-8
 ``corrupt-gzip``                   all         the gzip stream is truncated or damaged
+``line-too-long``                  all         a line (before decoding) > ``max_line_bytes`` of iter_lines (1 MiB)
+``decompressed-too-large``         all         a gzip stream > ``max_decompressed_bytes`` of iter_lines (4 GiB),
+                                               a whole-file rule: reading stops there
 ``empty-line``                     all         a blank line is followed by more data (trailing blank lines are fine)
 ``empty-file``                     all         the source has no non-blank line
 ``unknown-format``                 all         not a JSON object, no recognised format, or fields of several formats
@@ -86,6 +89,12 @@ Definitions
   listed duplicate), and 16 bytes of length arrays (``array('I')``, turned into exact percentiles through a
   ``Counter`` of distinct lengths at the end). Buffers are 256 KiB for reading and writing. Nothing else
   grows with the file: ~800k examples (1 GB of 1.3 KB lines) measured 70 MB peak RSS for the whole process.
+* Bounds on hostile input (:func:`iter_lines`): a line is held only up to ``max_line_bytes`` (default
+  :data:`MAX_LINE_BYTES`, 1 MiB); a longer one is skipped to its newline without being kept and reported as
+  ``line-too-long`` (the next lines are still read). A gzip stream is decompressed 256 KiB at a time and reading
+  stops after ``max_decompressed_bytes`` (default :data:`MAX_DECOMPRESSED_BYTES`, 4 GiB; a Vertex training file
+  is at most 1 GB) with ``decompressed-too-large``. So a 64 KB gzip bomb or a 300 MB line without a newline
+  costs about 1 MiB of memory, not its size (``scripts/bench_hostile.py``).
 """
 
 from __future__ import annotations
@@ -107,8 +116,12 @@ import msgspec
 from .issues import DataValidationError, Issue, json_type
 
 __all__ = [
+    "MAX_DECOMPRESSED_BYTES",
+    "MAX_LINE_BYTES",
     "RULES",
     "DatasetOptions",
+    "DecompressedTooLarge",
+    "LongLine",
     "PrepareResult",
     "Target",
     "iter_lines",
@@ -130,11 +143,15 @@ GEMINI_MAX_INPUT_CHARS = 40_000
 GEMINI_MAX_OUTPUT_CHARS = 5_000
 GEMINI_MAX_PAYLOAD_BYTES = 4_000_000
 GEMINI_MIN_EXAMPLES = 20
+MAX_LINE_BYTES = 1 << 20  # iter_lines: a longer line is reported (line-too-long), never held whole
+MAX_DECOMPRESSED_BYTES = 4 << 30  # iter_lines: a gzip stream stops here (decompressed-too-large)
 
 RULES: dict[str, str] = {
     "invalid-json": "the line is not one valid JSON value",
     "not-utf8": "the line holds bytes that are not UTF-8",
     "corrupt-gzip": "the gzip stream is truncated or damaged",
+    "line-too-long": "a line longer than max_line_bytes (default 1 MiB)",
+    "decompressed-too-large": "a gzip stream decompressing to more than max_decompressed_bytes (default 4 GiB)",
     "empty-line": "a blank line is followed by more data (trailing blank lines are fine)",
     "empty-file": "the source has no non-blank line",
     "unknown-format": "not a JSON object, no recognised format, or fields of several formats",
@@ -308,50 +325,125 @@ class _Stop(Exception):
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def iter_lines(fileobj: BinaryIO, chunk_size: int = _READ_CHUNK) -> Iterator[bytes]:
+class LongLine(bytes):
+    """What :func:`iter_lines` yields in place of a line longer than its ``max_line_bytes``: empty bytes (so a
+    consumer that ignores it sees a blank line) carrying ``length`` (the line's bytes, without its newline) and
+    ``limit``. The line itself was never held in memory. ``str()`` is the ``line-too-long`` message."""
+
+    length: int
+    limit: int
+
+    def __new__(cls, length: int, limit: int) -> LongLine:
+        obj = super().__new__(cls)
+        obj.length, obj.limit = length, limit
+        return obj
+
+    def __str__(self) -> str:
+        return f"{self.length:,} bytes; the limit is {self.limit:,} bytes per line (max_line_bytes)"
+
+    __repr__ = object.__repr__
+
+
+class DecompressedTooLarge(ValueError):
+    """Raised by :func:`iter_lines` when a gzip stream decompresses to more than ``max_decompressed_bytes``
+    (reported by the parsers as the whole-file rule ``decompressed-too-large``)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        super().__init__(f"the gzip stream decompresses to more than the {limit:,} bytes allowed "
+                         "(max_decompressed_bytes)")
+
+
+def iter_lines(fileobj: BinaryIO, chunk_size: int = _READ_CHUNK, *, max_line_bytes: int = MAX_LINE_BYTES,
+               max_decompressed_bytes: int = MAX_DECOMPRESSED_BYTES) -> Iterator[bytes]:
     """Yield the lines of a binary stream without their ``\\n``; gunzips if the stream starts with 1f 8b.
 
     Detection is by magic bytes, not by file name; concatenated gzip members are supported. Reads
-    ``chunk_size`` bytes at a time, so memory is bounded by the chunk plus the longest line. A damaged
-    gzip stream raises ``EOFError``/``gzip.BadGzipFile``/``zlib.error`` while iterating (prepare_dataset
+    ``chunk_size`` bytes at a time, so memory is bounded by the chunk plus ``max_line_bytes``: a longer line is
+    skipped up to its newline (never held) and yielded as a :class:`LongLine` (empty bytes with its ``length``);
+    reading goes on with the next line. A gzip stream that decompresses to more than ``max_decompressed_bytes``
+    raises :class:`DecompressedTooLarge` (before the lines of the chunk that crossed the limit are yielded). A
+    damaged gzip stream raises ``EOFError``/``gzip.BadGzipFile``/``zlib.error`` while iterating (prepare_dataset
     reports it as ``corrupt-gzip``).
     """
-    return chain.from_iterable(_line_batches(fileobj, chunk_size))
+    if int(max_line_bytes) < 1 or int(max_decompressed_bytes) < 1:
+        raise ValueError("max_line_bytes and max_decompressed_bytes must be >= 1")
+    return chain.from_iterable(_line_batches(fileobj, chunk_size, int(max_line_bytes), int(max_decompressed_bytes)))
 
 
-def _line_batches(fileobj: BinaryIO, chunk_size: int) -> Iterator[list[bytes]]:
+def _line_batches(fileobj: BinaryIO, chunk_size: int, max_line: int, max_total: int) -> Iterator[list[bytes]]:
     head = b""
     while len(head) < 2:
         more = fileobj.read(2 - len(head))
         if not more:
             break
         head += more
-    if head == b"\x1f\x8b":
+    gz = head == b"\x1f\x8b"
+    if gz:
         stream: Any = gzip.GzipFile(fileobj=_Prefixed(head, fileobj), mode="rb")
         head = b""
     else:
         stream = fileobj
     read = stream.read
-    pieces: list[bytes] = []
+    check_each = chunk_size + 2 > max_line  # a whole line can fit inside one chunk and still be too long
+    pieces: list[bytes] = []  # the start of the current line, at most max_line bytes in all
+    pending = 0  # bytes in pieces
+    skipping = 0  # > 0: inside an over-long line, this many bytes of it seen (and dropped) so far
+    total = 0  # decompressed bytes read (gzip)
+    rest = b""  # the part of a chunk after an over-long line, still to be split
     while True:
-        chunk = read(chunk_size)
-        if head:  # the two bytes read for detection (they may hold a newline)
-            chunk, head = head + chunk, b""
-        if not chunk:
-            break
+        if rest:
+            chunk, rest = rest, b""
+        else:
+            chunk = read(chunk_size)
+            if head:  # the two bytes read for detection (they may hold a newline)
+                chunk, head = head + chunk, b""
+            if not chunk:
+                break
+            if gz:
+                total += len(chunk)
+                if total > max_total:
+                    raise DecompressedTooLarge(max_total)
+        if skipping:
+            nl = chunk.find(b"\n")
+            if nl < 0:
+                skipping += len(chunk)
+                continue
+            yield [LongLine(skipping + nl, max_line)]
+            skipping = 0
+            rest = chunk[nl + 1:]
+            continue
         if b"\n" not in chunk:
-            pieces.append(chunk)
+            pending += len(chunk)
+            if pending > max_line:
+                skipping, pieces, pending = pending, [], 0
+            else:
+                pieces.append(chunk)
             continue
         if pieces:
+            nl = chunk.find(b"\n")
+            if pending + nl > max_line:
+                yield [LongLine(pending + nl, max_line)]
+                pieces, pending = [], 0
+                rest = chunk[nl + 1:]
+                continue
             pieces.append(chunk)
             chunk = b"".join(pieces)
-            pieces = []
+            pieces, pending = [], 0
         lines = chunk.split(b"\n")
         last = lines.pop()
+        if check_each:
+            lines = [line if len(line) <= max_line else LongLine(len(line), max_line) for line in lines]
         yield lines
         if last:
-            pieces.append(last)
-    if pieces:
+            if len(last) > max_line:
+                skipping = len(last)
+            else:
+                pieces.append(last)
+                pending = len(last)
+    if skipping:
+        yield [LongLine(skipping, max_line)]
+    elif pieces:
         yield [b"".join(pieces)]
 
 
@@ -933,10 +1025,19 @@ def prepare_dataset(
     file_limit = VERTEX_MAX_FILE_BYTES if vertex else GEMINI_MAX_PAYLOAD_BYTES
     size_reported = False
     truncated = False
+    stopped = False  # reading stopped at a whole-file limit: the whole-file rules would be misleading
 
     try:
         for ln, raw in enumerate(lines, 1):
             if not raw or raw[0] != 123:  # not "{": blank, BOM, leading whitespace or not an object
+                if raw.__class__ is LongLine:  # never held: iter_lines skipped it
+                    if blank_start:
+                        n = ln - blank_start
+                        add(blank_start, "empty-line", "empty line" if n == 1 else f"{n} empty lines (to {ln - 1})")
+                        blank_start = 0
+                    nonblank += 1
+                    add(ln, "line-too-long", str(raw))
+                    continue
                 if ln == 1 and raw.startswith(_BOM):
                     raw = raw[3:]
                 if not raw.strip():
@@ -1030,6 +1131,12 @@ def prepare_dataset(
                                                  f"{GEMINI_MAX_PAYLOAD_BYTES:,} bytes here")
     except _Stop:
         truncated = True
+    except DecompressedTooLarge as exc:  # raised by iter_lines: nothing after the limit was read
+        stopped = True
+        try:
+            add(None, "decompressed-too-large", str(exc))
+        except _Stop:
+            truncated = True
     except (EOFError, OSError, zlib.error) as exc:  # damaged gzip stream, raised by iter_lines
         if not isinstance(exc, (EOFError, zlib.error, gzip.BadGzipFile)):
             raise
@@ -1040,7 +1147,7 @@ def prepare_dataset(
 
     if n_contents:
         run.formats["contents"] += n_contents
-    if not truncated:
+    if not truncated and not stopped:
         try:
             _file_rules(run, nonblank, train_count, val_count)
         except _Stop:

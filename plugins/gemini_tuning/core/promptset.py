@@ -29,6 +29,9 @@ Rules (``Issue.rule``; kebab-case like the training-data rules in dataset.py, wh
 * ``bad-id`` / ``empty-id`` / ``duplicate-id`` - ``id``, when present and not null, must be a
   non-blank string, unique in the file (the duplicate's message names the first line).
 * ``empty-file`` (line None) - no prompt at all. Blank lines are skipped silently.
+* ``line-too-long`` / ``decompressed-too-large`` (line None) - the bounds of
+  :func:`~gemini_tuning.core.dataset.iter_lines` (``max_line_bytes``, ``max_decompressed_bytes``), when the
+  lines come from it.
 
 Ids: a given ``id`` is kept verbatim. Otherwise the id is content-addressed,
 ``"p-" + sha256(prompt, reference)[:12]``, so it is stable across reruns, reordering and insertion of
@@ -46,6 +49,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from gemini_tuning.core.dataset import DecompressedTooLarge, LongLine
 from gemini_tuning.core.issues import DataValidationError, Issue, json_type
 from gemini_tuning.core.vocabulary import METRIC_NAMES
 
@@ -122,6 +126,9 @@ def parse_prompt_set(lines: Iterable[bytes], *, source_name: str, max_errors: in
     id_lines: dict[str, int] = {}
     try:
         for lineno, raw in enumerate(lines, start=1):
+            if raw.__class__ is LongLine:  # iter_lines skipped it without holding it
+                err(lineno, "line-too-long", str(raw))
+                continue
             if lineno == 1 and raw.startswith(_BOM):
                 raw = raw[len(_BOM):]
             try:
@@ -204,6 +211,9 @@ def parse_prompt_set(lines: Iterable[bytes], *, source_name: str, max_errors: in
             err(None, "empty-file", "the prompt set contains no prompts")
     except _TooManyErrors:
         raise DataValidationError(issues, truncated=True) from None
+    except DecompressedTooLarge as exc:
+        issues.append(Issue(source_name, None, "decompressed-too-large", str(exc)))
+        raise DataValidationError(issues) from None
     if issues:
         raise DataValidationError(issues)
 

@@ -12,10 +12,11 @@ from dataclasses import replace
 from airflow.sdk import Asset, AssetAlias
 
 from ..backends import gcs
-from ..core.dataset import DatasetOptions, iter_lines, prepare_dataset
+from ..core.dataset import MAX_DECOMPRESSED_BYTES, MAX_LINE_BYTES, DatasetOptions, iter_lines, prepare_dataset
 from ..core.promptset import parse_prompt_set
 from .base import GeminiBaseOperator, optional
 from .guards import guard_demo_configuration
+from .inputs import input_policy
 
 
 def _by_rule(warnings) -> dict[str, int]:
@@ -55,6 +56,16 @@ class PrepareTuningDatasetOperator(GeminiBaseOperator):
     :param guard_paths: other paths or URIs of the run (name -> value, e.g. the evaluation's system instruction)
         that the scheduled-run guard checks too; they are not read (templated).
     :param demo_roots: directories holding demo data (besides the repository's ``include/demo``).
+    :param max_line_bytes: a longer line of ``source`` / ``validation_source`` / ``eval_prompts`` is the error
+        ``line-too-long`` and is never held in memory (default 1 MiB, ``core.dataset.MAX_LINE_BYTES``).
+    :param max_decompressed_bytes: a gzip source decompressing to more is the error ``decompressed-too-large``
+        (default 4 GiB, ``core.dataset.MAX_DECOMPRESSED_BYTES``).
+
+    Allowed inputs: ``source``, ``validation_source`` and ``eval_prompts`` are read only from a local path under
+    the input roots (setting ``[gemini_tuning] input_roots``; default the deployment's ``include/`` folder) or a
+    ``gs://`` object in the destination's bucket or a bucket of ``[gemini_tuning] allowed_buckets``
+    (``operators.inputs``); anything else fails with ``core.inputs.InputNotAllowed`` before anything is read.
+    The prompt set is read only up to 256 MiB (``backends.gcs.ObjectTooLarge``).
 
     Scheduled-run guard: before anything is read or uploaded, an unattended run (not ``manual``) against Google's
     real services whose ``source``, ``destination``, ``validation_source``, ``eval_prompts`` or ``guard_paths`` point
@@ -73,7 +84,9 @@ class PrepareTuningDatasetOperator(GeminiBaseOperator):
                  validation_fraction: float | str = 0.0, eval_prompts: str | None = None, duplicates: str = "warn",
                  unknown_fields: str = "warn", leakage: str = "warn", max_errors: int | str = 50,
                  epochs: int | str = 1, asset_alias: str | None = "gemini-tuning-training-data",
-                 guard_paths: dict | None = None, demo_roots: list[str] | tuple[str, ...] = (), **kwargs):
+                 guard_paths: dict | None = None, demo_roots: list[str] | tuple[str, ...] = (),
+                 max_line_bytes: int = MAX_LINE_BYTES, max_decompressed_bytes: int = MAX_DECOMPRESSED_BYTES,
+                 **kwargs):
         if asset_alias:
             outlets = list(kwargs.pop("outlets", None) or [])
             kwargs["outlets"] = outlets + [AssetAlias(asset_alias)]
@@ -92,13 +105,21 @@ class PrepareTuningDatasetOperator(GeminiBaseOperator):
         self.asset_alias = asset_alias
         self.guard_paths = guard_paths or {}
         self.demo_roots = tuple(demo_roots)
+        self.max_line_bytes = int(max_line_bytes)
+        self.max_decompressed_bytes = int(max_decompressed_bytes)
 
-    def _prepare(self, client, source: str, options: DatasetOptions, train, validation=None, eval_prompts=None):
-        self.log.info("validating %s for %s (%s)", source, options.target, options)
-        progress = gcs.ProgressLog(f"read {source}", logger=self.log)
+    def _lines(self, fh):
+        return iter_lines(fh, max_line_bytes=self.max_line_bytes, max_decompressed_bytes=self.max_decompressed_bytes)
+
+    def _prepare(self, client, source: str, options: DatasetOptions, train, validation=None, eval_prompts=None,
+                 name: str | None = None):
+        """``source``: the checked location to read; ``name``: how the issues name it (the value as given)."""
+        name = name or source
+        self.log.info("validating %s for %s (%s)", name, options.target, options)
+        progress = gcs.ProgressLog(f"read {name}", logger=self.log)
         with gcs.open_source(source, client) as raw:
             counted = gcs.CountingReader(raw, progress)
-            result = prepare_dataset(iter_lines(counted), source_name=source, options=options, train_sink=train,
+            result = prepare_dataset(self._lines(counted), source_name=name, options=options, train_sink=train,
                                      validation_sink=validation, eval_prompts=eval_prompts)
         progress(counted.count, final=True)
         return result
@@ -115,11 +136,21 @@ class PrepareTuningDatasetOperator(GeminiBaseOperator):
             raise ValueError("give either validation_source or validation_fraction, not both")
         bucket, prefix = gcs.parse_gs_uri(self.destination)
         prefix = prefix.strip("/")
+        from ..services.eval_results import MAX_PROMPT_SET_BYTES
+
+        # every input is checked before anything is read or uploaded: local paths under the input roots, gs://
+        # objects in the destination's bucket or an allowed one (core.inputs); the resolved location is read
+        policy = input_policy([self.destination])
+        source = policy.check(self.source, "source")
+        validation_location = policy.check(validation_source, "validation_source") if validation_source else None
+        eval_location = policy.check(self.eval_prompts, "eval_prompts") if optional(self.eval_prompts) else None
         client = self.hook.storage()
         evals = None
-        if optional(self.eval_prompts) and options.leakage != "off":
-            with gcs.open_source(self.eval_prompts, client) as fh:
-                evals = [p.prompt for p in parse_prompt_set(iter_lines(fh), source_name=self.eval_prompts)]
+        if eval_location and options.leakage != "off":
+            with gcs.open_source(eval_location, client, max_bytes=MAX_PROMPT_SET_BYTES, what="a prompt set") as fh:
+                lines = iter_lines(fh, max_line_bytes=self.max_line_bytes,
+                                   max_decompressed_bytes=min(self.max_decompressed_bytes, MAX_PROMPT_SET_BYTES))
+                evals = [p.prompt for p in parse_prompt_set(lines, source_name=self.eval_prompts)]
             self.log.info("leakage check (%s) against %d prompts of %s", options.leakage, len(evals), self.eval_prompts)
 
         def path(*parts):
@@ -130,10 +161,11 @@ class PrepareTuningDatasetOperator(GeminiBaseOperator):
         with gcs.StagedUpload(client, f"{staging}/train.jsonl", progress=progress) as t_up, \
                 gcs.StagedUpload(client, f"{staging}/validation.jsonl") as v_up:
             split = v_up if options.validation_fraction else None
-            res = self._prepare(client, self.source, options, t_up, split, evals)
+            res = self._prepare(client, source, options, t_up, split, evals, name=self.source)
             val_sha, val_count, warnings = res.validation_sha256, res.validation_count, list(res.warnings)
             if validation_source:
-                vres = self._prepare(client, validation_source, replace(options, leakage="off"), v_up)
+                vres = self._prepare(client, validation_location, replace(options, leakage="off"), v_up,
+                                     name=validation_source)
                 val_sha, val_count, warnings = vres.train_sha256, vres.train_count, warnings + list(vres.warnings)
             key = res.train_sha256[:16]
             train = t_up.finish(path(key, "train.jsonl"), sha256=res.train_sha256)

@@ -18,6 +18,7 @@ from ..core.states import FAILURE_STATES
 from .eval_results import ModelTarget
 
 log = logging.getLogger(__name__)
+MAX_PREDICTIONS_BYTES = 1 << 30  # one predictions.jsonl, parsed in memory (streamed, lines up to 16 MiB)
 
 
 def display_name(key: str, label: str) -> str:
@@ -61,7 +62,8 @@ def read_predictions(storage, output_dir: str, prompts: list[Prompt]) -> dict[st
     for blob in storage.list_blobs(bucket, prefix=prefix.rstrip("/") + "/"):
         if not blob.name.endswith("predictions.jsonl"):
             continue
-        for row in gcs.read_jsonl(storage, gcs.gs_uri(bucket, blob.name), max_bytes=1 << 30):
+        for row in gcs.read_jsonl(storage, gcs.gs_uri(bucket, blob.name), max_bytes=MAX_PREDICTIONS_BYTES,
+                                  what="batch predictions"):
             pid = ((row.get("request") or {}).get("labels") or {}).get("prompt_id")
             if pid is None:
                 continue

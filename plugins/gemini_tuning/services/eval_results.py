@@ -1,6 +1,12 @@
 """What one evaluation reads and writes, free of Airflow: the plan (prompts, models, settings, champion), the
 results (one row per prompt, a summary, a manifest whose counts add up), and the views the gate and the report
 take of those rows.
+
+Bounds on what is read (each refused before it is downloaded, ``backends.gcs.ObjectTooLarge``): a prompt set
+:data:`MAX_PROMPT_SET_BYTES` (256 MiB, lines up to 1 MiB), a system instruction file
+:data:`MAX_SYSTEM_INSTRUCTION_BYTES` (64 KiB: it is sent with every prompt and kept in the manifest, i.e. XCom),
+the results rows :data:`MAX_RESULTS_BYTES` (512 MiB, lines up to 16 MiB). Where the prompt set and the system
+instruction may come from is the caller's :class:`~gemini_tuning.core.inputs.InputPolicy` (``inputs``).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from dataclasses import dataclass, field
 from ..backends import gcs
 from ..core.dataset import iter_lines
 from ..core.generation import GenerationSettings
+from ..core.inputs import InputPolicy
 from ..core.metrics import Answer, ExampleScores, score_all, summarize
 from ..core.promptset import Prompt, parse_prompt_set
 from ..core.vocabulary import DEFAULT_ITEM_METRIC
@@ -18,6 +25,9 @@ from .champion import read_champion
 from .eval_engine import Target, result_rows
 
 MAX_RESULTS_BYTES = 512 * 1024 * 1024
+MAX_RESULT_LINE_BYTES = 16 * 1024 * 1024  # one prompt's row: every model's answer, the judge's explanations
+MAX_PROMPT_SET_BYTES = 256 * 1024 * 1024
+MAX_SYSTEM_INSTRUCTION_BYTES = 64 * 1024
 CHECKPOINT_LABEL = "checkpoint-{}"
 STATUSES = ("answered", "error", "missing")
 
@@ -50,27 +60,37 @@ class EvaluationPlan:
         return [m.target for m in self.models]
 
 
-def read_text_or_file(value: str | None, storage) -> str | None:
-    """A system instruction given inline, or as a path / gs:// URI of a text file."""
+def read_text_or_file(value: str | None, storage, *, policy: InputPolicy | None = None,
+                      max_bytes: int = MAX_SYSTEM_INSTRUCTION_BYTES, field: str = "system_instruction") -> str | None:
+    """A system instruction given inline, or as a path / gs:// URI of a text file.
+
+    A file is read only where ``policy`` allows (``core.inputs``; None: the caller checked) and only up to
+    ``max_bytes`` (``backends.gcs.ObjectTooLarge`` above it, before reading)."""
     if not value:
         return None
     if value.startswith("gs://") or (len(value) < 4096 and "\n" not in value and value.endswith(".txt")):
-        with gcs.open_source(value, storage) as f:
-            return f.read().decode("utf-8").strip()
+        location = policy.check(value, field) if policy is not None else value
+        return gcs.read_bytes(location, storage, max_bytes=max_bytes, what="a system instruction") \
+            .decode("utf-8").strip()
     return value
 
 
 def plan_evaluation(storage, *, prompt_set: str, challenger: dict | None, champion_pointer_uri: str | None,
                     base_model: str | None, settings: GenerationSettings,
-                    evaluate_checkpoints: bool = False) -> EvaluationPlan:
+                    evaluate_checkpoints: bool = False, inputs: InputPolicy | None = None,
+                    max_prompt_set_bytes: int = MAX_PROMPT_SET_BYTES) -> EvaluationPlan:
     """Read the prompt set and the champion pointer; the challenger, the champion (unless it is the challenger)
     and optionally the base model, all under the same ``settings``.
 
     ``evaluate_checkpoints``: every checkpoint of the challenger that has an endpoint is a target of its own
     (``checkpoint-<id>``); :func:`choose_checkpoint` then makes the best one the challenger. With one checkpoint
-    (``exportLastCheckpointOnly``, the Gemini API) the challenger is evaluated as usual."""
-    with gcs.open_source(prompt_set, storage) as f:
-        prompts = parse_prompt_set(iter_lines(f), source_name=prompt_set)
+    (``exportLastCheckpointOnly``, the Gemini API) the challenger is evaluated as usual.
+
+    ``inputs``: where the prompt set may come from (``core.inputs``; None: the caller checked); it is read only
+    up to ``max_prompt_set_bytes`` (stored size, and decompressed size if gzip)."""
+    location = inputs.check(prompt_set, "prompt_set") if inputs is not None else prompt_set
+    with gcs.open_source(location, storage, max_bytes=max_prompt_set_bytes, what="a prompt set") as f:
+        prompts = parse_prompt_set(iter_lines(f, max_decompressed_bytes=max_prompt_set_bytes), source_name=prompt_set)
     ch = challenger or {}
     if not ch.get("tuned_model"):
         raise EvaluationInputError(f"no tuned model to evaluate (challenger={ch!r})")
@@ -199,8 +219,10 @@ def token_use(answers: dict[str, dict[str, Answer]]) -> dict:
     return out
 
 
-def read_rows(storage, results_uri: str) -> list[dict]:
-    return gcs.read_jsonl(storage, results_uri, max_bytes=MAX_RESULTS_BYTES)
+def read_rows(storage, results_uri: str, *, max_bytes: int = MAX_RESULTS_BYTES) -> list[dict]:
+    """The result rows of an evaluation (streamed; above ``max_bytes`` refused before downloading)."""
+    return gcs.read_jsonl(storage, results_uri, max_bytes=max_bytes, what="evaluation results",
+                          max_line_bytes=MAX_RESULT_LINE_BYTES)
 
 
 def example_scores(rows: list[dict], label: str) -> list[ExampleScores]:

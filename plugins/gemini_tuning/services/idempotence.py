@@ -80,7 +80,7 @@ class IntentStore:
 
     def read(self, key: str) -> tuple[Intent | None, int]:
         """(record, generation); (None, 0) only when the object does not exist."""
-        obj, generation = gcs.read_json(self.client, self.uri(key))
+        obj, generation = gcs.read_json(self.client, self.uri(key), what="an intent record")
         return (Intent.from_dict(obj) if obj is not None else None), generation
 
     def save(self, intent: Intent, generation: int) -> int:

@@ -1,9 +1,16 @@
 """The "Gemini tuning" page: a FastAPI app the plugin mounts in the api-server under ``/gemini-tuning``.
 
 Every route depends on Airflow's auth manager (the UI's JWT cookie or a bearer token; no session → 401): the
-overview lists only runs of DAGs the caller may read, and the run, report and JSON routes of one run need read
-access to that DAG (403 otherwise). Pages carry a Content-Security-Policy without scripts and may only be framed
-by the Airflow UI itself. Nothing secret is in any payload: job names, model names, metrics and the gate's rules.
+overview lists only runs of DAGs the caller may read, and shows what their XCom holds (model names, metrics,
+decisions, run ids, champion pointers) only for DAGs whose XCom the caller may read (``DagAccessEntity.XCOM``, asked
+per DAG); other rows show state and times only. The run, report and JSON routes of one run need read access to that
+DAG's runs and XCom (403 otherwise). FastAPI's own /docs, /redoc and /openapi.json are off. Pages carry a
+Content-Security-Policy without scripts and may only be framed by the Airflow UI itself; the report (static HTML,
+inline CSS/SVG, data: images) is served sandboxed as well. Nothing secret is in any payload: job names, model
+names, metrics and the gate's rules.
+
+Data from XCom and GCS is untrusted (``ui.fields``, ``ui.views``): a malformed run or pointer shows as
+"unreadable: <why>" in its row; the page itself always answers.
 """
 
 from __future__ import annotations
@@ -20,11 +27,14 @@ from . import data, pages, views
 
 PAGE_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; "
             "base-uri 'none'; form-action 'none'")
-REPORT_CSP = PAGE_CSP
+#: the report is static: ``sandbox`` (no token) also gives it an opaque origin, no scripts, forms, popups or plugins
+REPORT_CSP = PAGE_CSP + "; sandbox"
+MAX_POINTERS = 50     # champion pointers read for one overview (the pipelines with the newest runs)
 HEADERS = {"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff",
            "Referrer-Policy": "same-origin", "Cache-Control": "no-store"}
 
-app = FastAPI(title="Gemini tuning", description="Tuning progress, loss, gate decisions and champions")
+app = FastAPI(title="Gemini tuning", description="Tuning progress, loss, gate decisions and champions",
+              docs_url=None, redoc_url=None, openapi_url=None)     # no unauthenticated schema, no CDN Swagger
 RunAccess = Depends(requires_access_dag("GET", DagAccessEntity.RUN))   # dag_id from the path
 XComAccess = Depends(requires_access_dag("GET", DagAccessEntity.XCOM))  # the page shows what XCom holds
 
@@ -40,12 +50,38 @@ def _html(body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(body, status_code=status, headers=HEADERS)
 
 
-def _overview(readable: set, limit: int) -> dict:
+def xcom_readable(user, dag_ids: set[str]) -> set[str]:
+    """The DAGs among ``dag_ids`` whose XCom ``user`` may read (the auth manager asked per DAG, with its team)."""
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
+    from airflow.models.dag import DagModel
+
+    if not dag_ids:
+        return set()
+    teams = DagModel.get_dag_id_to_team_name_mapping(sorted(dag_ids))
+    manager = get_auth_manager()
+    return {d for d in dag_ids if manager.is_authorized_dag(method="GET", access_entity=DagAccessEntity.XCOM,
+                                                            details=DagDetails(id=d, team_name=teams.get(d)),
+                                                            user=user)}
+
+
+def _pointer(uri: str):
+    try:
+        return data.pointer(uri)
+    except Exception as exc:  # noqa: BLE001 - views.overview shows it as "champion pointer unreadable"
+        return exc
+
+
+def _overview(user, readable: set, limit: int) -> dict:
     recs = data.load_runs(readable=readable, limit=limit)
-    run_views = [views.run_view(r, data.live_status(r)) for r in recs]
+    xcom = xcom_readable(user, {r.dag_id for r in recs})
+    run_views = [views.run_view(r, data.live_status(r)) if r.dag_id in xcom else views.restricted_view(r)
+                 for r in recs]
     views.assign_pipelines(run_views)
-    pointers = {v["pipeline"]: data.pointer(v["pipeline"]) for v in run_views if not v["pipeline"].startswith("dag:")}
-    return views.overview(run_views, pointers)
+    pointers = {uri: _pointer(uri) for uri in views.pointers_to_read(run_views, MAX_POINTERS)}
+    for v in run_views:
+        if not v["pipeline"].startswith("dag:") and v["pipeline"] not in pointers:
+            pointers[v["pipeline"]] = views.Unreadable("", f"not read: more than {MAX_POINTERS} pipelines shown")
+    return views.overview(run_views, pointers, xcom)
 
 
 def _limit(limit: int | None) -> int:
@@ -54,14 +90,14 @@ def _limit(limit: int | None) -> int:
 
 
 @app.get("/", response_class=HTMLResponse)
-def overview_page(readable: Readable, limit: Annotated[int | None, Query(ge=1)] = None):
+def overview_page(user: GetUserDep, readable: Readable, limit: Annotated[int | None, Query(ge=1)] = None):
     """Every pipeline (champion pointer) with its champion, history and runs."""
-    return _html(pages.overview_page(_overview(readable, _limit(limit))))
+    return _html(pages.overview_page(_overview(user, readable, _limit(limit))))
 
 
 @app.get("/api/overview")
-def overview_json(readable: Readable, limit: Annotated[int | None, Query(ge=1)] = None):
-    return JSONResponse(_overview(readable, _limit(limit)), headers={"Cache-Control": "no-store"})
+def overview_json(user: GetUserDep, readable: Readable, limit: Annotated[int | None, Query(ge=1)] = None):
+    return JSONResponse(_overview(user, readable, _limit(limit)), headers={"Cache-Control": "no-store"})
 
 
 def _run(dag_id: str, run_id: str) -> tuple[views.RunRecord, dict]:
@@ -77,8 +113,8 @@ def run_page(dag_id: str, run_id: str):
     """One run: steps, live tuning progress and loss, metrics, the gate rule by rule, differing examples."""
     _, view = _run(dag_id, run_id)
     ev = view["evaluation"] or {}
-    examples = data.examples(ev["results_uri"]) if ev.get("results_uri") else ()
-    return _html(pages.run_page(view, examples))
+    examples, error = data.examples(ev["results_uri"]) if ev.get("results_uri") else ((), None)
+    return _html(pages.run_page(view, examples, error))
 
 
 @app.get("/api/runs/{dag_id}/{run_id}", dependencies=[RunAccess, XComAccess])
@@ -92,14 +128,16 @@ def report(dag_id: str, run_id: str):
     rec, _ = _run(dag_id, run_id)
     value = rec.value("report") or {}
     uri = value.get("report_uri") if isinstance(value, dict) else None
-    if not uri:
+    if not uri or not isinstance(uri, str):
         raise HTTPException(404, "this run has no report (yet)")
     try:
         body = data.report_html(uri)
-    except ValueError as exc:
-        raise HTTPException(404, "this run's report is not a GCS report object") from exc
     except FileNotFoundError as exc:
         raise HTTPException(404, "the report object does not exist (any more)") from exc
+    except ValueError as exc:     # not gs://…/report/*.html, or larger than data.MAX_REPORT_BYTES
+        raise HTTPException(404, f"this run's report is unreadable: {str(exc)[:300]}") from exc
+    except Exception as exc:  # GCS refused or failed: say so, not 500
+        raise HTTPException(502, f"the report could not be read from GCS ({type(exc).__name__})") from exc
     return Response(body, media_type="text/html; charset=utf-8",
                     headers={**HEADERS, "Content-Security-Policy": REPORT_CSP})
 

@@ -4,7 +4,12 @@ writes under its GCS prefix (champion pointers, results, reports), and live job 
 Runs inside the api-server. No database of its own; every query is bounded (the newest ``limit`` runs of DAGs that
 use this package's operators and that the caller may read). Settings (``[gemini_tuning]`` in airflow.cfg or
 ``AIRFLOW__GEMINI_TUNING__*``): ``ui_gcp_conn_id`` (default ``google_cloud_default``), ``ui_cache_dir`` (default
-``$AIRFLOW_HOME/gemini_tuning_ui_cache``), ``ui_status_ttl_seconds`` (30), ``ui_max_runs`` (200).
+``$AIRFLOW_HOME/gemini_tuning_ui_cache``), ``ui_status_ttl_seconds`` (30), ``ui_max_runs`` (200),
+``ui_status_projects`` (see :func:`status_projects`).
+
+Everything read from XCom, GCS and the status cache is untrusted (``ui.fields``): a job is only asked about when
+its name checks out (``views.live_job``) and its project is one the deployment allows; every GCS read is bounded
+(``MAX_POINTER_BYTES``, ``MAX_RESULTS_BYTES``, ``MAX_REPORT_BYTES``) and a malformed object is shown as unreadable.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ import threading
 import time
 from functools import lru_cache
 
+from ..core.bounded_cache import byte_bounded_cache
+from .fields import Undecodable, Unreadable
 from .status_cache import StatusCache
-from .views import ROLES, XCOM_KEYS, RunRecord, is_ours, live_job
+from .views import ROLES, XCOM_KEYS, RunRecord, is_ours, job_ref, live_job
 
 #: the steps whose XCom the page reads (the prepare step's statistics are large and not shown)
 XCOM_ROLES = frozenset({"tune", "evaluate", "gate", "promote", "delete", "rollback", "report"})
@@ -27,7 +34,12 @@ _SERDE_MARKERS = ("__classname__", "__type", "__var", "__data__")
 log = logging.getLogger(__name__)
 POINTER_TTL = 30.0
 MAX_REPORT_BYTES = 32 * 1024 * 1024
+MAX_POINTER_BYTES = 64 * 1024          # a champion pointer is about 1 KB
+MAX_RESULTS_BYTES = 64 * 1024 * 1024   # a results file the run page reads its examples from
 MAX_EXAMPLES = 20
+MAX_BACKENDS = 32                      # status backends kept per process (one per allowed project and location)
+#: the examples cache keeps at most this many bytes of examples (by their JSON size), and 256 results files
+EXAMPLES_CACHE_BYTES = 32 * 1024 * 1024
 
 
 def setting(key: str, fallback: str) -> str:
@@ -76,7 +88,10 @@ def _value(row):
     if isinstance(value, dict) and any(k in value for k in _SERDE_MARKERS):
         from airflow.models.xcom import XComModel
 
-        return XComModel.deserialize_value(row)
+        try:
+            return XComModel.deserialize_value(row)
+        except Exception as exc:  # noqa: BLE001 - one bad value must not fail the query for every run
+            return Undecodable(f"{type(exc).__name__}: {exc}"[:200])
     return value
 
 
@@ -121,7 +136,7 @@ def load_runs(*, readable: set[str] | None, limit: int, dag_id: str | None = Non
                 cached[r.id] = hit
                 continue
             by_id[r.id] = RunRecord(r.dag_id, r.run_id, state, _iso(r.start_date), _iso(r.end_date),
-                                    _iso(r.run_after), dict(r.conf or {}))
+                                    _iso(r.run_after), dict(r.conf) if isinstance(r.conf, dict) else {})
         if not by_id:
             return [rec for rec in (cached[r.id] for r in runs) if is_ours(rec)]
         fresh = [r for r in runs if r.id in by_id]
@@ -172,19 +187,64 @@ _backends: dict = {}
 _backends_lock = threading.Lock()
 
 
-def fetch_status(backend: str, ref: str) -> dict:
-    """One status request (and the loss curve from the metrics file) for a running job -> its summary."""
-    if backend == "vertex":
-        m = re.match(r"^projects/([^/]+)/locations/([^/]+)/", ref)
-        if not m:
-            raise ValueError(f"not a Vertex tuning job name: {ref!r}")
-        key = ("vertex", m[1], m[2])
+def status_projects() -> frozenset[str]:
+    """The projects whose tuning jobs the UI may ask about: ``[gemini_tuning] ui_status_projects``, comma-separated.
+
+    Default (unset or empty): the project of the UI's own Google connection (``ui_gcp_conn_id``) and nothing
+    more. Deliberately not added by default: the projects that run conf, DAG Params or XCom name (anyone who may
+    trigger a run or write XCom chooses those: exactly what this setting bounds), and "every project the
+    api-server's account can see". A deployment that tunes in other projects lists them all (a set value replaces
+    the default: list the connection's project too if it is one). Gemini API jobs name no project; they are asked
+    with the UI's own connection and its quota project, so this setting does not apply to them. Values that are not
+    project ids are ignored (and logged)."""
+    from ..core.names import InvalidName, validate_project
+
+    raw = setting("ui_status_projects", "").strip()
+    if raw:
+        names = [p.strip() for p in raw.split(",") if p.strip()]
     else:
-        key = (backend, None, None)
+        try:
+            names = [hook().project_id] if hook().project_id else []
+        except Exception as exc:  # noqa: BLE001 - no connection: no project is allowed
+            log.warning("the UI's Google connection has no usable project (%s): no job status is fetched", exc)
+            names = []
+    allowed = set()
+    for name in names:
+        try:
+            allowed.add(validate_project(name, field="ui_status_projects entry"))
+        except InvalidName as exc:
+            log.warning("[gemini_tuning] ui_status_projects: %s (ignored)", exc)
+    return frozenset(allowed)
+
+
+def refusal(backend: str, ref: str) -> str | None:
+    """Why the job named ``ref`` must not be asked about (None: it may). Checks the name (``views.job_ref``:
+    ``core.names``; :class:`Unreadable` when it does not check out) and that its project is in
+    :func:`status_projects`."""
+    _, project, _ = job_ref(backend, ref)
+    if project is None:
+        return None
+    allowed = status_projects()
+    if project in allowed:
+        return None
+    return (f"status not fetched: project {project!r} is not in [gemini_tuning] ui_status_projects "
+            f"(allowed: {', '.join(sorted(allowed)) or 'none'})")
+
+
+def fetch_status(backend: str, ref: str) -> dict:
+    """One status request (and the loss curve from the metrics file) for a running job -> its summary. The name
+    and its project are checked again here (:func:`refusal`), whoever calls."""
+    why = refusal(backend, ref)
+    if why:
+        raise PermissionError(why)
+    _, project, location = job_ref(backend, ref)
+    key = (backend, project, location)
     with _backends_lock:
         b = _backends.get(key)
         if b is None:
-            b = _backends[key] = hook().backend(backend, project_id=key[1], location=key[2] or "us-central1")
+            if len(_backends) >= MAX_BACKENDS:
+                _backends.clear()
+            b = _backends[key] = hook().backend(backend, project_id=project, location=location or "us-central1")
     return b.with_loss(b.get(ref)).summary()
 
 
@@ -196,42 +256,73 @@ def status_cache() -> StatusCache:
 
 
 def live_status(rec: RunRecord) -> dict | None:
-    job = live_job(rec)
-    return status_cache().get(*job) if job else None
+    """The cached live status of the run's running job; ``{"unreadable": why}`` when its name does not check out,
+    ``{"not_fetched": why}`` when its project is not allowed or the cache fails. Never raises."""
+    try:
+        job = live_job(rec)
+        if not job:
+            return None
+        why = refusal(*job)
+        if why:
+            return {"not_fetched": why}
+    except Unreadable as exc:
+        return {"unreadable": str(exc)}
+    try:
+        return status_cache().get(*job)
+    except Exception as exc:  # noqa: BLE001 - the page shows the rest
+        log.warning("no live status for %s: %s", job[1], exc)
+        return {"not_fetched": f"status not fetched: {type(exc).__name__}: {exc}"[:500]}
 
 
-_pointers: dict[str, tuple[float, dict | None]] = {}
+_pointers: dict[str, tuple[float, dict | None, Unreadable | None]] = {}
 _pointers_lock = threading.Lock()
+MAX_CACHED_POINTERS = 1000
 
 
 def pointer(uri: str) -> dict | None:
-    """The champion pointer (cached ``POINTER_TTL`` s per process); None when absent or unreadable."""
-    from ..services.champion import read_champion
+    """The champion pointer (cached ``POINTER_TTL`` s per process, failures too); None when there is none. Raises
+    :class:`Unreadable` when it cannot be read: not JSON, larger than ``MAX_POINTER_BYTES``, not an object, or the
+    read failed (its fields are checked by ``views.champion_view``)."""
+    import json
+
+    from ..backends import gcs
 
     with _pointers_lock:
         hit = _pointers.get(uri)
-        if hit and time.monotonic() - hit[0] < POINTER_TTL:
-            return hit[1]
+    if not (hit and time.monotonic() - hit[0] < POINTER_TTL):
+        value, error = None, None
+        try:
+            value, _ = gcs.read_json(storage(), uri, max_bytes=MAX_POINTER_BYTES, what="a champion pointer")
+        except json.JSONDecodeError as exc:
+            error = Unreadable(uri, f"is not JSON ({exc})")
+        except Exception as exc:  # noqa: BLE001 - shown on the page; logged
+            log.warning("could not read the champion pointer %s: %s", uri, exc)
+            error = Unreadable(uri, f"{type(exc).__name__}: {exc}"[:500])
+        hit = (time.monotonic(), value, error)
+        with _pointers_lock:
+            if len(_pointers) >= MAX_CACHED_POINTERS:
+                _pointers.clear()
+            _pointers[uri] = hit
+    if hit[2] is not None:
+        raise hit[2]
+    return hit[1]
+
+
+@byte_bounded_cache(max_bytes=EXAMPLES_CACHE_BYTES, maxsize=256)
+def examples(results_uri: str) -> tuple[tuple, str | None]:
+    """``(examples, None)``: the first prompts where challenger and champion differ (results files never change
+    once written); ``((), why)`` when the file cannot be read (at most ``MAX_RESULTS_BYTES``) or is malformed (the
+    failure is cached too: a broken file is not downloaded again on every look)."""
+    from ..backends import gcs
+    from ..services.eval_results import differing_examples
+
     try:
-        value, _ = read_champion(storage(), uri)
-    except Exception as exc:  # noqa: BLE001 - shown as "no champion"; logged
-        log.warning("could not read the champion pointer %s: %s", uri, exc)
-        value = None
-    with _pointers_lock:
-        _pointers[uri] = (time.monotonic(), value)
-    return value
-
-
-@lru_cache(maxsize=256)
-def examples(results_uri: str) -> tuple:
-    """The first prompts where challenger and champion differ (results files never change once written)."""
-    from ..services.eval_results import differing_examples, read_rows
-
-    try:
-        return tuple(differing_examples(read_rows(storage(), results_uri))[:MAX_EXAMPLES])
-    except Exception as exc:  # noqa: BLE001 - the page shows the rest
+        rows = gcs.read_jsonl(storage(), results_uri, max_bytes=MAX_RESULTS_BYTES, what="the UI's examples")
+        found = differing_examples(rows)[:MAX_EXAMPLES]
+        return tuple({k: x.get(k) for k in ("prompt", "reference", "challenger", "champion")} for x in found), None
+    except Exception as exc:  # noqa: BLE001 - the page shows the rest, and why
         log.warning("could not read %s: %s", results_uri, exc)
-        return ()
+        return (), f"{results_uri}: {type(exc).__name__}: {exc}"[:500]
 
 
 def report_html(report_uri: str) -> bytes:

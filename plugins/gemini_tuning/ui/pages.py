@@ -31,6 +31,8 @@ code{font-size:12px;word-break:break-all}.muted{color:#80868b}.small{font-size:1
 .pill.ok{background:#e6f4ea;color:#137333}.pill.bad{background:#fce8e6;color:#c5221f}
 .pill.run{background:#e8f0fe;color:#1967d2}.pill.warn{background:#fef7e0;color:#b06000}
 .pill.muted{color:#80868b}.pill.promote{background:#e6f4ea;color:#137333}.pill.delete{background:#fce8e6;color:#c5221f}
+.pill.no_decision,.pill.nodecision{background:#fef7e0;color:#b06000}
+.unreadable{color:#c5221f;font-size:12px;word-break:break-word}.note{color:#b06000;font-size:12px}
 .steps span{margin-right:6px}.grid2{display:grid;grid-template-columns:1fr 1fr;gap:12px}
 a{color:#1a73e8;text-decoration:none}a:hover{text-decoration:underline}
 .pre{white-space:pre-wrap;word-break:break-word;max-height:8em;overflow:auto}
@@ -97,7 +99,9 @@ def overview_page(data: Mapping) -> str:
     return _page("Gemini tuning", "".join(parts), refresh=active)
 
 
-def _champion(c: Mapping | None) -> str:
+def _champion(c: Mapping | None, unreadable: str | None = None) -> str:
+    if unreadable:
+        return f'<p class="unreadable champion-unreadable">Champion pointer unreadable: {_e(unreadable)}</p>'
     if not c:
         return '<p class="muted">No champion yet.</p>'
     metrics = ", ".join(f"{_e(_metric(k))} {_fmt(v)}" for k, v in sorted(c["metrics"].items())
@@ -105,9 +109,14 @@ def _champion(c: Mapping | None) -> str:
     ckpt = f" · checkpoint {_e(c['checkpoint_id'])}" if c.get("checkpoint_id") else ""
     return (f'<table class="champion"><tr><th>Champion</th><td><code class="champion-model">{_e(c["model"])}</code>'
             f"{ckpt}</td></tr><tr><th>Since</th><td>{_e(c['since'])}</td></tr>"
-            f"<tr><th>Promoted by</th><td>{_e(c['dag_id'])} / <a href=\"{run_url(c['dag_id'], c['run_id'])}\">"
-            f"{_e(c['run_id'])}</a></td></tr><tr><th>Metrics</th><td>{metrics or '—'}</td></tr>"
+            f"<tr><th>Promoted by</th><td>{_promoter(c)}</td></tr><tr><th>Metrics</th><td>{metrics or '—'}</td></tr>"
             f"<tr><th>Previous</th><td><code>{_e(c['previous'] or '—')}</code></td></tr></table>")
+
+
+def _promoter(c: Mapping) -> str:
+    if not c.get("dag_id") or not c.get("run_id"):
+        return '<span class="muted">a run of a DAG whose XCom you may not read</span>'
+    return f"{_e(c['dag_id'])} / <a href=\"{run_url(c['dag_id'], c['run_id'])}\">{_e(c['run_id'])}</a>"
 
 
 _ACTION = {"promoted": "promote", "deleted": "delete"}
@@ -121,25 +130,46 @@ def _pipeline(p: Mapping) -> str:
                    f"<td><code>{_e(h['model'])}</code></td><td><a href=\"{run_url(h['dag_id'], h['run_id'])}\">"
                    f"{_e(h['run_id'])}</a></td></tr>" for h in p["history"][:20])
     runs = "".join(_run_row(r) for r in p["runs"][:50])
-    return (f'<section class="pipeline"><h2>{_e(title)}</h2>{_champion(p["champion"])}'
+    return (f'<section class="pipeline"><h2>{_e(title)}</h2>{_champion(p["champion"], p.get("champion_unreadable"))}'
             f'<h3>History</h3>{"<table>" + hist + "</table>" if hist else _NO_HISTORY}'
             f"<h3>Runs</h3><table><tr><th>Run</th><th>State</th><th>Steps</th><th>Tuning</th><th>Gate</th>"
             f"<th>Challenger / champion</th></tr>{runs}</table></section>")
 
 
+def _decision_pill(decision, label) -> str:
+    """The gate's decision as a pill: its label ("no decision") as text, its value (a class name) as class."""
+    if not decision:
+        return '<span class="muted">—</span>'
+    return _pill(label or decision, str(decision))
+
+
+def _times(r: Mapping) -> str:
+    return " · ".join(f"{k} {_e(r[f])}" for k, f in (("run after", "run_after"), ("started", "start_date"),
+                                                     ("ended", "end_date")) if r.get(f))
+
+
 def _run_row(r: Mapping) -> str:
+    if r.get("restricted"):
+        return (f'<tr class="run restricted"><td><span class="muted">a run</span><div class="muted small">'
+                f"{_e(r['dag_id'])}</div></td><td>{_pill(r['state'])}</td><td colspan=\"4\" class=\"small\">"
+                f'{_times(r)}<div class="muted small">{_e(r["restricted"])}</div></td></tr>')
     steps = "".join(f'<span title="{_e(t)}">{_pill(s)}</span>' for t, s in r["steps"].items())
     prog = svg.progress_bar(r["progress_percent"], width=140) if r["tuning_state"] else '<span class="muted">—</span>'
-    gate = _pill(r["decision"], r["decision"] or "") if r["decision"] else '<span class="muted">—</span>'
+    if r.get("status_note"):
+        prog += f'<div class="note status-note">{_e(r["status_note"])}</div>'
+    gate = _decision_pill(r["decision"], r.get("decision_label"))
+    if r.get("gate_summary"):
+        gate += f'<div class="muted small">{_e(r["gate_summary"])}</div>'
     metric = _e(_metric(r["primary_metric"]))
     score = f'{_fmt(r["challenger"])} / {_fmt(r["champion"])} <span class="muted small">{metric}</span>'
-    return (f"<tr><td><a href=\"{run_url(r['dag_id'], r['run_id'])}\">{_e(r['run_id'])}</a>"
-            f"<div class=\"muted small\">{_e(r['dag_id'])}</div></td><td>{_pill(r['state'])}</td>"
+    bad = f'<div class="unreadable">unreadable: {_e(r["unreadable"])}</div>' if r.get("unreadable") else ""
+    return (f"<tr class=\"run\"><td><a href=\"{run_url(r['dag_id'], r['run_id'])}\">{_e(r['run_id'])}</a>"
+            f"<div class=\"muted small\">{_e(r['dag_id'])}</div>{bad}</td><td>{_pill(r['state'])}</td>"
             f'<td class="steps">{steps}</td><td>{prog}</td><td>{gate}</td><td>{score}</td></tr>')
 
 
 # ------------------------------------------------------------------------------------------------ one run
-def run_page(v: Mapping, examples: Sequence[Mapping] = ()) -> str:
+def run_page(v: Mapping, examples: Sequence[Mapping] = (), examples_error: str | None = None) -> str:
     t = v["tuning"]
     head = (f'<h1>{_e(v["dag_id"])} <span class="muted">/</span> {_e(v["run_id"])} {_pill(v["state"])}</h1>'
             f'<p class="small"><a href="{PREFIX}/">All pipelines</a>'
@@ -149,14 +179,16 @@ def run_page(v: Mapping, examples: Sequence[Mapping] = ()) -> str:
             + "</p>")
     steps = "".join(f'<span title="{_e(s["role"])}">{_e(s["task_id"])} {_pill(s["state"])}</span>' for s in v["steps"])
     params = "".join(f"<tr><th>{_e(k)}</th><td><code>{_e(val)}</code></td></tr>" for k, val in v["params"].items())
-    body = [head, f'<section><h2>Steps</h2><div class="steps">{steps}</div>'
+    bad = (f'<section class="unreadable-run"><p class="unreadable">unreadable: {_e(v["unreadable"])}</p></section>'
+           if v.get("unreadable") else "")
+    body = [head, bad, f'<section><h2>Steps</h2><div class="steps">{steps}</div>'
                   + (f"<table>{params}</table>" if params else "") + "</section>",
-            _tuning(t), _evaluation(v), _gate(v), _examples(examples)]
+            _tuning(t), _evaluation(v), _gate(v), _examples(examples, examples_error)]
     return _page(f"{v['dag_id']} {v['run_id']} — Gemini tuning", "".join(body), refresh=v["active"])
 
 
 def _tuning(t: Mapping) -> str:
-    if t["source"] == "none" and not t.get("job_name"):
+    if t["source"] == "none" and not t.get("job_name") and not t.get("status_note"):
         return '<section class="tuning"><h2>Tuning</h2><p class="muted">No tuning job yet.</p></section>'
     steps = (f"{_e(t['completed_steps'])} / {_e(t['total_steps'])} steps" if t.get("total_steps") else "")
     eta = f" · ETA {round(t['eta_seconds'])} s" if t.get("eta_seconds") is not None else ""
@@ -173,6 +205,8 @@ def _tuning(t: Mapping) -> str:
         rows.append(("Continued from", f"<code>{_e(t['continued_from'])}</code>"))
     if t.get("error"):
         rows.append(("Error", f'<span class="pill bad">{_e(t["error"])}</span>'))
+    if t.get("status_note"):
+        rows.append(("Status", f'<span class="note status-note">{_e(t["status_note"])}</span>'))
     table = "".join(f"<tr><th>{k}</th><td>{val}</td></tr>" for k, val in rows)
     return (f'<section class="tuning"><h2>Tuning</h2><div class="progress-line">'
             f'{svg.progress_bar(t["progress_percent"], width=420)} <span class="small">{steps}{eta}</span>{checked}'
@@ -218,14 +252,20 @@ def _gate(v: Mapping) -> str:
                    f'<td class="small">{_e(r["reason"])}</td></tr>' for r in gate.get("rules") or ())
     d = v.get("decision") or {}
     action = f' · {_e(d.get("action"))} <code>{_e(d.get("model"))}</code>' if d else ""
-    return (f'<section class="gate"><h2>Gate: <span class="pill {re.sub("[^a-z]", "", str(gate.get("decision")))}" '
-            'id="gate-decision">'
-            f'{_e(gate.get("decision"))}</span>{action}</h2><p class="small">{_e(gate.get("summary"))}</p>'
+    decision = gate.get("decision")
+    policy = (f' <span class="muted">(policy {_e(gate["policy_hash"])})</span>' if gate.get("policy_hash") else "")
+    return (f'<section class="gate"><h2>Gate: <span class="pill {re.sub("[^a-z_]", "", str(decision))}" '
+            f'id="gate-decision" data-decision="{_e(decision)}">'
+            f'{_e(gate.get("label") or decision)}</span>{action}</h2><p class="small gate-summary">'
+            f'{_e(gate.get("summary"))}{policy}</p>'
             f"<table><tr><th>Rule</th><th>Verdict</th><th>Observed</th><th>Threshold</th><th>Why</th></tr>{rows}"
             "</table></section>")
 
 
-def _examples(examples: Sequence[Mapping]) -> str:
+def _examples(examples: Sequence[Mapping], error: str | None = None) -> str:
+    if error:
+        return (f'<section class="examples"><h2>Examples</h2><p class="unreadable">Examples unreadable: {_e(error)}'
+                "</p></section>")
     if not examples:
         return ""
     rows = "".join(f'<tr><td class="pre prompt">{_e(x["prompt"])}</td><td class="pre">{_e(x["reference"])}</td>'
