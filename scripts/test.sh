@@ -1,12 +1,32 @@
 #!/usr/bin/env bash
-# Sets up .venv (idempotent) and runs the whole test suite. Extra arguments go to pytest.
+# Sets up .venv (idempotent) and runs the tests. Two tiers (pytest markers, README "Development"):
+#   scripts/test.sh [pytest args]        the fast tier: unit, emulator, dag.test() end to end, packaging, habits
+#   scripts/test.sh --all [pytest args]  everything: also the real Airflow services, the Celery cluster, the browser
+# Extra arguments go to pytest (e.g. scripts/test.sh tests/unit -k gate). Test modules run side by side
+# (pytest-xdist, one module per worker: a module's Airflow stack is reused by its tests); every run gets a fresh
+# temporary root, so no run's clean-up can remove another's files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ALL=0
+if [ "${1:-}" = "--all" ]; then ALL=1; shift; fi
 scripts/setup.sh
 unset PYTHONDONTWRITEBYTECODE   # let the project's own modules be cached too
-# The report's browser test uses Debian's Chromium (headless screenshot); install it when we can.
-if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "==> installing chromium (Debian) for the report browser test"
+# The browser tests use Debian's Chromium (headless); install it when we can.
+if [ "$ALL" = 1 ] && ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "==> installing chromium (Debian) for the browser tests"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
-exec .venv/bin/python -m pytest -q "$@"
+BASETEMP="$(mktemp -d "${TMPDIR:-/tmp}/gemini-tuning-tests.XXXXXX")"
+echo "==> load average before the tests: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ "$ALL" = 1 ]; then
+  TIER=(); WORKERS=${GEMINI_TUNING_TEST_WORKERS:-4}
+else
+  TIER=(-m fast); WORKERS=${GEMINI_TUNING_TEST_WORKERS:-2}
+fi
+set +e
+.venv/bin/python -m pytest -q "${TIER[@]}" -n "$WORKERS" --dist loadfile --basetemp="$BASETEMP/t" --durations=15 "$@"
+rc=$?
+set -e
+echo "==> load average after the tests: $(cut -d' ' -f1-3 /proc/loadavg)"
+rm -rf "$BASETEMP"
+exit $rc

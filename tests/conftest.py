@@ -23,18 +23,43 @@ for var in ("GOOGLE_CLOUD_PROJECT", "GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_
     os.environ.pop(var, None)
 
 # Airflow: a private home and SQLite DB per test session, set before airflow is imported.
+# pytest-xdist workers inherit the controller's environment: a home set by this file in another process (the
+# controller, another worker) is replaced, so no two processes share a SQLite DB.
 _AF_HOME = tempfile.mkdtemp(prefix="gemini-tuning-airflow-")
 atexit.register(shutil.rmtree, _AF_HOME, ignore_errors=True)
+if os.environ.get("GEMINI_TUNING_TEST_HOME_OWNER") not in (None, str(os.getpid())):
+    for _var in ("AIRFLOW_HOME", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
+        os.environ.pop(_var, None)
+os.environ["GEMINI_TUNING_TEST_HOME_OWNER"] = str(os.getpid())
 os.environ.setdefault("AIRFLOW_HOME", _AF_HOME)
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "plugins"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_AF_HOME}/airflow.db")
+# Inputs of in-process runs: the repository's include/ (the default) and the temp dir holding tmp_path files
+os.environ.setdefault("AIRFLOW__GEMINI_TUNING__INPUT_ROOTS", os.pathsep.join([str(ROOT / "include"),
+                                                                               tempfile.gettempdir()]))
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 sys.path.insert(1, str(ROOT / "scripts"))   # airflow_services (the real-services harness) and the cluster
+
+TIERS = ("fast", "full")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test is in exactly one tier (marker ``fast`` or ``full``): one without is a collection error, so a new
+    test module cannot slip out of both ``scripts/test.sh`` and ``scripts/test.sh --all``."""
+    wrong: dict[str, set[str]] = {}
+    for item in items:
+        tiers = sorted({m.name for m in item.iter_markers() if m.name in TIERS})
+        if len(tiers) != 1:
+            wrong.setdefault(item.nodeid.split("::")[0], set()).add(", ".join(tiers) or "no tier")
+    if wrong:
+        raise pytest.UsageError("tests need exactly one tier marker, pytest.mark.fast or pytest.mark.full (module "
+                                "pytestmark): " + "; ".join(f"{f} ({', '.join(sorted(w))})" for f, w in wrong.items()))
+
 
 from emulator.app import EmulatorConfig  # noqa: E402
 from emulator.server import EmulatorServer  # noqa: E402

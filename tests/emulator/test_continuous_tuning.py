@@ -16,6 +16,8 @@ from conftest import BUCKET, DEMO, LOCATION, PROJECT, gapic_kwargs, genai_vertex
 
 from emulator import learner
 
+pytestmark = pytest.mark.fast
+
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
 SYSTEM = (DEMO / "system_instruction.txt").read_text().strip()
 

@@ -15,6 +15,8 @@ from test_strict_protos import check_error_envelope, strict_parse
 
 from emulator import evaluation
 
+pytestmark = pytest.mark.fast
+
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
 REF = "We are sorry your order arrived late. A refund is on its way and should reach you within five days."
 GOOD = "We are sorry your order arrived late. A refund is on its way and should reach you within 5 days."

@@ -14,6 +14,8 @@ import pytest
 import requests
 from conftest import LOCATION, PROJECT, ROOT, demo_rows
 
+pytestmark = pytest.mark.fast
+
 JOBS = f"/v1/projects/{PROJECT}/locations/{LOCATION}/tuningJobs"
 
 

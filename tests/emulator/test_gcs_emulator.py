@@ -14,6 +14,8 @@ from google.cloud import storage
 
 from emulator.gcs import install_preconditions, start_gcs
 
+pytestmark = pytest.mark.fast
+
 BUCKET = "tune-bucket"
 PRECONDITION_ENVELOPE_MESSAGE = "At least one of the pre-conditions you specified did not hold."
 

@@ -8,6 +8,8 @@ import pytest
 import requests
 from conftest import demo_rows
 
+pytestmark = pytest.mark.fast
+
 KEY = {"x-goog-api-key": "test-key"}
 
 

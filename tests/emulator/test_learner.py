@@ -19,6 +19,8 @@ import pytest
 
 from emulator import learner as L
 
+pytestmark = pytest.mark.fast
+
 DEMO = pathlib.Path(__file__).resolve().parents[2] / "include" / "demo"
 LABELS = ("billing", "shipping", "technical", "account", "refund", "other")
 

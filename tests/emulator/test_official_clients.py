@@ -7,6 +7,8 @@ import json
 import pytest
 from conftest import BUCKET, LOCATION, PROJECT, demo_rows, gapic_kwargs, genai_vertex_client, unique, wait_until
 
+pytestmark = pytest.mark.fast
+
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
 
 

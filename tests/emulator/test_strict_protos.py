@@ -31,6 +31,8 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2  # noqa: F401  (r
 
 from emulator.proto_gaps import KNOWN_EXTRA_FIELDS
 
+pytestmark = pytest.mark.fast
+
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
 VERTEX = {"v1": aiplatform_v1, "v1beta1": aiplatform_v1beta1}
 GL = {"v1beta": generativelanguage_v1beta, "v1": generativelanguage_v1}

@@ -11,6 +11,8 @@ import math
 import pytest
 from conftest import BUCKET, PROJECT, demo_rows, genai_vertex_client, wait_for, wait_until
 
+pytestmark = pytest.mark.fast
+
 EPOCHS = 3
 
 

@@ -6,6 +6,8 @@ import pytest
 import requests
 from conftest import LOCATION, PROJECT
 
+pytestmark = pytest.mark.fast
+
 
 def _body(**over):
     body = {"baseModel": "gemini-2.5-flash",

@@ -12,6 +12,8 @@ from conftest import LOCATION, PROJECT, demo_rows, unique, wait_until
 from emulator import wire
 from emulator.errors import ApiError
 
+pytestmark = pytest.mark.fast
+
 HEADERS = {"Content-Type": "application/json", "x-goog-api-key": "k"}
 
 # The Gemini API tuning tutorial's curl body, byte for byte: snake_case names and trailing commas.

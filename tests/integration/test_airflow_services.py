@@ -17,6 +17,7 @@ pytestmark = [
     pytest.mark.services,
     pytest.mark.timeout(420),
     pytest.mark.skipif(sys.platform != "linux", reason="process tracking reads /proc (sessions, titles)"),
+    pytest.mark.full,
 ]
 
 TOY_DAGS = Path(__file__).parent / "toy_dags"

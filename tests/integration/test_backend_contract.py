@@ -14,6 +14,8 @@ from gemini_tuning.backends.contract import JobIdentity, TuningBackend
 from gemini_tuning.core.tuning import TuningSpec
 from gemini_tuning.hooks import GeminiTuningHook
 
+pytestmark = pytest.mark.fast
+
 
 @pytest.fixture
 def hook(emulator, monkeypatch):

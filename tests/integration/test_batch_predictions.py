@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import BUCKET, unique
 
 from gemini_tuning.core.promptset import Prompt
 from gemini_tuning.services.eval_batch import read_predictions
+
+pytestmark = pytest.mark.fast
 
 
 def test_rows_map_by_prompt_id_and_gaps_are_errors(gcs_client):

@@ -27,7 +27,7 @@ FAST = {"poll_policy": {"initial_seconds": 1, "min_seconds": 1, "max_seconds": 3
         "eval_rpm": 12000, "eval_concurrency": 32}
 JOBS = "/v1/projects/{project}/locations/us-central1/tuningJobs"
 
-pytestmark = [pytest.mark.services, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.services, pytest.mark.timeout(900), pytest.mark.full]
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ from gemini_tuning.core.metrics import summarize
 from gemini_tuning.core.promptset import parse_prompt_set
 from gemini_tuning.services.eval_engine import EngineConfig, Target, result_rows, run_online
 
+pytestmark = pytest.mark.fast
+
 FAULTS = [{"kind": "status", "path": "generateContent", "status": 429, "retry_after": 0.2, "probability": 0.05},
           {"kind": "status", "path": "generateContent", "status": 503, "probability": 0.05},
           {"kind": "reset", "path": "generateContent", "count": 5}]

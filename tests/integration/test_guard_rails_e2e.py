@@ -7,9 +7,12 @@ from __future__ import annotations
 import time
 import uuid
 
+import pytest
 import requests
 from conftest import BUCKET, DEMO
 from test_dag_e2e import FAST, pipeline, xcom  # noqa: F401  (pipeline: the fixture)
+
+pytestmark = pytest.mark.fast
 
 PREFIX_ROOT = f"gs://{BUCKET}/guard"
 NO_LIMITS = {"max_training_tokens": None, "max_cost": None, "price_per_million_training_tokens": None}

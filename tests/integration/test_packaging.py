@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 from conftest import BUCKET, ROOT
 
+pytestmark = pytest.mark.fast
+
 PROJECT_FILES = ("pyproject.toml", "README.md", "plugins")
 
 

@@ -16,6 +16,8 @@ from gemini_tuning.core.issues import DataValidationError
 from gemini_tuning.operators.prepare import PrepareTuningDatasetOperator
 from tests.conftest import BUCKET
 
+pytestmark = pytest.mark.fast
+
 ALIAS = "gemini-tuning-training-data"
 
 

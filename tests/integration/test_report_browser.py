@@ -44,6 +44,7 @@ pytestmark = [
                        reason=f"Chromium not found at {CHROMIUM}: install it with `apt-get install -y chromium` "
                               "(or set CHROMIUM=/path/to/chrome) to run the headless-browser check of the report"),
     pytest.mark.timeout(240),
+    pytest.mark.full,
 ]
 
 

@@ -11,6 +11,8 @@ from test_champion import FAST, assert_one_champion, run, tune_vertex
 from gemini_tuning.backends.vertex_registry import VertexRegistry
 from gemini_tuning.services import champion as ch
 
+pytestmark = pytest.mark.fast
+
 
 @pytest.fixture
 def rollback_dag(airflow_db, emulator, monkeypatch):

@@ -10,6 +10,8 @@ import pytest
 import requests
 from conftest import genai_vertex_client, unique
 
+pytestmark = pytest.mark.fast
+
 SENSOR_DAGS = Path(__file__).parent / "sensor_dags"
 FAST_POLL = {"initial_seconds": 0.2, "min_seconds": 0.2, "max_seconds": 1, "fallback_max_seconds": 0.5}
 

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "plugins"))
 from gemini_tuning.core.identity import identity_key  # noqa: E402
 
-pytestmark = [pytest.mark.services, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.services, pytest.mark.timeout(900), pytest.mark.full]
 BUCKET, PROJECT = "gemini-tuning-svc", "test-project"
 JOBS = f"/v1/projects/{PROJECT}/locations/us-central1/tuningJobs"
 FAST = {"poll_policy": {"initial_seconds": 1, "min_seconds": 1, "max_seconds": 3, "fallback_max_seconds": 2},

@@ -34,6 +34,7 @@ pytestmark = [
     pytest.mark.timeout(900),
     pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason=f"Chromium not found at {CHROMIUM} "
                                                                "(apt-get install -y chromium)"),
+    pytest.mark.full,
 ]
 
 

@@ -20,6 +20,8 @@ from gemini_tuning.backends.vertex import VertexTuningBackend, job_status, parse
 from gemini_tuning.core.states import JobStatus
 from gemini_tuning.core.tuning import TuningSpec
 
+pytestmark = pytest.mark.fast
+
 
 def test_gemini_api_create_request_carries_training_data_and_hyperparameters():
     spec = TuningSpec(backend="gemini_api", base_model="models/gemini-1.5-flash-001-tuning", training_uri="gs://b/x",

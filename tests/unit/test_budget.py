@@ -17,6 +17,8 @@ from gemini_tuning.core.budget import (
     training_tokens_of,
 )
 
+pytestmark = pytest.mark.fast
+
 STATS = {"train_tokens": 10_000, "epochs": 3, "billable_tokens": 30_000, "token_estimate": "ceil(chars / 4)"}
 
 

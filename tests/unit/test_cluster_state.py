@@ -10,6 +10,8 @@ import psutil
 import pytest
 from cluster import Cluster, ClusterState, _boot_id
 
+pytestmark = pytest.mark.fast
+
 
 def state(**kw) -> ClusterState:
     return ClusterState(dir="/nonexistent", pg_port=1, redis_port=2, **kw)

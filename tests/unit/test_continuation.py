@@ -15,6 +15,8 @@ from gemini_tuning.services.continuation import ContinuationError, resolve
 from gemini_tuning.services.eval_engine import Target
 from gemini_tuning.services.eval_results import EvaluationPlan, ModelTarget, choose_checkpoint
 
+pytestmark = pytest.mark.fast
+
 M = "projects/p/locations/l/models/9"
 
 

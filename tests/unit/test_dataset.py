@@ -17,6 +17,8 @@ from gemini_tuning.core.dataset import (
 )
 from gemini_tuning.core.issues import DataValidationError, Issue
 
+pytestmark = pytest.mark.fast
+
 # ----------------------------------------------------------------------------------------------- helpers
 
 

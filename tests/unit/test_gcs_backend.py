@@ -15,6 +15,8 @@ from google.api_core.exceptions import Forbidden, InternalServerError, NotFound
 from gemini_tuning.backends import gcs
 from tests.conftest import BUCKET
 
+pytestmark = pytest.mark.fast
+
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

@@ -12,6 +12,8 @@ from gemini_tuning.backends.errors import TuningApiError, TuningDiscontinuedErro
 from gemini_tuning.core.tuning import BACKENDS
 from gemini_tuning.hooks import EMULATOR_ENV, GeminiApiKeyHook, GeminiTuningHook
 
+pytestmark = pytest.mark.fast
+
 ANON = {"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "project": "conn-project"}}
 
 

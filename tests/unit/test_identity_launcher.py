@@ -15,6 +15,8 @@ from gemini_tuning.core.states import JobStatus
 from gemini_tuning.core.tuning import TuningSpec
 from gemini_tuning.services.idempotence import FingerprintChanged, Intent, JobLauncher
 
+pytestmark = pytest.mark.fast
+
 
 def st(name="j1", state="JOB_STATE_RUNNING", **kw):
     return JobStatus(backend="vertex", name=name, state=state, **kw)

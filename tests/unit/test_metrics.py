@@ -19,6 +19,8 @@ from gemini_tuning.core.metrics import (
 )
 from gemini_tuning.core.promptset import Prompt
 
+pytestmark = pytest.mark.fast
+
 
 def P(pid, reference, *, metric=None, tags=()):
     return Prompt(id=pid, prompt=f"prompt {pid}", reference=reference, metric=metric, tags=tuple(tags))

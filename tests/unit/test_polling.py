@@ -1,4 +1,8 @@
+import pytest
+
 from gemini_tuning.core.polling import PollPolicy, PollState
+
+pytestmark = pytest.mark.fast
 
 
 def test_without_progress_backs_off_geometrically_to_fallback_cap():

@@ -5,6 +5,8 @@ import pytest
 from gemini_tuning.core.issues import DataValidationError
 from gemini_tuning.core.promptset import Prompt, generated_id, parse_prompt_set
 
+pytestmark = pytest.mark.fast
+
 
 def jl(*objs) -> list[bytes]:
     return [json.dumps(o).encode() for o in objs]

@@ -17,6 +17,8 @@ from gemini_tuning.core.promptset import Prompt
 from gemini_tuning.services import reporting as report
 from gemini_tuning.services.reporting import MAX_EXAMPLE_ROWS, render_report
 
+pytestmark = pytest.mark.fast
+
 DEMO = Path(__file__).resolve().parents[2] / "include" / "demo"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 IMG_RE = re.compile(r'<img[^>]*\ssrc="data:image/png;base64,([A-Za-z0-9+/=]+)"')

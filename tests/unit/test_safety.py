@@ -13,6 +13,8 @@ from conftest import DEMO, ROOT
 
 from gemini_tuning.core.safety import DEMO_BUCKET, REPO_DEMO_DIR, decide, is_demo_location, load_pipeline_config
 
+pytestmark = pytest.mark.fast
+
 DEMO_ARGS = {"training_data": str(DEMO / "train.jsonl"), "gcs_prefix": f"gs://{DEMO_BUCKET}/pipeline"}
 REAL_ARGS = {"training_data": "gs://acme-ml/tickets/2026-12.jsonl", "gcs_prefix": "gs://acme-ml/gemini"}
 EMULATOR = "http://127.0.0.1:8123"
