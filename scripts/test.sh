@@ -19,7 +19,7 @@ fi
 BASETEMP="$(mktemp -d "${TMPDIR:-/tmp}/gemini-tuning-tests.XXXXXX")"
 echo "==> load average before the tests: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ "$ALL" = 1 ]; then
-  TIER=(); WORKERS=${GEMINI_TUNING_TEST_WORKERS:-4}
+  TIER=(); WORKERS=${GEMINI_TUNING_TEST_WORKERS:-2}
 else
   TIER=(-m fast); WORKERS=${GEMINI_TUNING_TEST_WORKERS:-2}
 fi

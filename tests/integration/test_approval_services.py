@@ -160,8 +160,9 @@ def test_approve_promotes_reject_and_timeout_delete_and_no_approval_does_not_wai
     # require_approval false: the approval step answered itself, nobody was asked
     st, tuned, ans = results["off"]
     assert (st["approval"], st["promote"], st["delete_rejected"]) == ("success", "success", "skipped")
+    verdict_id = af.xcom(DAG, runs["off"], "gate", key="gate")["verdict_id"]
     assert ans == {"approved": True, "required": False, "chosen": "Approve", "responded_by": None,
-                   "responded_at": None, "timed_out": False}
+                   "responded_at": None, "timed_out": False, "verdict_id": verdict_id}
     assert af.request("GET", hitl_path(runs["off"]), expect=None).status_code == 404
     assert pointer(info, prefixes["off"])["tuned_model"] == tuned["tuned_model"]
 

@@ -412,6 +412,24 @@ def _as_entry(to) -> dict | None:
     return normalize_candidate({"backend": backend, "tuned_model": name})
 
 
+def _check_restorable(target: dict, registry: VertexRegistry | None,
+                      gemini_api: GeminiApiTuningBackend | None) -> None:
+    """The rollback target still exists (checked before anything is written): NotFoundError if not, ValueError
+    without the backend to ask."""
+    vertex = target["backend"] == "vertex"
+    backend, what = (registry, "VertexRegistry") if vertex else (gemini_api, "GeminiApiTuningBackend")
+    if backend is None:
+        raise ValueError(f"rolling back to the {'Vertex AI' if vertex else 'Gemini API'} model "
+                         f"{target['tuned_model']} needs a {what} (to check that it still exists)")
+    try:
+        registry.get_model(target["tuned_model"]) if vertex else gemini_api.get(target["tuned_model"])
+    except NotFoundError as exc:
+        where = "it is not in the Model Registry any more" if vertex else \
+            "the Gemini API has no such tuned model any more"
+        raise NotFoundError(exc.code, f"cannot roll back to {target['tuned_model']}: {where} ({exc.message})",
+                            status=exc.status) from exc
+
+
 def build_rollback_pointer(current: dict, run: dict, *, now: str | None = None) -> dict:
     """The pointer that restores ``current["previous"]``: the restored entry (its model, endpoint, checkpoint and
     the metrics it was promoted with), ``run_id``/``dag_id``/``promoted_at`` of the rollback, ``via: rollback``,
@@ -478,27 +496,7 @@ def rollback(storage_client, pointer_uri: str, *, registry: VertexRegistry | Non
             raise ValueError(f"{pointer_uri} has no previous champion to roll back to (champion: "
                              f"{current.get('tuned_model')}, promoted at {current.get('promoted_at')})")
         else:
-            target = normalize_candidate(previous)
-            if target["backend"] == "vertex":
-                if registry is None:
-                    raise ValueError(f"rolling back to the Vertex AI model {target['tuned_model']} needs a "
-                                     "VertexRegistry")
-                try:
-                    registry.get_model(target["tuned_model"])   # still there: checked before anything is written
-                except NotFoundError as exc:
-                    raise NotFoundError(exc.code, f"cannot roll back to {target['tuned_model']}: it is not in the "
-                                                  f"Model Registry any more ({exc.message})",
-                                        status=exc.status) from exc
-            else:
-                if gemini_api is None:
-                    raise ValueError(f"rolling back to the Gemini API model {target['tuned_model']} needs a "
-                                     "GeminiApiTuningBackend (to check that it still exists)")
-                try:
-                    gemini_api.get(target["tuned_model"])   # still there: checked before anything is written
-                except NotFoundError as exc:
-                    raise NotFoundError(exc.code, f"cannot roll back to {target['tuned_model']}: the Gemini API "
-                                                  f"has no such tuned model any more ({exc.message})",
-                                        status=exc.status) from exc
+            _check_restorable(normalize_candidate(previous), registry, gemini_api)
             pointer = build_rollback_pointer(current, run, now=now)
             try:
                 generation = write_json(storage_client, pointer_uri, pointer, if_generation_match=generation)
