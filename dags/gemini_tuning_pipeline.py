@@ -30,6 +30,7 @@ from airflow.sdk import DAG, Asset, Param
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
+from gemini_tuning.core.names import LOCATION_PATTERN, PROJECT_PATTERN
 from gemini_tuning.core.tuning import BACKENDS
 from gemini_tuning.core.vocabulary import GATE_METRIC_NAMES
 from gemini_tuning.operators.evaluate import GeminiEvaluateOperator, GeminiGateOperator
@@ -68,9 +69,10 @@ PARAMS = {
     # --- where and what
     "backend": Param("vertex", enum=list(BACKENDS), title="Backend",
                      description="Vertex AI tuningJobs (recommended) or the Gemini API tunedModels flow"),
-    "project_id": Param(None, type=["null", "string"], title="Project",
+    "project_id": Param(None, type=["null", "string"], pattern=PROJECT_PATTERN, title="Project",
                         description="Google Cloud project; empty = the connection's project"),
-    "location": Param("us-central1", type="string", title="Location"),
+    "location": Param("us-central1", type="string", pattern=LOCATION_PATTERN, title="Location",
+                      description="a Vertex AI region (core.names: never a host name)"),
     "base_model": Param("gemini-2.5-flash", type="string", title="Base model",
                         examples=["gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.5-pro",
                                   "gemini-3.1-flash-lite", "models/gemini-1.5-flash-001-tuning"]),

@@ -15,6 +15,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG, Param
 
+from gemini_tuning.core.names import LOCATION_PATTERN, PROJECT_PATTERN
 from gemini_tuning.operators.rollback import GeminiRollbackOperator
 
 with DAG(
@@ -34,9 +35,10 @@ with DAG(
         "to": Param(None, type=["null", "string"], title="Expected model to restore (optional)",
                     description="the pointer's previous champion, e.g. projects/P/locations/L/models/M@1; if the "
                                 "previous champion is another model nothing is changed"),
-        "project_id": Param(None, type=["null", "string"], title="Project",
+        "project_id": Param(None, type=["null", "string"], pattern=PROJECT_PATTERN, title="Project",
                             description="Google Cloud project; empty = the connection's project"),
-        "location": Param("us-central1", type="string", title="Location"),
+        "location": Param("us-central1", type="string", pattern=LOCATION_PATTERN, title="Location",
+                      description="a Vertex AI region (core.names: never a host name)"),
     },
 ) as dag:
     GeminiRollbackOperator(task_id="rollback", pointer_uri="{{ params.pointer_uri }}", to="{{ params.to }}",

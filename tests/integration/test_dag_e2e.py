@@ -310,3 +310,16 @@ def test_a_crash_before_the_verdict_never_starts_approval_or_promote(pipeline, e
     assert not gcs_client.bucket(BUCKET).blob(prefix[len(f"gs://{BUCKET}/"):] + "/champion.json").exists()
     report = xcom(tis, "report")
     assert report["decision"] == "no verdict"
+
+
+@pytest.mark.parametrize(("field", "value"), [("location", "x@attacker.example/"), ("location", "attacker.example#"),
+                                              ("location", "us-central1.attacker.example"),
+                                              ("project_id", "p/../../x"), ("project_id", "evil.example.com#")])
+def test_the_trigger_form_refuses_a_location_or_project_that_could_build_a_host(pipeline, field, value):
+    """The Params carry core.names' patterns: a run with such a value is refused before it exists."""
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match="does not match"):
+        pipeline.params.get_param(field).resolve(value)
+    assert pipeline.params.get_param("location").resolve("europe-west4") == "europe-west4"
+    assert pipeline.params.get_param("project_id").resolve("my-project-1") == "my-project-1"
