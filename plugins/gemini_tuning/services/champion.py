@@ -96,6 +96,7 @@ from typing import TYPE_CHECKING
 
 from ..backends.errors import NotFoundError
 from ..backends.gcs import MAX_JSON_BYTES, GenerationMismatch, read_json, write_json
+from ..core.names import InvalidName, validate_resource_name
 from ..core.tuning import BACKENDS
 
 if TYPE_CHECKING:
@@ -188,13 +189,15 @@ def normalize_candidate(candidate: dict) -> dict:
         raise ValueError(f"candidate backend must be one of {BACKENDS}, got {backend!r}")
     if not isinstance(model, str) or not model:
         raise ValueError(f"candidate has no tuned_model: {candidate!r}")
-    if backend == "vertex" and not re.match(r"^projects/[^/]+/locations/[^/]+/models/[^/@]+(@[^/@]+)?$", model):
-        raise ValueError(f"not a Vertex AI model name: {model!r} (expected projects/P/locations/L/models/M@1)")
-    if backend == "gemini_api" and not re.match(r"^tunedModels/[^/]+$", model):
-        raise ValueError(f"not a Gemini API tuned model name: {model!r} (expected tunedModels/x)")
+    try:   # one validation of names that become URLs (core.names); InvalidName is a ValueError
+        validate_resource_name(model, "model" if backend == "vertex" else "tuned_model", field="tuned_model")
+    except InvalidName as exc:
+        expected = "projects/P/locations/L/models/M@1" if backend == "vertex" else "tunedModels/x"
+        kind = "Vertex AI model" if backend == "vertex" else "Gemini API tuned model"
+        raise InvalidName("tuned_model", model, f"not a {kind} name (expected {expected}): {exc.rule}") from exc
     endpoint = candidate.get("endpoint") or None
-    if endpoint is not None and backend == "vertex" and "/endpoints/" not in endpoint:
-        raise ValueError(f"not a Vertex AI endpoint name: {endpoint!r}")
+    if endpoint is not None and backend == "vertex":
+        validate_resource_name(endpoint, "endpoint", field="endpoint")
     checkpoint = candidate.get("checkpoint_id")
     return {**candidate, "backend": backend, "tuned_model": model, "endpoint": endpoint,
             "checkpoint_id": str(checkpoint) if checkpoint not in (None, "") else None,
