@@ -168,8 +168,8 @@ def test_b_handover_while_the_old_triggerer_lives_does_not_cancel_the_job(cluste
     wait_for(lambda: "on_kill: checking" in victim_log.read_text(), 60, f"{victim} to run on_kill for its lost copy")
     # the guard's verdict is the event to wait for (under load its state read can take a while); a cancel it
     # sent would be in the emulator's log before the verdict line
-    wait_for(lambda: any(w in victim_log.read_text() for w in ("is left running", "); leaving ",
-                                                               "by the user: cancelled", "cancelling ")), 120, f"{victim}'s on_kill to decide")
+    verdicts = ("is left running", "); leaving ", "by the user: cancelled", "cancelling ")
+    wait_for(lambda: any(w in victim_log.read_text() for w in verdicts), 120, f"{victim}'s on_kill to decide")
     # the guard is what kept it alive: the task was still deferred (a handover), or its state could not be read
     assert "is left running" in victim_log.read_text() or "); leaving " in victim_log.read_text()
     assert len(cancels(cluster)) == cancels_before, "the handover cancelled the job"
