@@ -89,14 +89,14 @@ def test_a_pipeline_succeeds_with_tune_deferred_and_no_worker(stack):
 
 def test_b_marking_deferred_task_failed_cancels_the_job(stack):
     services, info, _ = stack
-    emu_config(info, time_scale=0.12)
+    emu_config(info, time_scale=0.5)   # a job long enough that it cannot finish before the kill, even under load
     run_id = services.trigger_dag("gemini_tune_deferred", {"state_uri": f"gs://{BUCKET}/state-b"})
     services.wait_ti_state("gemini_tune_deferred", run_id, "tune", "deferred", timeout=120)
     services.wait_trigger_running("gemini_tune_deferred", run_id, "tune", timeout=60)
     time.sleep(2)   # let the trigger poll once (on_kill only runs for a trigger the triggerer has started)
     services.set_ti_state("gemini_tune_deferred", run_id, "tune", "failed")
     job = wait_for(lambda: next((j for j in jobs_for(info, "gemini_tune_deferred", run_id)
-                                 if j["state"] == "JOB_STATE_CANCELLED"), None), 60, "the job to be cancelled")
+                                 if j["state"] == "JOB_STATE_CANCELLED"), None), 180, "the job to be cancelled")
     assert job["error"]["code"] == 1
     assert services.wait_run("gemini_tune_deferred", run_id, timeout=60) == "failed"
 
