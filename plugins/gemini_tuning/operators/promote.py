@@ -98,12 +98,14 @@ class GeminiPromoteOperator(GeminiBaseOperator):
                       f" checkpoint {cand['checkpoint_id']}" if cand.get("checkpoint_id") else "")
         registry = self.hook.registry(optional(self.project_id), self.location) \
             if cand["backend"] == "vertex" else None
-        metrics = (self.evaluation.get("summary") or {}).get("challenger", {}).get("metrics")
+        ev = self.evaluation if isinstance(self.evaluation, dict) else {}
+        metrics = (ev.get("summary") or {}).get("challenger", {}).get("metrics")
         run = {"dag_id": context["ti"].dag_id, "run_id": context["ti"].run_id, "metrics": metrics,
                "verdict_id": verdict["verdict_id"], "policy_hash": verdict["policy_hash"]}
         try:
             pointer = promote(storage, self.pointer_uri, cand,
-                              expected_generation=int(self.evaluation.get("champion_generation") or 0),
+                              # the generation the verdict was judged against (checked equal to the evaluation's)
+                              expected_generation=verdict["champion"]["generation"],
                               registry=registry, run=run, alias=self.alias)
         except ChampionChanged as exc:
             # the candidate passed the gate (and maybe a human): it is kept (the deletes need a delete verdict or
