@@ -3,8 +3,10 @@
 #   scripts/test.sh [pytest args]        the fast tier: unit, emulator, dag.test() end to end, packaging, habits
 #   scripts/test.sh --all [pytest args]  everything: also the real Airflow services, the Celery cluster, the browser
 # Extra arguments go to pytest (e.g. scripts/test.sh tests/unit -k gate). Test modules run side by side
-# (pytest-xdist, one module per worker: a module's Airflow stack is reused by its tests); every run gets a fresh
-# temporary root, so no run's clean-up can remove another's files.
+# (pytest-xdist, one module per worker: a module's Airflow stack is reused by its tests), the longest first
+# (tests/conftest.py MODULE_SECONDS); --all uses 3 workers on 2 cores, as its Airflow stacks mostly wait.
+# GEMINI_TUNING_TEST_WORKERS overrides the count. Every run gets a fresh temporary root, so no run's clean-up
+# can remove another's files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ALL=0
@@ -19,12 +21,12 @@ fi
 BASETEMP="$(mktemp -d "${TMPDIR:-/tmp}/gemini-tuning-tests.XXXXXX")"
 echo "==> load average before the tests: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ "$ALL" = 1 ]; then
-  TIER=(); WORKERS=${GEMINI_TUNING_TEST_WORKERS:-2}
+  TIER=(); WORKERS=${GEMINI_TUNING_TEST_WORKERS:-3}
 else
   TIER=(-m fast); WORKERS=${GEMINI_TUNING_TEST_WORKERS:-2}
 fi
 set +e
-.venv/bin/python -m pytest -q "${TIER[@]}" -n "$WORKERS" --dist loadfile --basetemp="$BASETEMP/t" --durations=15 "$@"
+.venv/bin/python -m pytest -q "${TIER[@]}" -n "$WORKERS" --dist loadfile --no-loadscope-reorder --basetemp="$BASETEMP/t" --durations=15 "$@"
 rc=$?
 set -e
 echo "==> load average after the tests: $(cut -d' ' -f1-3 /proc/loadavg)"

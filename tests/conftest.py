@@ -47,10 +47,30 @@ sys.path.insert(1, str(ROOT / "scripts"))   # airflow_services (the real-service
 
 TIERS = ("fast", "full")
 
+#: Modules that take long (wall seconds of one module alone on 2 cores, rounded; scheduling only, never asserted).
+#: ``scripts/test.sh`` runs modules side by side (xdist ``--dist loadfile --no-loadscope-reorder``) in the order
+#: collected: the longest first, so the last module to start is a short one. Unlisted modules weigh 0.
+MODULE_SECONDS = {
+    "tests/integration/test_cluster.py": 600,
+    "tests/integration/test_gate_faults_services.py": 420,
+    "tests/integration/test_ui_browser.py": 240,
+    "tests/integration/test_tuning_services.py": 230,
+    "tests/integration/test_airflow_services.py": 150,
+    "tests/integration/test_approval_services.py": 130,
+    "tests/integration/test_dag_e2e.py": 250,
+    "tests/integration/test_guard_rails_e2e.py": 95,
+    "tests/integration/test_packaging.py": 60,
+    "tests/integration/test_report_browser.py": 30,
+    "tests/integration/test_sensor.py": 45,
+    "tests/integration/test_champion.py": 40,
+}
+
 
 def pytest_collection_modifyitems(config, items):
     """Every test is in exactly one tier (marker ``fast`` or ``full``): one without is a collection error, so a new
-    test module cannot slip out of both ``scripts/test.sh`` and ``scripts/test.sh --all``."""
+    test module cannot slip out of both ``scripts/test.sh`` and ``scripts/test.sh --all``. Then the longest modules
+    go first (:data:`MODULE_SECONDS`; the order within a module is kept)."""
+    items.sort(key=lambda item: -MODULE_SECONDS.get(item.nodeid.split("::")[0], 0))
     wrong: dict[str, set[str]] = {}
     for item in items:
         tiers = sorted({m.name for m in item.iter_markers() if m.name in TIERS})

@@ -1,6 +1,12 @@
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gemini_tuning.core import metrics as M
 from gemini_tuning.core.metrics import (
@@ -120,12 +126,35 @@ def test_rouge_l_f1_hand_checked(reference, answer, expected):
     assert scores(reference, answer or " ")["rouge_l_f1"] == pytest.approx(expected)
 
 
-def test_rouge_scorer_created_once():
-    rouge_l_f1("a b", "a")
-    first = M._rouge_scorer()
-    rouge_l_f1("c d", "d")
-    assert M._rouge_scorer() is first
-    assert M._rouge_scorer.cache_info().currsize == 1
+WORDS = st.lists(st.sampled_from(["a", "b", "c", "the", "cat", "東", "京", "नमस्ते", "A", "b!"]), max_size=14)
+
+
+@settings(max_examples=400, deadline=None)
+@given(reference=WORDS, answer=WORDS)
+def test_rouge_l_f1_is_the_rouge_score_librarys_float_for_float(reference, answer):
+    """The oracle: the rouge-score library itself (a test dependency), with the same tokenizer."""
+    from rouge_score import rouge_scorer
+
+    class Tokenizer:
+        def tokenize(self, text):
+            return rouge_tokenize(text)
+
+    ref, ans = " ".join(reference), " ".join(answer)
+    expected = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False, tokenizer=Tokenizer()).score(
+        ref, ans)["rougeL"].fmeasure
+    if not rouge_tokenize(ref):                       # ours: no token on either side is a match
+        expected = 1.0 if not rouge_tokenize(ans) else 0.0
+    assert rouge_l_f1(ref, ans) == expected
+
+
+def test_scoring_imports_neither_nltk_nor_scipy():
+    """Each evaluate task scores in a fresh process: rouge-score's nltk (and the scikit-learn and scipy nltk loads
+    when installed) cost seconds of CPU per task."""
+    code = ("import sys; from gemini_tuning.core.metrics import rouge_l_f1, score_all; rouge_l_f1('a b', 'b'); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'nltk', 'sklearn', 'scipy', 'rouge_score'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(M.__file__).parents[2])}).stdout
+    assert out.strip() == "[]"
 
 
 def test_score_keys_and_item_metric():

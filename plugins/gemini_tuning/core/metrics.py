@@ -9,7 +9,7 @@ Per-example metrics (each in [0, 1]; the keys of :attr:`ExampleScores.scores`):
   boundaries* ("yes" is not found in "eyes", "no" not in "i don't know"). Boundaries are only
   required between two letters/digits of scripts written with spaces; in scripts written without
   spaces (CJK, Thai, Lao, Khmer, Myanmar) plain substring containment is used.
-* ``rouge_l_f1``       - ROUGE-L F-measure from the ``rouge-score`` library (``rougeL``, no stemming)
+* ``rouge_l_f1``       - ROUGE-L F-measure as the ``rouge-score`` library computes it (``rougeL``, no stemming)
   with a Unicode-aware tokenizer (the library's default tokenizer drops every non-ASCII character, so
   a perfect Japanese answer would score 0). Words are runs of letters/digits/combining marks;
   characters of scripts written without spaces are one token each. If the reference has no token at
@@ -39,7 +39,6 @@ prompts) is None, never NaN, so the summary is plain JSON.
 
 from __future__ import annotations
 
-import functools
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -197,26 +196,37 @@ def rouge_tokenize(text: str) -> list[str]:
     return tokens
 
 
-class _Tokenizer:
-    """Duck-typed rouge_score tokenizer (the library only calls ``tokenize``)."""
-
-    def tokenize(self, text: str) -> list[str]:
-        return rouge_tokenize(text)
-
-
-@functools.cache
-def _rouge_scorer():
-    # Imported lazily: rouge_score pulls in nltk, which takes seconds to import.
-    from rouge_score import rouge_scorer
-
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False, tokenizer=_Tokenizer())
+def _lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest common subsequence of two token lists (one DP row: O(len(a)·len(b)) time,
+    O(len(b)) memory)."""
+    if len(a) < len(b):
+        a, b = b, a
+    row = [0] * (len(b) + 1)
+    for x in a:
+        diagonal = 0                      # row[j - 1] of the previous row
+        for j, y in enumerate(b, 1):
+            above = row[j]
+            row[j] = diagonal + 1 if x == y else (above if above >= row[j - 1] else row[j - 1])
+            diagonal = above
+    return row[-1]
 
 
 def rouge_l_f1(reference: str, answer: str) -> float:
-    """ROUGE-L F1 of ``answer`` against ``reference`` (rouge-score library, scorer created once)."""
-    if not rouge_tokenize(reference):
-        return 1.0 if not rouge_tokenize(answer) else 0.0
-    return float(_rouge_scorer().score(reference, answer)["rougeL"].fmeasure)
+    """ROUGE-L F1 of ``answer`` against ``reference``: the ``rouge-score`` library's ``rougeL`` computation
+    (LCS precision and recall, F = 2PR/(P+R); 0 when either side has no token) on :func:`rouge_tokenize` tokens.
+
+    Computed here rather than through the library: ``rouge_score`` imports ``nltk``, which imports scikit-learn
+    and scipy when they are installed (2+ s of CPU in every evaluate task). ``tests/unit/test_metrics.py`` checks
+    the two agree, float for float. If the reference has no token, the score is 1 iff the answer has none either.
+    """
+    ref, ans = rouge_tokenize(reference), rouge_tokenize(answer)
+    if not ref:
+        return 1.0 if not ans else 0.0
+    if not ans:
+        return 0.0
+    lcs = _lcs_length(ref, ans)
+    precision, recall = lcs / len(ans), lcs / len(ref)
+    return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
 
 
 # ------------------------------------------------------------------------------------------ scoring
