@@ -28,7 +28,7 @@ from pathlib import Path
 from bench_common import ROOT, code_state, load, table
 
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
-from ui_stack import ui_stack, upload  # noqa: E402
+from ui_stack import ui_stack, upload
 
 FAST = {"poll_policy": {"initial_seconds": 1, "min_seconds": 1, "max_seconds": 3, "fallback_max_seconds": 2},
         "eval_rpm": 12000, "eval_concurrency": 32, "epochs": 1, "gate_min_prompts": 5, "gate_min_score": 0.0}

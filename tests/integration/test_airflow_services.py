@@ -31,7 +31,8 @@ def services(tmp_path_factory):
     # (``[workers] min_heartbeat_interval``; the other stacks use 1 s to narrow that window), and enough worker
     # slots for the resumed attempts to start while the deferring workers still linger.
     af = AirflowServices(dags_folder=TOY_DAGS, home=tmp_path_factory.mktemp("airflow-services"),
-                         extra_env={"AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "5", "AIRFLOW__CORE__PARALLELISM": "12"})
+                         extra_env={"AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "5",
+                                    "AIRFLOW__CORE__PARALLELISM": "12"})
     af.start()
     try:
         af.wait_dag_parsed(DAG)
