@@ -31,7 +31,7 @@ PRELOAD_MODULES = (
     "gemini_tuning.backends.gemini_api",
     "gemini_tuning.backends.vertex_registry",
     "gemini_tuning.services.eval_engine",
-    "gemini_tuning.services.reporting",        # matplotlib (Agg)
+    "gemini_tuning.services.reporting",        # the report: Jinja2 templates, SVG charts
     "google.genai",
     "google.cloud.aiplatform_v1",
     "google.cloud.storage",

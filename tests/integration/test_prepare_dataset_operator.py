@@ -190,6 +190,32 @@ def test_validation_source(conn, gcs_client, tmp_path, dest, upload):
         run(train, dest, validation_source=upload(b"{}\n"), validation_fraction=0.1)
 
 
+def test_validation_source_gets_the_validation_rules_not_the_training_ones(conn, gcs_client, tmp_path, dest,
+                                                                            upload):
+    """A separate validation file is checked against the training set's size (Vertex: at most 5,000 examples, or
+    30 % of training above 1,000), not with the training-only minimum."""
+    train = write(tmp_path, jsonl(example(i) for i in range(100)))
+    too_many = upload(jsonl(example(i, "val") for i in range(1_001)))  # > 1,000 and > 30 % of 100
+    with pytest.raises(DataValidationError) as exc:
+        run(train, dest, validation_source=too_many)
+    assert [(i.file, i.line, i.rule) for i in exc.value.issues] == [(too_many, None, "validation-too-large")]
+    assert "30%" in str(exc.value) and "100 training" in str(exc.value)
+    assert listing(gcs_client, dest) == []
+    ok, _ = run(write(tmp_path, jsonl(example(i) for i in range(4_000))), dest, validation_source=too_many)
+    assert ok["validation_count"] == 1_001 and ok["train_count"] == 4_000  # 1,001 <= 30 % of 4,000
+
+
+def test_validation_source_is_refused_for_the_gemini_api(conn, gcs_client, tmp_path, dest, upload):
+    """The Gemini API takes no validation data: a clear error before anything is read, not "too-few-examples"."""
+    train = write(tmp_path, jsonl({"text_input": f"t {i}", "output": f"o {i}"} for i in range(20)))
+    val = upload(jsonl({"text_input": f"v {i}", "output": f"o {i}"} for i in range(5)))
+    with pytest.raises(DataValidationError) as exc:
+        run(train, dest, target="gemini_api", validation_source=val)
+    assert [(i.file, i.line, i.rule) for i in exc.value.issues] == [(val, None, "validation-unsupported")]
+    assert "validation_fraction" in str(exc.value) and "too-few-examples" not in str(exc.value)
+    assert listing(gcs_client, dest) == []
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 def test_bad_file_raises_and_leaves_no_object(conn, gcs_client, tmp_path, dest):
     rows = jsonl(example(i) for i in range(10)) + b'{"contents": [{"role": "user", "parts": [{"text": "x"}]}\n'

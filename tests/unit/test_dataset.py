@@ -11,10 +11,15 @@ from gemini_tuning.core.dataset import (
     RULES,
     DatasetOptions,
     PrepareResult,
+    check_validation_target,
+    dedup,
     iter_lines,
+    leakage,
     normalize_prompt,
     prepare_dataset,
+    prepare_validation_dataset,
 )
+from gemini_tuning.core.dataset import prepare as P
 from gemini_tuning.core.issues import DataValidationError, Issue
 
 pytestmark = pytest.mark.fast
@@ -354,7 +359,7 @@ def test_split_follows_documented_hash():
 
 
 def test_file_too_large(monkeypatch):
-    monkeypatch.setattr(D, "VERTEX_MAX_FILE_BYTES", 1_000)
+    monkeypatch.setattr(P, "VERTEX_MAX_FILE_BYTES", 1_000)
     lines = [pair(i) for i in range(30)]  # ~100 bytes each
     issues = fail(lines).issues
     assert [i.rule for i in issues] == ["file-too-large"]
@@ -415,7 +420,7 @@ def test_warnings_are_capped_per_rule():
 
 
 def test_digest_set_grows_and_finds_everything():
-    s = D._DigestSet()
+    s = dedup._DigestSet()
     rng = random.Random(3)
     keys = [rng.getrandbits(64) | 1 for _ in range(50_000)]
     assert all(s.add(k, i + 1) for i, k in enumerate(keys))
@@ -506,6 +511,80 @@ def test_no_split_without_fraction_and_sink_required():
                         train_sink=io.BytesIO())
 
 
+# ----------------------------------------------------------------------------------------------- a validation file
+
+
+def run_validation(lines, *, train_count, **opts):
+    """prepare_validation_dataset on dicts/bytes; returns (result, validation bytes)."""
+    sink = io.BytesIO()
+    res = prepare_validation_dataset([enc(x) for x in lines], source_name="val.jsonl",
+                                     options=DatasetOptions(**opts), validation_sink=sink, train_count=train_count)
+    return res, sink.getvalue()
+
+
+def validation_errors(lines, **kw) -> list[tuple[str, int | None, str]]:
+    with pytest.raises(DataValidationError) as info:
+        run_validation(lines, **kw)
+    return [(i.file, i.line, i.rule) for i in info.value.issues if i.severity == "error"]
+
+
+def test_validation_file_has_no_training_minimum():
+    res, data = run_validation([pair(i) for i in range(3)], train_count=30)
+    assert (res.train_count, res.validation_count, res.train_bytes) == (0, 3, 0)
+    assert res.validation_sha256 == hashlib.sha256(data).hexdigest() and res.validation_bytes == len(data)
+    assert data == run([pair(i) for i in range(3)])[1]  # the same bytes as the same examples in a training file
+    assert res.stats["examples"]["validation"] == 3 and res.stats["billable_tokens"] == 0
+    one, _ = run_validation([pair(1)], train_count=1)  # one example is a valid validation set
+    assert one.validation_count == 1
+
+
+def test_validation_file_size_against_the_training_set():
+    lines = [pair(i) for i in range(1_001)]
+    assert validation_errors(lines, train_count=3_000) == [("val.jsonl", None, "validation-too-large")]  # > 900
+    assert run_validation(lines, train_count=3_337)[0].validation_count == 1_001  # 30 % of 3,337 = 1,001.1
+    assert run_validation(lines[:1_000], train_count=10)[0].validation_count == 1_000  # the ratio applies above 1,000
+    big = [pair(i) for i in range(5_001)]
+    with pytest.raises(DataValidationError, match="at most 5,000"):
+        run_validation(big, train_count=1_000_000)
+
+
+def test_validation_file_keeps_the_per_example_and_file_rules(monkeypatch):
+    bad = [pair(1), {"contents": [{"role": "user", "parts": [{"text": "no answer"}]}]}]
+    assert validation_errors(bad, train_count=10) == [("val.jsonl", 2, "last-turn-not-model")]
+    assert validation_errors([b""], train_count=10) == [("val.jsonl", None, "empty-file")]
+    monkeypatch.setattr(P, "VERTEX_MAX_FILE_BYTES", 1_000)
+    with pytest.raises(DataValidationError, match=r"\[file-too-large\] the validation file exceeds"):
+        run_validation([pair(i) for i in range(30)], train_count=1_000)
+
+
+def test_validation_file_is_refused_for_the_gemini_api_before_reading():
+    read = []
+
+    def lines():
+        read.append(1)
+        yield enc({"text_input": "a", "output": "b"})
+
+    with pytest.raises(DataValidationError) as info:
+        prepare_validation_dataset(lines(), source_name="val.jsonl", options=DatasetOptions(target="gemini_api"),
+                                   validation_sink=io.BytesIO(), train_count=100)
+    assert [(i.file, i.line, i.rule) for i in info.value.issues] == [("val.jsonl", None, "validation-unsupported")]
+    assert "val.jsonl: [validation-unsupported] the Gemini API takes no validation data" in str(info.value)
+    assert read == []
+    check_validation_target(DatasetOptions(), "val.jsonl")  # vertex takes one: no error
+    with pytest.raises(ValueError, match="validation_fraction must be 0"):
+        run_validation([pair(1)], train_count=10, validation_fraction=0.1)
+
+
+def test_package_modules_stay_small():
+    import importlib
+    import inspect
+    import pkgutil
+
+    for m in pkgutil.iter_modules(D.__path__):
+        lines = inspect.getsource(importlib.import_module(f"{D.__name__}.{m.name}")).count("\n")
+        assert lines <= 450, (m.name, lines)
+
+
 # ----------------------------------------------------------------------------------------------- determinism, hashes
 
 
@@ -518,7 +597,7 @@ def test_same_examples_same_bytes_and_sha():
 
 
 def test_output_larger_than_write_buffer(monkeypatch):
-    monkeypatch.setattr(D, "_BUFFER_BYTES", 256)
+    monkeypatch.setattr(P, "_BUFFER_BYTES", 256)
     writes = []
 
     class Sink:
@@ -567,9 +646,12 @@ def test_error_issue_list_includes_warnings():
 
 
 def test_rule_table_is_complete():
+    import importlib
     import inspect
+    import pkgutil
 
-    source = inspect.getsource(D)
+    source = "".join(inspect.getsource(importlib.import_module(f"{D.__name__}.{m.name}"))
+                     for m in pkgutil.iter_modules(D.__path__))
     for rule in RULES:
         assert f"``{rule}``" in D.__doc__, rule
         assert source.count(f'"{rule}"') >= 2, rule  # in RULES and raised somewhere
@@ -738,7 +820,7 @@ def test_fast_and_slow_paths_give_the_same_bytes():
      "hello.world", "Trailing space ", "ALL CAPS!!!", "#tag rest", "e.g. this"],
 )
 def test_ascii_leak_key_matches_normalized_first_word(text):
-    assert D._ascii_leak_key(text) == D._first_word_key(normalize_prompt(text))
+    assert leakage._ascii_leak_key(text) == leakage._first_word_key(normalize_prompt(text))
 
 
 def test_leakage_prefilter_does_not_miss_non_ascii_or_punctuated_prompts():
@@ -754,4 +836,4 @@ def test_ascii_leak_key_fuzz():
     alphabet = "ab Z9 .,!?-'\"()\t\n\x0b\x1c\x1f:;/"
     for _ in range(3_000):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
-        assert D._ascii_leak_key(text) == D._first_word_key(normalize_prompt(text)), repr(text)
+        assert leakage._ascii_leak_key(text) == leakage._first_word_key(normalize_prompt(text)), repr(text)

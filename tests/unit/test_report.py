@@ -1,11 +1,12 @@
-"""The per-run HTML report: content, escaping, plots as embedded PNGs, graceful degradation."""
+"""The per-run HTML report: content, escaping, charts as inline SVG (no matplotlib), graceful degradation."""
 
 from __future__ import annotations
 
-import base64
 import json
 import random
 import re
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -15,13 +16,14 @@ from gemini_tuning.core.gate import GateConfig, decide
 from gemini_tuning.core.metrics import Answer, score_all, summarize
 from gemini_tuning.core.promptset import Prompt
 from gemini_tuning.services import reporting as report
+from gemini_tuning.services.report.examples import classify
 from gemini_tuning.services.reporting import MAX_EXAMPLE_ROWS, render_report
 
 pytestmark = pytest.mark.fast
 
 DEMO = Path(__file__).resolve().parents[2] / "include" / "demo"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-IMG_RE = re.compile(r'<img[^>]*\ssrc="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+CHART_RE = re.compile(r'<svg class="chart[^"]*" role="img" aria-label="([^"]*)" width="(\d+)" height="(\d+)"'
+                      r'.*?</svg>', re.S)
 MALICIOUS = "<script>alert(1)</script>"
 LABELS = ("billing", "shipping", "technical", "account", "refund", "other")
 
@@ -150,18 +152,14 @@ def parse(page: str) -> _Checker:
     return c
 
 
-def pngs(page: str) -> list[bytes]:
-    out = []
-    for b64 in IMG_RE.findall(page):
-        raw = base64.b64decode(b64, validate=True)
-        assert raw[:8] == PNG_MAGIC
-        out.append(raw)
-    return out
+def charts(page: str) -> list[str]:
+    """The inline SVG charts of a page (each a whole ``<svg>`` element)."""
+    return [m.group(0) for m in CHART_RE.finditer(page)]
 
 
-def png_size(raw: bytes) -> tuple[int, int]:
-    assert raw[12:16] == b"IHDR"
-    return int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
+def chart_size(svg: str) -> tuple[int, int]:
+    m = CHART_RE.match(svg)
+    return int(m.group(2)), int(m.group(3))
 
 
 # ------------------------------------------------------------------------------------------ tests
@@ -172,13 +170,15 @@ def test_full_report_structure(full, full_html):
     c = parse(page)
     assert c.scripts == 0
     assert "<link" not in page and "http://" not in page and "https://" not in page  # no external assets
-    # loss curve, metrics bars, per-tag bars (9 tags <= 20)
-    images = pngs(page)
-    assert len(images) == 3 == len(c.imgs)
-    assert all(i["src"].startswith("data:image/png;base64,") and i.get("alt") for i in c.imgs)
-    for raw in images:
-        w, h = png_size(raw)
+    # loss curve, metrics bars, per-tag bars (9 tags <= 20): inline SVG, no image at all
+    drawn = charts(page)
+    assert len(drawn) == 3 == c.starts["svg"] and c.imgs == [] and "data:image" not in page
+    assert [CHART_RE.match(x).group(1) for x in drawn] == ["Training loss by step", "Metrics, challenger vs champion",
+                                                          "normalized match per tag"]
+    for svg in drawn:
+        w, h = chart_size(svg)
         assert 300 <= w <= 1400 and 150 <= h <= 1400, (w, h)
+        assert sum(svg.count(t) for t in ("<path", "<rect", "<circle")) > 10       # they draw something
     # tables: rules, tuning kv, evaluation kv, metrics, per-tag, examples
     assert c.starts["table"] == 6
     text = " ".join(c.text)
@@ -220,7 +220,7 @@ def page_count(page: str, s: str) -> int:
 def test_minimal_data():
     page = render_report({"title": "t", "run_id": "r"})
     c = parse(page)
-    assert pngs(page) == [] and c.imgs == []
+    assert charts(page) == [] and c.imgs == [] and "<svg" not in page
     assert "UNKNOWN" in page
     assert "No loss history" in page and "No evaluation summary" in page
     assert "No gate rules" in page and "No examples" in page
@@ -234,7 +234,7 @@ def test_no_champion_no_loss_no_examples():
     data["examples"] = []
     page = render_report(data)
     c = parse(page)
-    assert len(pngs(page)) == 2  # metrics + per tag; no loss curve
+    assert len(charts(page)) == 2  # metrics + per tag; no loss curve
     text = " ".join(c.text)
     assert "No loss history" in text
     assert "Gemini API" in text
@@ -271,10 +271,13 @@ def test_malicious_strings_are_escaped():
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(2)&gt;" in page
     assert "<b>tag</b>" not in page and "&lt;b&gt;tag&lt;/b&gt;" in page
-    assert "&amp; &quot;quotes&quot;" in page
+    assert "&amp; &#34;quotes&#34;" in page
     # the malicious prompt is shown (it differs) and its text round-trips through the parser as plain text
     assert any(MALICIOUS in t for t in c.text)
-    assert all(i["src"].startswith("data:image/png;base64,") for i in c.imgs)
+    # in the SVG charts too: the per-tag chart names every tag, as text
+    (tag_chart,) = [x for x in charts(page) if "per tag" in CHART_RE.match(x).group(1)]
+    assert "&lt;b&gt;tag&lt;/b&gt;" in tag_chart and "<b>" not in tag_chart and "$\\frac{a}{$" in tag_chart
+    assert c.imgs == []
 
 
 def test_example_rows_capped_with_note(full):
@@ -301,7 +304,7 @@ def test_only_differing_examples_listed(full):
     page = render_report(full)
     body = page.split('<table class="grid examples">', 1)[1].split("</table>", 1)[0]
     n_rows = body.count("<tr>") - 1
-    differ = [x for x in ex if report._classify(x) is not None]
+    differ = [x for x in ex if classify(x) is not None]
     assert n_rows == min(len(differ), MAX_EXAMPLE_ROWS)
     assert len(differ) < len(ex)
     for x in same[:5]:
@@ -326,7 +329,7 @@ def test_many_tags_table_without_chart(full):
             pt[f"tag{i:02d}"] = base
     page = render_report(data)
     parse(page)
-    assert len(pngs(page)) == 2  # loss + metrics, no per-tag chart
+    assert len(charts(page)) == 2  # loss + metrics, no per-tag chart
     assert "more than 20, so no chart" in page
     assert "<td>tag24</td>" in page
 
@@ -338,11 +341,11 @@ def test_loss_history_variants(full):
                                       {"step": 2, "epoch": None, "loss": 1.5}, [4, None, float("nan")]]
     page = render_report(data)
     parse(page)
-    assert len(pngs(page)) == 3
+    assert len(charts(page)) == 3
     assert "3 point(s), steps 1–3" in page
     assert "epoch(s)" not in page
     data["tuning"]["loss_history"] = [[5, 1, 0.7]]  # a single point still plots
-    assert len(pngs(render_report(data))) == 3
+    assert len(charts(render_report(data))) == 3
 
 
 def test_weird_values_do_not_break(full):
@@ -389,18 +392,19 @@ def test_validation_loss_is_plotted_and_described_beside_the_training_loss(full)
     page = render_report(data)
     text = " ".join(parse(page).text)
     assert "validation loss (3 point(s)): first 1.2, final 0.74, minimum 0.61 at step 30" in text
-    assert 'alt="Training and validation loss by step"' in page
+    assert 'aria-label="Training and validation loss by step"' in page
     assert "dashed lines mark checkpoints" in text                       # the checkpoint markers stay
     without = json.loads(json.dumps(data))
     without["tuning"]["validation_history"] = []
     plain = render_report(without)
-    assert "validation loss" not in plain and 'alt="Training loss by step"' in plain
-    assert pngs(page)[0] != pngs(plain)[0]                                # the plot really draws the series
+    assert "validation loss" not in plain and 'aria-label="Training loss by step"' in plain
+    assert charts(page)[0].count('class="series"') == 2 and charts(plain)[0].count('class="series"') == 1
+    assert charts(page)[0] != charts(plain)[0]                            # the plot really draws the series
     # only a validation series (no training loss reported): still a plot, and it says so
     data["tuning"]["loss_history"] = []
     page = render_report(data)
-    assert "no training loss was reported" in page and 'alt="Training and validation loss by step"' in page
-    assert pngs(page)[0].startswith(PNG_MAGIC)
+    assert "no training loss was reported" in page and 'aria-label="Training and validation loss by step"' in page
+    assert charts(page)[0].count('class="series"') == 1
 
 
 def test_report_data_passes_the_validation_history():
@@ -408,3 +412,35 @@ def test_report_data_passes_the_validation_history():
     kw = dict(dag_id="d", run_id="r", generated_at=None, evaluation={}, gate={}, action_taken=None, examples=[])
     assert report.report_data(tuning=tuning, **kw)["tuning"]["validation_history"] == [[1, 1, 2.5]]
     assert report.report_data(tuning={"name": "tuningJobs/1"}, **kw)["tuning"]["validation_history"] == []
+
+
+def test_the_loss_chart_has_integer_step_ticks_and_marks_the_checkpoints(full):
+    """Defect: the loss chart's x-axis ticks fell on fractional steps (8.8, 16.6, ...): integer steps only."""
+    from test_ui_pages import x_tick_labels
+
+    data = json.loads(json.dumps(full))
+    data["tuning"]["checkpoints"] = [{"checkpoint_id": str(k), "epoch": k, "step": 15 * k} for k in (1, 2, 3)]
+    data["evaluation"]["best_checkpoint"] = {"checkpoint_id": "2", "metric": "normalized_match", "score": 0.81,
+                                             "scores": [{"checkpoint_id": "2", "score": 0.81}]}
+    page = render_report(data)
+    ticks = x_tick_labels(page, "loss")
+    assert len(ticks) >= 3 and all(re.fullmatch(r"\d+", t) for t in ticks), ticks
+    assert 1 <= int(ticks[0]) and int(ticks[-1]) <= 45
+    loss = page.split('class="chart loss"', 1)[1].split("</svg>", 1)[0]
+    assert "ckpt 1" in loss and "ckpt 2 · 0.810" in loss and "ckpt 3" in loss
+    assert loss.count('class="checkpoint best"') == 1 and loss.count('class="checkpoint"') == 2
+
+
+def test_the_report_needs_no_matplotlib():
+    """The charts are SVG drawn by ``services.report.charts``: rendering a full report imports no plotting library."""
+    probe = ("import sys, importlib.util; sys.path.insert(0, 'tests/unit'); "
+             "spec = importlib.util.spec_from_file_location('t', 'tests/unit/test_report.py'); "
+             "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
+             "from gemini_tuning.services.reporting import render_report; "
+             "assert render_report(m.build_data()).count('<svg') == 3; "
+             "print(sorted(k for k in sys.modules if k.split('.')[0] in ('matplotlib', 'PIL')))")
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": f"{root / 'plugins'}:{root}", "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -1,4 +1,5 @@
-"""The UI page's pure parts: views from runs/XCom, HTML escaping, SVG charts, the status cache's request bound."""
+"""The UI page's pure parts: views from runs/XCom, HTML escaping, SVG charts (``services.report.charts``, shared
+with the report), the status cache's request bound."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import threading
 
 import pytest
 
-from gemini_tuning.ui import pages, svg, views
+from gemini_tuning.services.report import charts
+from gemini_tuning.services.report.render import chart_svg
+from gemini_tuning.ui import pages, views
 from gemini_tuning.ui.status_cache import StatusCache
 
 pytestmark = pytest.mark.fast
@@ -25,6 +28,15 @@ GATE = {"decision": "promote", "summary": "promote: all 3 rule(s) passed",
                    "details": None},
                   {"name": "champion_margin", "verdict": "pass", "observed": 0.05, "threshold": 0.0,
                    "reason": "<b>margin</b>", "details": {"metric": "rouge_l_f1"}}]}
+
+
+def run_row(summary: dict) -> str:
+    """The overview's table row of one run (``views.run_summary``), as the page writes it."""
+    page = pages.overview_page({"pipelines": [{"pointer_uri": POINTER, "dag_ids": [summary["dag_id"]],
+                                               "champion": None, "champion_unreadable": None, "history": [],
+                                               "runs": [summary]}], "n_runs": 1})
+    (row,) = re.findall(r'<tr class="run[" ].*?</tr>', page, flags=re.S)
+    return row
 
 
 def record(run_id="r1", *, tune_state="success", finished=True, evaluated=True, promoted=True) -> views.RunRecord:
@@ -96,7 +108,7 @@ def test_untrusted_text_is_escaped_everywhere():
     v["run_id"] = "<script>alert(1)</script>"
     page = pages.run_page(v, [{"prompt": "<script>alert('x')</script>", "reference": "<i>r</i>",
                                "challenger": "a & b", "champion": None}])
-    assert "<script>" not in page and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+    assert "<script>" not in page and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page
     assert "&lt;b&gt;margin&lt;/b&gt;" in page and "a &amp; b" in page
     assert len(re.findall(r'<tr class="rule">', page)) == len(GATE["rules"])
 
@@ -108,13 +120,16 @@ def test_active_pages_refresh_themselves_finished_ones_do_not():
 
 
 def test_svg_charts_draw_what_they_are_given():
-    chart = svg.line_chart([("train loss", [(1, 2.0), (2, 1.0), (3, 0.5)]), ("validation loss", [(3, 0.9)])],
-                           markers=[(2.0, "ckpt <1>")])
-    assert chart.count('class="series"') == 2 and "ckpt &lt;1&gt;" in chart
-    assert "no points yet" in svg.line_chart([("train loss", [])])
-    bars = svg.bar_chart(["a<b>"], [("challenger", [0.5]), ("champion", [None])])
-    assert "a&lt;b&gt;" in bars and bars.count("<rect") == 4       # background, 2 legend swatches, one bar
-    assert 'aria-valuenow="37.5"' in svg.progress_bar(37.5)
+    chart = chart_svg(charts.loss_chart([("train loss", [(1, 2.0), (2, 1.0), (3, 0.5)], "#1a73e8"),
+                                         ("validation loss", [(3, 0.9)], "#9334e6")],
+                                        markers=[charts.Marker(2.0, "ckpt <1>")]))
+    assert chart.count('class="series"') == 2 and "ckpt &lt;1&gt;" in chart and "<1>" not in chart
+    assert "no points yet" in chart_svg(charts.loss_chart([("train loss", [], "#1a73e8")]))
+    bars = chart_svg(charts.bar_chart(["a<b>"], [("challenger", [0.5], "#1a73e8"), ("champion", [None], "#f29900")]))
+    assert "a&lt;b&gt;" in bars and "<b>" not in bars
+    assert bars.count('class="bar"') == 1 and "n/a" in bars                  # no bar for a missing value
+    assert bars.count("<rect") == 4                        # background, 2 legend swatches, one bar
+    assert 'aria-valuenow="37.5"' in chart_svg(charts.progress_bar(37.5))
 
 
 def test_status_cache_asks_once_per_ttl_and_never_for_a_finished_job(tmp_path):
@@ -197,8 +212,9 @@ def test_class_attributes_take_no_markup_from_xcom():
     page = pages.run_page(v)
     assert "<meta http-equiv" not in page.split("</head>", 1)[1]
     summary = views.run_summary(v)
-    row = pages._run_row(summary)
+    row = run_row(summary)
     assert "<meta" not in row and "evil" not in row.split("class=")[-1].split(">")[0]
+    assert '<span class="pill">' in row                     # a decision that is not one gets no class at all
 
 
 def test_the_report_route_serves_gcs_report_objects_only():
@@ -220,5 +236,5 @@ def test_the_page_knows_every_gate_decision():
     v = views.run_view(rec)
     assert v["unreadable"] is None and v["gate"]["label"] == "no decision"
     assert 'data-decision="no_decision">no decision</span>' in pages.run_page(v)
-    row = pages._run_row(views.run_summary(v))
+    row = run_row(views.run_summary(v))
     assert "no decision" in row and "no decision: 3 of 120 scored" in row

@@ -12,7 +12,15 @@ from dataclasses import replace
 from airflow.sdk import Asset, AssetAlias
 
 from ..backends import gcs
-from ..core.dataset import MAX_DECOMPRESSED_BYTES, MAX_LINE_BYTES, DatasetOptions, iter_lines, prepare_dataset
+from ..core.dataset import (
+    MAX_DECOMPRESSED_BYTES,
+    MAX_LINE_BYTES,
+    DatasetOptions,
+    check_validation_target,
+    iter_lines,
+    prepare_dataset,
+    prepare_validation_dataset,
+)
 from ..core.promptset import parse_prompt_set
 from .base import GeminiBaseOperator, optional
 from .guards import guard_demo_configuration
@@ -42,8 +50,10 @@ class PrepareTuningDatasetOperator(GeminiBaseOperator):
     :param source: local path or ``gs://`` URI of the JSONL (optionally gzip) training set (templated).
     :param destination: ``gs://bucket/prefix`` to upload to (templated).
     :param target: ``vertex`` or ``gemini_api``: the format and the rules (templated).
-    :param validation_source: a separate validation set, validated and uploaded beside the training set
-        (templated). Exclusive with ``validation_fraction``.
+    :param validation_source: a separate validation set, validated with the validation rules (Vertex: at most
+        5,000 examples, or 30 % of the training examples above 1,000; no minimum) and uploaded beside the training
+        set (templated). Exclusive with ``validation_fraction``. Vertex only: the Gemini API takes no validation
+        data, so with ``target="gemini_api"`` it fails (``validation-unsupported``) before anything is read.
     :param validation_fraction: split this fraction off the training set, deterministically by content hash
         (templated).
     :param eval_prompts: a prompt set checked for leakage into the training set (templated).
@@ -112,15 +122,22 @@ class PrepareTuningDatasetOperator(GeminiBaseOperator):
         return iter_lines(fh, max_line_bytes=self.max_line_bytes, max_decompressed_bytes=self.max_decompressed_bytes)
 
     def _prepare(self, client, source: str, options: DatasetOptions, train, validation=None, eval_prompts=None,
-                 name: str | None = None):
-        """``source``: the checked location to read; ``name``: how the issues name it (the value as given)."""
+                 name: str | None = None, train_count: int | None = None):
+        """``source``: the checked location to read; ``name``: how the issues name it (the value as given).
+        ``train_count``: None for the training set; for a separate validation set the number of training examples
+        it goes with (it is then validated with the validation rules and written to ``validation``)."""
         name = name or source
-        self.log.info("validating %s for %s (%s)", name, options.target, options)
+        role = "training" if train_count is None else "validation"
+        self.log.info("validating %s (%s) for %s (%s)", name, role, options.target, options)
         progress = gcs.ProgressLog(f"read {name}", logger=self.log)
         with gcs.open_source(source, client) as raw:
             counted = gcs.CountingReader(raw, progress)
-            result = prepare_dataset(self._lines(counted), source_name=name, options=options, train_sink=train,
-                                     validation_sink=validation, eval_prompts=eval_prompts)
+            if train_count is None:
+                result = prepare_dataset(self._lines(counted), source_name=name, options=options, train_sink=train,
+                                         validation_sink=validation, eval_prompts=eval_prompts)
+            else:
+                result = prepare_validation_dataset(self._lines(counted), source_name=name, options=options,
+                                                    validation_sink=validation, train_count=train_count)
         progress(counted.count, final=True)
         return result
 
@@ -134,6 +151,8 @@ class PrepareTuningDatasetOperator(GeminiBaseOperator):
         validation_source = optional(self.validation_source)
         if validation_source and options.validation_fraction:
             raise ValueError("give either validation_source or validation_fraction, not both")
+        if validation_source:  # the Gemini API takes no validation data: say so before anything is read
+            check_validation_target(options, validation_source)
         bucket, prefix = gcs.parse_gs_uri(self.destination)
         prefix = prefix.strip("/")
         from ..services.eval_results import MAX_PROMPT_SET_BYTES
@@ -164,9 +183,10 @@ class PrepareTuningDatasetOperator(GeminiBaseOperator):
             res = self._prepare(client, source, options, t_up, split, evals, name=self.source)
             val_sha, val_count, warnings = res.validation_sha256, res.validation_count, list(res.warnings)
             if validation_source:
-                vres = self._prepare(client, validation_location, replace(options, leakage="off"), v_up,
-                                     name=validation_source)
-                val_sha, val_count, warnings = vres.train_sha256, vres.train_count, warnings + list(vres.warnings)
+                vres = self._prepare(client, validation_location, replace(options, leakage="off"), None, v_up,
+                                     name=validation_source, train_count=res.train_count)
+                val_sha, val_count = vres.validation_sha256, vres.validation_count
+                warnings += list(vres.warnings)
             key = res.train_sha256[:16]
             train = t_up.finish(path(key, "train.jsonl"), sha256=res.train_sha256)
             val = v_up.finish(path(key, f"validation-{val_sha[:16]}.jsonl"), sha256=val_sha) if val_count else None

@@ -5,8 +5,9 @@ overview lists only runs of DAGs the caller may read, and shows what their XCom 
 decisions, run ids, champion pointers) only for DAGs whose XCom the caller may read (``DagAccessEntity.XCOM``, asked
 per DAG); other rows show state and times only. The run, report and JSON routes of one run need read access to that
 DAG's runs and XCom (403 otherwise). FastAPI's own /docs, /redoc and /openapi.json are off. Pages carry a
-Content-Security-Policy without scripts and may only be framed by the Airflow UI itself; the report (static HTML,
-inline CSS/SVG, data: images) is served sandboxed as well. Nothing secret is in any payload: job names, model
+Content-Security-Policy without scripts and may only be framed by the Airflow UI itself (inline ``<style>``: one
+stylesheet inlined by the templates, and inline SVG charts); the report (static HTML written by a task, read from
+GCS) is served with the same policy plus ``sandbox``. Nothing secret is in any payload: job names, model
 names, metrics and the gate's rules.
 
 Data from XCom and GCS is untrusted (``ui.fields``, ``ui.views``): a malformed run or pointer shows as
@@ -92,7 +93,8 @@ def _limit(limit: int | None) -> int:
 @app.get("/", response_class=HTMLResponse)
 def overview_page(user: GetUserDep, readable: Readable, limit: Annotated[int | None, Query(ge=1)] = None):
     """Every pipeline (champion pointer) with its champion, history and runs."""
-    return _html(pages.overview_page(_overview(user, readable, _limit(limit))))
+    return _html(pages.overview_page(_overview(user, readable, _limit(limit)),
+                                     dags_refresh_seconds=data.DAGS_REFRESH_SECONDS))
 
 
 @app.get("/api/overview")
@@ -114,7 +116,7 @@ def run_page(dag_id: str, run_id: str):
     _, view = _run(dag_id, run_id)
     ev = view["evaluation"] or {}
     examples, error = data.examples(ev["results_uri"]) if ev.get("results_uri") else ((), None)
-    return _html(pages.run_page(view, examples, error))
+    return _html(pages.run_page(view, examples, error, status_ttl=data.status_ttl()))
 
 
 @app.get("/api/runs/{dag_id}/{run_id}", dependencies=[RunAccess, XComAccess])

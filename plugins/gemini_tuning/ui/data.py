@@ -4,7 +4,7 @@ writes under its GCS prefix (champion pointers, results, reports), and live job 
 Runs inside the api-server. No database of its own; every query is bounded (the newest ``limit`` runs of DAGs that
 use this package's operators and that the caller may read). Settings (``[gemini_tuning]`` in airflow.cfg or
 ``AIRFLOW__GEMINI_TUNING__*``): ``ui_gcp_conn_id`` (default ``google_cloud_default``), ``ui_cache_dir`` (default
-``$AIRFLOW_HOME/gemini_tuning_ui_cache``), ``ui_status_ttl_seconds`` (30), ``ui_max_runs`` (200),
+``$AIRFLOW_HOME/gemini_tuning_ui_cache``), ``ui_status_ttl_seconds`` (30; :func:`status_ttl`), ``ui_max_runs`` (200),
 ``ui_status_projects`` (see :func:`status_projects`).
 
 Everything read from XCom, GCS and the status cache is untrusted (``ui.fields``): a job is only asked about when
@@ -15,6 +15,7 @@ its name checks out (``views.live_job``) and its project is one the deployment a
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import threading
@@ -40,12 +41,32 @@ MAX_EXAMPLES = 20
 MAX_BACKENDS = 32                      # status backends kept per process (one per allowed project and location)
 #: the examples cache keeps at most this many bytes of examples (by their JSON size), and 256 results files
 EXAMPLES_CACHE_BYTES = 32 * 1024 * 1024
+#: the list of DAGs that use this package's operators is re-read this often per process (the overview says so)
+DAGS_REFRESH_SECONDS = 60.0
+#: ``ui_status_ttl_seconds`` when it is not set
+STATUS_TTL_DEFAULT = 30.0
 
 
 def setting(key: str, fallback: str) -> str:
     from airflow.configuration import conf
 
     return conf.get("gemini_tuning", key, fallback=fallback)
+
+
+def status_ttl() -> float:
+    """``[gemini_tuning] ui_status_ttl_seconds``: how long a live job status is cached before it is asked again
+    (:data:`STATUS_TTL_DEFAULT` when unset, or when the value is not a positive number: logged). The status cache
+    and the run page (which says it) both read it here."""
+    raw = setting("ui_status_ttl_seconds", f"{STATUS_TTL_DEFAULT:g}")
+    try:
+        ttl = float(raw)
+    except (TypeError, ValueError):
+        ttl = math.nan
+    if not (math.isfinite(ttl) and ttl > 0):
+        log.warning("[gemini_tuning] ui_status_ttl_seconds = %r is not a positive number: %g s is used", raw,
+                    STATUS_TTL_DEFAULT)
+        return STATUS_TTL_DEFAULT
+    return ttl
 
 
 def _iso(value) -> str | None:
@@ -58,14 +79,15 @@ _dags: tuple[float, frozenset[str]] = (0.0, frozenset())
 
 
 def dags_with_our_operators(session) -> frozenset[str]:
-    """DAG ids that ran at least one of this package's operators (refreshed every 60 s per process)."""
+    """DAG ids that ran at least one of this package's operators (re-read every :data:`DAGS_REFRESH_SECONDS` per
+    process)."""
     global _dags
     from airflow.models.taskinstance import TaskInstance
     from sqlalchemy import select
 
     with _dags_lock:
         at, ids = _dags
-        if time.monotonic() - at < 60.0:
+        if time.monotonic() - at < DAGS_REFRESH_SECONDS:
             return ids
         ids = frozenset(session.scalars(select(TaskInstance.dag_id).where(TaskInstance.operator.in_(tuple(ROLES)))
                                         .distinct()))
@@ -252,7 +274,7 @@ def fetch_status(backend: str, ref: str) -> dict:
 def status_cache() -> StatusCache:
     home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
     return StatusCache(setting("ui_cache_dir", os.path.join(home, "gemini_tuning_ui_cache")), fetch_status,
-                       ttl=float(setting("ui_status_ttl_seconds", "30")))
+                       ttl=status_ttl())
 
 
 def live_status(rec: RunRecord) -> dict | None:
