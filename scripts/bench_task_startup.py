@@ -7,7 +7,7 @@ Starts the services harness twice, one stack after the other, against the emulat
 ui_stack.py``), and triggers ``--runs`` pipeline runs at once on each:
 
 * ``lazy``: Airflow's defaults (``[core] lazy_load_plugins = True``): every task process imports the Google
-  provider's hook, google-genai, the aiplatform clients, google-cloud-storage and matplotlib itself;
+  provider's hook, google-genai, the aiplatform clients, google-cloud-storage and the report renderer itself;
 * ``preload``: ``[core] lazy_load_plugins = False`` and ``[gemini_tuning] preload_task_modules = True``: the
   scheduler loads the plugin, which imports them, before the LocalExecutor forks its workers.
 
