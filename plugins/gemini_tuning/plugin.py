@@ -6,8 +6,8 @@ processes that only load plugins for their extra links (scheduler, workers, trig
 
 **Preloading** (``[gemini_tuning] preload_task_modules = True``, off by default): the plugin then imports what this
 package's tasks import when they run (the Google provider's base hook, google-genai, the aiplatform GAPIC
-clients, google-cloud-storage, the report's templates) when it is loaded. With ``[core] lazy_load_plugins = False`` every
-Airflow process loads plugins at start, so a LocalExecutor scheduler or a Celery worker has them before it forks
+clients, google-cloud-storage, the report renderer) when it is loaded. With ``[core] lazy_load_plugins = False``
+every Airflow process loads plugins at start, so a LocalExecutor scheduler or a Celery worker has them before it forks
 the processes that run tasks, and each task inherits them instead of importing them again (about 2-3 s of CPU
 and 0.5 s of wall per task; ``scripts/bench_task_startup.py``). The price: those modules' memory in every Airflow
 process (api-server, triggerer and dag-processor included).
