@@ -126,8 +126,9 @@ def integer_ticks(lo: float, hi: float, target: int = 8) -> list[int]:
     if not (math.isfinite(lo) and math.isfinite(hi)) or hi < lo:
         return []
     step = max(1, round(_nice_step(hi - lo, target)))
-    first = math.ceil(lo / step) * step
-    ticks = list(range(int(first), int(math.floor(hi)) + 1, step))
+    first = math.ceil(lo)  # integer arithmetic: lo / step underflows for subnormal lo
+    first += -first % step
+    ticks = list(range(first, math.floor(hi) + 1, step))
     return ticks or sorted({math.ceil(lo), math.floor(hi)} & set(range(math.ceil(lo), math.floor(hi) + 1)))
 
 
