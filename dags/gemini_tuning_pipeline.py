@@ -33,14 +33,12 @@ from airflow.timetables.trigger import CronTriggerTimetable
 from gemini_tuning.core.names import LOCATION_PATTERN, PROJECT_PATTERN
 from gemini_tuning.core.tuning import BACKENDS
 from gemini_tuning.core.vocabulary import GATE_METRIC_NAMES
-from gemini_tuning.operators.evaluate import GeminiEvaluateOperator, GeminiGateOperator
+from gemini_tuning.operators.approval import GeminiApprovalOperator
+from gemini_tuning.operators.evaluate import GeminiEvaluateOperator
+from gemini_tuning.operators.gate import GeminiGateOperator
 from gemini_tuning.operators.guards import deployment_params
 from gemini_tuning.operators.prepare import PrepareTuningDatasetOperator
-from gemini_tuning.operators.promote import (
-    GeminiApprovalOperator,
-    GeminiDeleteTunedModelOperator,
-    GeminiPromoteOperator,
-)
+from gemini_tuning.operators.promote import GeminiDeleteTunedModelOperator, GeminiPromoteOperator
 from gemini_tuning.operators.report import GeminiTuningReportOperator
 from gemini_tuning.operators.tune import GeminiTuningOperator
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -44,6 +46,17 @@ def page(items: list, request: web.Request, *, default_size: int, max_size: int)
     chunk = items[start:start + size]
     nxt = start + size
     return chunk, (base64.urlsafe_b64encode(str(nxt).encode()).decode() if nxt < len(items) else None)
+
+
+def list_response(request: web.Request, key: str, items: list, *, default_size: int, max_size: int = 1000,
+                  view: Callable[[Any], dict] | None = None) -> web.Response:
+    """One page of ``items`` as a list call's answer: ``{key: [...], "nextPageToken": ...}`` (no token on the last
+    page). ``view`` makes each item of the page its wire form."""
+    chunk, nxt = page(items, request, default_size=default_size, max_size=max_size)
+    out = {key: [view(i) for i in chunk] if view is not None else chunk}
+    if nxt:
+        out["nextPageToken"] = nxt
+    return ok(out)
 
 
 _TERM = re.compile(r'^\s*(?P<key>[A-Za-z_][\w.\-]*)\s*(?P<op>=|!=|:)\s*(?P<value>"[^"]*"|[^\s"]+)\s*$')

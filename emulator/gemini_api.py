@@ -11,10 +11,10 @@ import logging
 import re
 
 from . import learner, serving, wire
-from .common import json_body, ok, page
+from .common import json_body, list_response, ok
 from .errors import ApiError, not_found, rpc_status
+from .jobs import ENDED, JobLifecycle, Timeline, TrainingInputs, hp_from_emu
 from .store import new_slug_id
-from .training import Trainer, hp_from_emu, new_emu_state, timeline
 
 log = logging.getLogger("emulator.gemini_api")
 
@@ -45,11 +45,9 @@ class GeminiApiService:
     def __init__(self, emu):
         self.emu = emu
         self.store = emu.store
-        self.trainer = Trainer(emu)
         self._models: dict[str, learner.TunedModel] = {}
-        self._active: set[str] = set()
-        emu.tickers.append(self.tick)
-        emu.startup_hooks.append(self.resume)
+        self.jobs = JobLifecycle(emu, "tunedModels", terminal=TERMINAL, inputs=self._training_inputs,
+                                 advance=self._advance)
         r = emu.router
         r.add("POST", r"/v1beta/tunedModels", self.create)
         r.add("GET", r"/v1beta/tunedModels", self.list)
@@ -127,8 +125,7 @@ class GeminiApiService:
         hp = learner.HyperParams(epochs=epochs, learning_rate=lr, batch_size=batch,
                                  adapter_rank=learner.ADAPTER_RANKS["ADAPTER_SIZE_FOUR"],
                                  seed=int.from_bytes(tuned_id.encode()[:8].ljust(8, b"\0"), "big") % (2**31))
-        plan = self.emu.faults.take_job_failure(display)
-        emu = new_emu_state(self.emu.config, hp=hp, fail_plan=plan.to_dict() if plan else None, now=now)
+        emu = self.jobs.new_state(hp=hp, display_name=display, now=now)
         op_name = f"{name}/operations/{new_slug_id(12)}"
         emu.update(kind="gemini_api", examples=examples, operation=op_name)
         resource = {"name": name, "baseModel": base, "state": "CREATING", "createTime": serving.rfc3339(now),
@@ -137,74 +134,29 @@ class GeminiApiService:
         for key in ("displayName", "description", "temperature", "topP", "topK"):
             if body.get(key) is not None:
                 resource[key] = body[key]
-        self.store.put("tunedModels", name, {"resource": resource, "emu": emu})
-        self._active.add(name)
-        self._start_training(name)
+        self.jobs.create(name, resource, emu)
         log.info("created %s (%d examples, %d epochs, batch %d)", name, n, epochs, batch)
         return ok(self._op_view(name))
 
-    def _start_training(self, name: str) -> None:
-        obj = self.store.get("tunedModels", name)
+    @staticmethod
+    def _training_inputs(name: str, emu: dict) -> TrainingInputs:
+        return TrainingInputs(load=lambda: [learner.example_from_gemini_api(e) for e in emu["examples"]])
 
-        def load():
-            return [learner.example_from_gemini_api(e) for e in obj["emu"]["examples"]]
-
-        def on_data(n: int) -> None:
-            cur = self.store.get("tunedModels", name)
-            if cur is None:
-                return
-            e = cur["emu"]
-            e["n_examples"] = n
-            e["steps"] = learner.planned_steps(n, hp_from_emu(e))
-            e["data_ready"] = self.emu.now()
-            self.store.put("tunedModels", name, cur)
-
-        def on_done(records, exc) -> None:
-            cur = self.store.get("tunedModels", name)
-            if cur is None:
-                return
-            e = cur["emu"]
-            if exc is not None:
-                e["error"] = {"code": 3, "message": str(exc)}
-                e["error_at"] = self.emu.now()
-            else:
-                e["trained"], e["trained_at"] = True, self.emu.now()
-                e["losses"] = [[r.step, r.epoch, r.loss] for r in records]
-            self.store.put("tunedModels", name, cur)
-            self.tick(self.emu.now(), only=name)
-
-        self.trainer.start(name, load, hp_from_emu(obj["emu"]), on_data, on_done)
-
-    def resume(self) -> None:
-        for name, obj in self.store.items("tunedModels"):
-            if obj["resource"]["state"] in TERMINAL:
-                continue
-            self._active.add(name)
-            e = obj["emu"]
-            if not e.get("trained") and e.get("error") is None and e.get("cancelled_at") is None:
-                self._start_training(name)
-
-    def tick(self, now: float, only: str | None = None) -> None:
-        for name in ([only] if only is not None else list(self._active)):
-            if name not in self._active:
-                continue
-            obj = self.store.get("tunedModels", name)
-            if obj is None:
-                self._active.discard(name)
-                continue
-            tl = timeline(obj["emu"], now, self.trainer.progress.get(name))
-            res = obj["resource"]
-            if tl.start_time is not None and "startTime" not in res.get("tuningTask", {}):
-                res["tuningTask"]["startTime"] = serving.rfc3339(tl.start_time)
-                self.store.put("tunedModels", name, obj)
-            if tl.state in ("PENDING", "RUNNING"):
-                continue
-            res["state"] = "ACTIVE" if tl.state == "SUCCEEDED" else "FAILED"
-            res["updateTime"] = serving.rfc3339(now)
-            res["tuningTask"]["completeTime"] = serving.rfc3339(tl.end_time or now)
-            obj["emu"]["final"] = {"state": tl.state, "error": tl.error, "completed_steps": tl.completed_steps}
-            self._active.discard(name)
-            self.store.put("tunedModels", name, obj)
+    @staticmethod
+    def _advance(name: str, obj: dict, tl: Timeline, now: float) -> bool:
+        """The job's timeline, as a tunedModel: CREATING until it ends, then ACTIVE or FAILED."""
+        res = obj["resource"]
+        changed = False
+        if tl.start_time is not None and "startTime" not in res.get("tuningTask", {}):
+            res["tuningTask"]["startTime"] = serving.rfc3339(tl.start_time)
+            changed = True
+        if tl.state not in ENDED:
+            return changed
+        res["state"] = "ACTIVE" if tl.state == "SUCCEEDED" else "FAILED"
+        res["updateTime"] = serving.rfc3339(now)
+        res["tuningTask"]["completeTime"] = serving.rfc3339(tl.end_time or now)
+        obj["emu"]["final"] = {"state": tl.state, "error": tl.error, "completed_steps": tl.completed_steps}
+        return True
 
     # ----------------------------------------------------------------------------------------------- views
     def _obj(self, name: str) -> dict:
@@ -220,9 +172,8 @@ class GeminiApiService:
                     max(e["created"] + e["pending_s"], e.get("data_ready") or 0) + s * step_s)}
                 for s, ep, loss in losses[:completed]]
 
-    def _progress(self, obj: dict):
-        e = obj["emu"]
-        return timeline(e, self.emu.now(), self.trainer.progress.get(obj["resource"]["name"]))
+    def _progress(self, obj: dict) -> Timeline:
+        return self.jobs.timeline(obj["resource"]["name"], obj["emu"])
 
     def _resource_view(self, obj: dict) -> dict:
         res = {k: (dict(v) if isinstance(v, dict) else v) for k, v in obj["resource"].items()}
@@ -231,7 +182,7 @@ class GeminiApiService:
         return res
 
     def _op_view(self, name: str) -> dict:
-        self.tick(self.emu.now(), only=name)
+        self.jobs.tick(self.emu.now(), only=name)
         obj = self._obj(name)
         e = obj["emu"]
         tl = self._progress(obj)
@@ -256,7 +207,7 @@ class GeminiApiService:
     # ----------------------------------------------------------------------------------------------- handlers
     async def get(self, request, ver, id):
         _check_auth(request)
-        self.tick(self.emu.now(), only=f"tunedModels/{id}")
+        self.jobs.tick(self.emu.now(), only=f"tunedModels/{id}")
         return ok(self._resource_view(self._obj(f"tunedModels/{id}")))
 
     async def list(self, request):
@@ -266,11 +217,7 @@ class GeminiApiService:
         if flt and ":" not in flt:  # full-text over display name and description
             items = [o for o in items if flt in (o["resource"].get("displayName", "") + " " +
                                                  o["resource"].get("description", "")).lower()]
-        chunk, nxt = page(items, request, default_size=10, max_size=1000)
-        out = {"tunedModels": [self._resource_view(o) for o in chunk]}
-        if nxt:
-            out["nextPageToken"] = nxt
-        return ok(out)
+        return list_response(request, "tunedModels", items, default_size=10, view=self._resource_view)
 
     async def patch(self, request, ver, id):
         _check_auth(request)
@@ -294,7 +241,7 @@ class GeminiApiService:
         name = f"tunedModels/{id}"
         self._obj(name)
         self.store.delete("tunedModels", name)
-        self._active.discard(name)
+        self.jobs.forget(name)
         self._models.pop(name, None)
         return ok({})
 
@@ -316,9 +263,7 @@ class GeminiApiService:
         if obj["emu"]["operation"] != f"{name}/operations/{op}":
             raise not_found(f"{name}/operations/{op}")
         if obj["resource"]["state"] == "CREATING":
-            obj["emu"]["cancelled_at"] = self.emu.now()
-            self.store.put("tunedModels", name, obj)
-            self.tick(self.emu.now(), only=name)
+            self.jobs.cancel(name, obj)
         return ok({})
 
     async def generate(self, request, ver, id):

@@ -1,19 +1,15 @@
-"""Training orchestration shared by Vertex tuning jobs and Gemini API tuned models.
+"""Running the learner for a training job, and reading its data from the GCS emulator.
 
-A job's life is derived from wall-clock time and persisted facts, so it survives an emulator restart:
-    created ──(pending_s)──► RUNNING ──(steps × step_s)──► SUCCEEDED     (never before real training has finished)
-The real learner runs in a worker thread as soon as the job is created; after a restart, a job whose training had
-not finished is trained again from its data (training is deterministic, so the result is the same).
+:class:`Trainer` trains one job in the emulator's thread pool as soon as it is created and reports back on the event
+loop; the job's state over time (pending, running, succeeded, failed, cancelled) is :mod:`emulator.jobs`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from urllib.parse import quote
 
 import requests
@@ -56,51 +52,6 @@ def read_gcs_jsonl(gcs_url: str | None, uri: str, *, limit: int, what: str = "Tr
         raise DataError(f"{what} {uri} could not be read: {exc}") from None
 
 
-@dataclass
-class Timeline:
-    state: str                 # PENDING | RUNNING | SUCCEEDED | FAILED | CANCELLED
-    completed_steps: int = 0
-    total_steps: int | None = None
-    start_time: float | None = None
-    end_time: float | None = None
-    error: dict | None = None
-
-    @property
-    def percent(self) -> float:
-        return 100.0 * self.completed_steps / self.total_steps if self.total_steps else 0.0
-
-
-def timeline(emu: dict, now: float, live_progress: int | None) -> Timeline:
-    """Derives a job's state from its persisted facts (``emu``) and the clock."""
-    steps = emu.get("steps")
-    run_start = None
-    if steps is not None:
-        run_start = max(emu["created"] + emu["pending_s"], emu.get("data_ready") or emu["created"])
-    if emu.get("cancelled_at") is not None:
-        done = len(emu.get("losses") or []) if emu.get("trained") else (live_progress or 0)
-        return Timeline("CANCELLED", min(done, steps or 0), steps, run_start, emu["cancelled_at"],
-                        {"code": 1, "message": "CANCELLED"})
-    if emu.get("error") is not None:
-        at = max(emu["created"] + emu["pending_s"], emu.get("error_at") or 0)
-        if now >= at:
-            return Timeline("FAILED", 0, steps, run_start, at, emu["error"])
-        return Timeline("PENDING", 0, steps)
-    if steps is None or now < run_start:
-        return Timeline("PENDING", 0, steps)
-    run_s = steps * emu["step_s"]
-    frac = 1.0 if run_s <= 0 else min(1.0, (now - run_start) / run_s)
-    plan = emu.get("fail_plan")
-    if plan and frac >= plan["at_fraction"]:
-        end = run_start + plan["at_fraction"] * run_s
-        done = int(plan["at_fraction"] * steps)
-        return Timeline("FAILED", done, steps, run_start, end, {"code": plan["code"], "message": plan["message"]})
-    real_done = steps if emu.get("trained") else (live_progress or 0)
-    done = min(int(math.floor(frac * steps)), real_done)
-    if frac < 1.0 or not emu.get("trained"):
-        return Timeline("RUNNING", done, steps, run_start)
-    return Timeline("SUCCEEDED", steps, steps, run_start, max(run_start + run_s, emu.get("trained_at") or 0))
-
-
 class Trainer:
     """Runs the learner for one resource in the emulator's thread pool and reports back on the event loop."""
 
@@ -119,9 +70,12 @@ class Trainer:
 
         ``validation``: a loader of validation examples (run after ``load``, in the thread pool; a
         :class:`DataError` from it or an empty set fails the job like bad training data). The model's
-        :meth:`~learner.TunedModel.mean_loss` on them is computed after every epoch, and ``on_done`` is then called
-        with a third argument: ``[[step, epoch, loss], ...]`` (one per epoch, ``step`` the epoch's last step;
-        None when training failed). Without ``validation``, ``on_done(records, exc)`` as before."""
+        :meth:`~learner.TunedModel.mean_loss` on them is computed after every epoch.
+
+        ``on_data(n_examples)`` is called once the data is read; ``on_done(records, exc, val_losses)`` at the end:
+        ``records`` the learner's step records (None when training failed, ``exc`` then says why), ``val_losses``
+        ``[[step, epoch, loss], ...]`` (one per epoch, ``step`` the epoch's last step; None without ``validation``
+        or when training failed)."""
         if key in self._running:
             return
         self._running.add(key)
@@ -133,10 +87,7 @@ class Trainer:
         store = self.emu.store
 
         def done(records, exc, val_losses=None) -> None:
-            if validation is None:
-                on_done(records, exc)
-            else:
-                on_done(records, exc, val_losses)
+            on_done(records, exc, val_losses if validation is not None else None)
 
         try:
             try:
@@ -195,16 +146,3 @@ class Trainer:
 def checkpoint_artifact(key: str, epoch: int) -> str:
     """The artifact of one epoch's checkpoint of a job (its weights after that epoch)."""
     return f"{key}#checkpoint-{epoch}"
-
-
-def new_emu_state(emu_config, *, hp: learner.HyperParams, fail_plan, now: float) -> dict:
-    scale = emu_config.time_scale
-    return {"created": now, "pending_s": emu_config.pending_seconds * scale,
-            "step_s": emu_config.step_seconds * scale, "steps": None, "n_examples": None,
-            "hp": {"epochs": hp.epochs, "learning_rate": hp.learning_rate, "batch_size": hp.batch_size,
-                   "adapter_rank": hp.adapter_rank, "seed": hp.seed},
-            "fail_plan": fail_plan, "trained": False, "losses": None, "error": None, "cancelled_at": None}
-
-
-def hp_from_emu(emu: dict) -> learner.HyperParams:
-    return learner.HyperParams(**emu["hp"])

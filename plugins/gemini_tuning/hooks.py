@@ -67,8 +67,6 @@ class GeminiTuningHook(GoogleBaseHook):
     conn_name_attr = "gcp_conn_id"
     default_conn_name = "google_cloud_default"
     hook_name = "Gemini tuning"
-    #: The method that builds each backend of ``core.tuning.BACKENDS`` (a unit test checks that they agree).
-    BUILDERS = {"vertex": "vertex", "gemini_api": "gemini_api"}
 
     def __init__(self, gcp_conn_id: str = default_conn_name, impersonation_chain: str | Sequence[str] | None = None,
                  *, api_base_url: str | None = None, gemini_api_conn_id: str | None = None,
@@ -126,10 +124,12 @@ class GeminiTuningHook(GoogleBaseHook):
 
     # ------------------------------------------------------------------------------------------ tuning backends
     def vertex(self, project_id: str | None, location: str) -> VertexTuningBackend:
+        """Vertex AI supervised tuning in ``project_id`` (None: the connection's project) and ``location``."""
         return VertexTuningBackend(**self._vertex_connection(project_id, location))
 
-    def gemini_api(self, project_id: str | None = None, location: str | None = None) -> GeminiApiTuningBackend:
-        """``location`` is accepted for the builder table and ignored (the Gemini API is global)."""
+    def gemini_api(self, project_id: str | None = None) -> GeminiApiTuningBackend:
+        """Gemini API ``tunedModels``. The Gemini API is global: it has no location. ``project_id`` (None: the
+        connection's project) is only the quota project of OAuth calls; an API key carries its own."""
         base_url = self.api_base_url                     # checked before any key or credential is read
         if self.gemini_api_conn_id:
             key = GeminiApiKeyHook(self.gemini_api_conn_id).api_key()
@@ -140,10 +140,13 @@ class GeminiTuningHook(GoogleBaseHook):
                                       storage=self.storage)
 
     def backend(self, kind: str, *, project_id: str | None = None, location: str = "us-central1"):
-        """The tuning backend named ``kind`` (one of ``core.tuning.BACKENDS``)."""
-        if kind not in self.BUILDERS:
-            raise ValueError(f"unknown backend {kind!r}; expected one of {BACKENDS}")
-        return getattr(self, self.BUILDERS[kind])(project_id, location)
+        """The tuning backend named ``kind`` (one of ``core.tuning.BACKENDS``); ``location`` is Vertex's only (the
+        Gemini API is global)."""
+        if kind == "vertex":
+            return self.vertex(project_id, location)
+        if kind == "gemini_api":
+            return self.gemini_api(project_id)
+        raise ValueError(f"unknown backend {kind!r}; expected one of {BACKENDS}")
 
     # ------------------------------------------------------------------------------------------ other services
     def vertex_batch(self, project_id: str | None, location: str):

@@ -64,6 +64,7 @@ def get_provider_info() -> dict:
         "operators": [
             {"integration-name": VERTEX, "python-modules": [
                 "gemini_tuning.operators.prepare", "gemini_tuning.operators.tune", "gemini_tuning.operators.evaluate",
+                "gemini_tuning.operators.gate", "gemini_tuning.operators.approval",
                 "gemini_tuning.operators.promote", "gemini_tuning.operators.report",
                 "gemini_tuning.operators.rollback"]},
             {"integration-name": GEMINI_API, "python-modules": [

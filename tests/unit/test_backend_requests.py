@@ -66,8 +66,12 @@ def test_parse_operation_states():
     (503, "not json", False, TuningApiError),
 ])
 def test_error_mapping(status, body, creating, exc):
+    """Every call's mapping (``raise_for``), and for the create call :func:`create_error` on top of it."""
     with pytest.raises(exc) as info:
-        g.raise_for(status, body, {"Retry-After": "3"}, g.Request("POST", "/x", creating=creating))
+        try:
+            g.raise_for(status, body, {"Retry-After": "3"})
+        except TuningApiError as error:
+            raise g.create_error(error) if creating else error
     if exc is InsufficientScopesError:
         assert g.TUNING_SCOPE in str(info.value)
     if exc is TuningDiscontinuedError:

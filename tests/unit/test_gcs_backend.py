@@ -1,4 +1,4 @@
-"""backends/gcs.py against the in-process GCS emulator (generation preconditions patched in; 412 as on GCS)."""
+"""backends/gcs/ against the in-process GCS emulator (generation preconditions patched in; 412 as on GCS)."""
 
 from __future__ import annotations
 
@@ -144,6 +144,19 @@ def staged(gcs_client, prefix, data: bytes, *, part_size: int, write: int = 1000
             up.write(data[i:i + write])
         result = up.finish(f"gs://{BUCKET}/{prefix}/final/{name}", sha256=sha(data))
     return up, result
+
+
+def test_default_part_size_is_the_packages(gcs_client, prefix, monkeypatch):
+    """``gcs`` is a package: its ``DEFAULT_PART_SIZE`` is the knob, read when a StagedUpload is made."""
+    uri = f"gs://{BUCKET}/{prefix}/_staging/s1/train.jsonl"
+    with gcs.StagedUpload(gcs_client, uri) as up:
+        assert up.part_size == gcs.DEFAULT_PART_SIZE == 64 << 20
+    monkeypatch.setattr(gcs, "DEFAULT_PART_SIZE", 4096)
+    with gcs.StagedUpload(gcs_client, uri) as up:
+        assert up.part_size == 4096
+    with gcs.StagedUpload(gcs_client, uri, part_size=2048) as up:
+        assert up.part_size == 2048
+    assert names(gcs_client, prefix) == []
 
 
 def test_staged_small_data_goes_straight_to_the_final_name(gcs_client, prefix):

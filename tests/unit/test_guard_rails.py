@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from gemini_tuning.operators.promote import GeminiApprovalOperator, approval_body
+from gemini_tuning.operators.approval import GeminiApprovalOperator, approval_body
 from gemini_tuning.ui import views
 
 pytestmark = pytest.mark.fast
@@ -54,7 +54,7 @@ def approval(record=None, **kwargs):
 @pytest.fixture(autouse=True)
 def _verdict_reads(monkeypatch):
     """The approval reads its verdict from GCS: here from the operator's ``_verdict_record``."""
-    from gemini_tuning.operators import promote as promote_module
+    from gemini_tuning.operators import approval as approval_module
 
     class Hook:
         def __init__(self, **_):
@@ -65,7 +65,7 @@ def _verdict_reads(monkeypatch):
 
     monkeypatch.setattr("gemini_tuning.hooks.GeminiTuningHook", Hook)
     current = {}
-    monkeypatch.setattr(promote_module, "read_verdict", lambda storage, uri: current["record"])
+    monkeypatch.setattr(approval_module, "read_verdict", lambda storage, uri: current["record"])
     original = GeminiApprovalOperator._verdict
 
     def _verdict(self, context):

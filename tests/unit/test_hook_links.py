@@ -80,11 +80,24 @@ def test_api_key_connection_type_hides_what_it_does_not_use():
 
 
 def test_one_builder_per_backend(conns):
-    assert set(GeminiTuningHook.BUILDERS) == set(BACKENDS)
     hook = GeminiTuningHook("anon", api_base_url="http://127.0.0.1:9", gemini_api_conn_id="gemini_key")
-    assert {hook.backend(kind).kind for kind in BACKENDS} == set(BACKENDS)
+    assert [hook.backend(kind).kind for kind in BACKENDS] == list(BACKENDS)
     with pytest.raises(ValueError, match="unknown backend"):
         hook.backend("openai")
+
+
+def test_the_gemini_api_has_no_location_and_the_dispatch_passes_none(conns, monkeypatch):
+    """Vertex gets the location; the Gemini API builder takes none (the API is global), so ``backend`` passes it
+    the project only, whatever location it was given."""
+    import inspect
+
+    assert "location" not in inspect.signature(GeminiTuningHook.gemini_api).parameters
+    hook = GeminiTuningHook("anon", api_base_url="http://127.0.0.1:9")
+    seen = []
+    monkeypatch.setattr(GeminiTuningHook, "gemini_api", lambda self, *a, **k: seen.append((a, k)) or "api")
+    assert hook.backend("gemini_api", project_id="arg-project", location="europe-west4") == "api"
+    assert seen == [(("arg-project",), {})]
+    assert hook.backend("vertex", project_id="arg-project", location="europe-west4").location == "europe-west4"
 
 
 # ------------------------------------------------------------------------------------------ links
@@ -140,6 +153,13 @@ def test_plugin_and_provider_info_register_both_links():
 
 
 # ------------------------------------------------------------------------------------------ discontinued
+def create_error(status: int, message: str) -> TuningApiError:
+    """What the Gemini API backend makes of the create call's error answer ``status`` with ``message``."""
+    with pytest.raises(TuningApiError) as info:
+        g.raise_for(status, json.dumps({"error": {"message": message}}), {})
+    return g.create_error(info.value)
+
+
 @pytest.mark.parametrize("message", [
     "Model tuning is no longer supported in the Gemini API. Use Vertex AI.",       # the emulator's refusal
     "Model tuning is no longer supported. Use Vertex AI.",
@@ -150,7 +170,7 @@ def test_plugin_and_provider_info_register_both_links():
 def test_discontinued_messages_match(message):
     assert g.is_tuning_discontinued(message)
     with pytest.raises(TuningDiscontinuedError, match="backend='vertex'"):
-        g.raise_for(400, json.dumps({"error": {"message": message}}), {}, g.Request("POST", "/x", creating=True))
+        raise create_error(400, message)
 
 
 @pytest.mark.parametrize("message", [
@@ -166,5 +186,5 @@ def test_discontinued_messages_match(message):
 def test_ordinary_errors_are_not_taken_for_discontinued(message):
     assert not g.is_tuning_discontinued(message)
     with pytest.raises(TuningApiError) as info:
-        g.raise_for(400, json.dumps({"error": {"message": message}}), {}, g.Request("POST", "/x", creating=True))
+        raise create_error(400, message)
     assert not isinstance(info.value, TuningDiscontinuedError)

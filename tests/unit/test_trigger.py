@@ -295,15 +295,78 @@ async def test_backends_are_closed_before_the_event_leaves(monkeypatch, clock):
     assert getattr(b, "closed", 0) == 1
 
 
-def test_a_trigger_serialized_by_the_previous_layout_still_resumes():
-    """The kwargs 0.1.0 stored before triggers.py became a package (``read_metrics`` included; False on the batch
-    evaluation's triggers) must rebuild the trigger the triggerer imports from the same path."""
+def test_the_serialized_kwargs_are_exactly_the_constructor_arguments():
+    """0.1.0 is the current version: no older serialized trigger to stay compatible with, so no shim arguments
+    (``read_metrics`` is gone: whether loss is read is the trigger kind's, not a serialized flag)."""
     from airflow.sdk.module_loading import import_string
 
-    old = {"backend": "vertex", "job_name": "projects/p/locations/l/batchPredictionJobs/1", "project_id": "p",
-           "location": "us-central1", "gcp_conn_id": "google_cloud_default", "impersonation_chain": None,
-           "api_base_url": None, "gemini_api_conn_id": None, "poll": {"initial_seconds": 10.0},
-           "error_budget_seconds": 1800.0, "deadline": None, "cancel_on_kill": True, "cancel_on_timeout": True,
-           "read_metrics": False}
-    t = import_string("gemini_tuning.triggers.TuningJobTrigger")(**old)
-    assert t.read_metrics is False and t.serialize()[1]["job_name"] == old["job_name"]
+    from gemini_tuning.triggers import BatchPredictionJobTrigger
+
+    path, kwargs = trig(project_id="p").serialize()
+    assert "read_metrics" not in kwargs
+    assert import_string(path)(**kwargs).serialize() == (path, kwargs)
+    with pytest.raises(TypeError, match="read_metrics"):
+        import_string(path)(**kwargs, read_metrics=False)
+    assert TuningJobTrigger.read_loss is True and BatchPredictionJobTrigger.read_loss is False
+
+
+class Built:
+    """``build_backend`` that makes a new scripted backend each time and remembers them all."""
+
+    def __init__(self, *steps):
+        self.steps, self.backends = steps, []
+
+    def __call__(self, *a, **k):
+        self.backends.append(Script(*self.steps))
+        return self.backends[-1]
+
+
+def _states(monkeypatch, state="failed"):
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(lambda **kw: {"r1": {"tune": state}}))
+
+
+@pytest.mark.asyncio
+async def test_on_kill_alone_closes_the_backend_it_built(monkeypatch, clock):
+    """The triggerer calls on_kill after run() has ended: the backend on_kill needs is built for it and closed."""
+    _states(monkeypatch)
+    built = Built(s("JOB_STATE_RUNNING"))
+    monkeypatch.setattr(triggers, "build_backend", built)
+    t = trig()
+    t.task_instance = FakeTI()
+    await t.on_kill()
+    assert len(built.backends) == 1 and built.backends[0].cancelled == ["tunedModels/m/operations/o"]
+    assert getattr(built.backends[0], "closed", 0) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_user_kill_cancels_run_then_on_kill_and_every_backend_built_is_closed_once(monkeypatch, clock):
+    """The triggerer's order on a user action: run() is cancelled (its lease ends, closing the loop's backend), then
+    on_kill runs. Before: on_kill built a second backend that nothing ever closed."""
+    import asyncio
+
+    _states(monkeypatch)
+    built = Built(s("JOB_STATE_RUNNING"))
+    monkeypatch.setattr(triggers, "build_backend", built)
+    never = asyncio.Event()
+
+    async def blocked(d):
+        await never.wait()
+
+    monkeypatch.setattr(triggers, "_sleep", blocked)
+    t = trig()
+    t.task_instance = FakeTI()
+    gen = t.run()
+    running = asyncio.ensure_future(gen.__anext__())
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if built.backends and built.backends[0].calls:
+            break
+    running.cancel("user action")
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    await t.on_kill()
+    assert [b.cancelled for b in built.backends][-1] == ["tunedModels/m/operations/o"]
+    assert [getattr(b, "closed", 0) for b in built.backends] == [1] * len(built.backends)
+    assert not triggers._loop_state()["backends"] and triggers._loop_state()["users"] == 0

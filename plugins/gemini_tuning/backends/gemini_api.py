@@ -19,6 +19,7 @@ from .contract import JobIdentity
 from .errors import (
     InsufficientScopesError,
     NotFoundError,
+    TuningApiError,
     TuningDiscontinuedError,
 )
 from .rest import Request, RestClient, bearer_headers, google_api_error, google_error
@@ -64,7 +65,7 @@ def create_request(spec: TuningSpec, examples: list[dict], model_id: str, marker
                                for e in examples]}}}}
     if spec.display_name:
         body["displayName"] = spec.display_name
-    return Request("POST", "/v1beta/tunedModels", {"tunedModelId": model_id}, body, creating=True)
+    return Request("POST", "/v1beta/tunedModels", {"tunedModelId": model_id}, body)
 
 
 def get_operation_request(operation: str) -> Request:
@@ -111,18 +112,27 @@ def parse_operation(op: dict) -> JobStatus:
                      end_time=(response.get("tuningTask") or {}).get("completeTime"))
 
 
-def raise_for(status: int, text: str, headers, req: Request) -> None:
+def raise_for(status: int, text: str, headers) -> None:
+    """The Gemini API's errors -> ours: a 403 about scopes is :class:`InsufficientScopesError`, the rest Google's
+    envelope (``rest.google_api_error``). What an error of the create call means besides: :func:`create_error`."""
     if status < 400:
         return
     message, canonical = google_error(text, status)
     if status == 403 and "scope" in message.lower():
         raise InsufficientScopesError(status, f"{message} Tuning on the Gemini API needs OAuth credentials with the "
                                               f"scope {TUNING_SCOPE} (or use an API key).", status=canonical)
-    if req.creating and status in (400, 403, 404) and is_tuning_discontinued(message):
-        raise TuningDiscontinuedError(status, f"Google refused Gemini API tuning: {message} Google stopped "
-                                              "offering tuning on the Gemini API in 2025; use backend='vertex' "
-                                              "(Vertex AI supervised tuning) instead.", status=canonical)
     raise google_api_error(status, text, headers)
+
+
+def create_error(exc: TuningApiError) -> TuningApiError:
+    """An error of the create call: Google's refusal of tuning on the Gemini API (a 400, 403 or 404 that says so,
+    :func:`is_tuning_discontinued`) becomes :class:`TuningDiscontinuedError`; any other error is ``exc``."""
+    if type(exc) in (TuningApiError, NotFoundError) and exc.code in (400, 403, 404) \
+            and is_tuning_discontinued(exc.message):
+        return TuningDiscontinuedError(exc.code, f"Google refused Gemini API tuning: {exc.message} Google stopped "
+                                                 "offering tuning on the Gemini API in 2025; use backend='vertex' "
+                                                 "(Vertex AI supervised tuning) instead.", status=exc.status)
+    return exc
 
 
 class GeminiApiTuningBackend:
@@ -198,10 +208,17 @@ class GeminiApiTuningBackend:
         return gcs.read_jsonl(self.storage(), uri, max_bytes=self.MAX_INLINE_BYTES)
 
     def create(self, spec: TuningSpec, identity: JobIdentity) -> JobStatus:
-        """Not retried: the deterministic model id makes a repeated create answer 409 (AlreadyExistsError)."""
+        """Not retried: the deterministic model id makes a repeated create answer 409 (AlreadyExistsError). Google's
+        refusal of Gemini API tuning raises :class:`TuningDiscontinuedError` (:func:`create_error`)."""
         model_id = tuned_model_id(identity.key, identity.attempt)
-        return parse_operation(self.rest.send(create_request(spec, self._examples(spec.training_uri), model_id,
-                                                         identity.marker())))
+        request = create_request(spec, self._examples(spec.training_uri), model_id, identity.marker())
+        try:
+            return parse_operation(self.rest.send(request))
+        except TuningApiError as exc:
+            mapped = create_error(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
 
     def find(self, identity: JobIdentity) -> JobStatus | None:
         """The tuned model of ``identity.attempt``; with no attempt, the last one of the attempts 1, 2, … that

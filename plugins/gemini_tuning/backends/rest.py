@@ -27,14 +27,19 @@ _DOT_SEGMENT_RE = re.compile(r"(?:^|/)\.{1,2}(?:/|$)|//|%2[eE]")
 
 @dataclass(frozen=True)
 class Request:
-    """One HTTP call. ``creating``: a create call (its errors may mean something else, see the backends);
-    ``raw``: the answer is returned as text, not parsed as JSON (a media download)."""
+    """One HTTP call.
+
+    :param method: the HTTP method.
+    :param path: the absolute path on the client's base URL (checked by :func:`join_url`).
+    :param params: the query parameters.
+    :param json: the JSON body (None: no body).
+    :param raw: the answer is returned as text, not parsed as JSON (a media download).
+    """
 
     method: str
     path: str
     params: dict = field(default_factory=dict)
     json: dict | None = None
-    creating: bool = False
     raw: bool = False
 
 
@@ -76,13 +81,14 @@ class RestClient:
     :param headers: returns the auth headers (may block: it is called in a thread on the async side when
         ``headers_ready`` says a refresh is due).
     :param headers_ready: True when ``headers`` can be called without I/O.
-    :param raise_for: ``(status, body text, response headers, request)`` -> raises the service's error, or returns.
+    :param raise_for: ``(status, body text, response headers)`` -> raises the service's error, or returns. (What
+        an error means for one call in particular, e.g. a create, is that call's business, in its backend.)
     :param timeout: seconds per request.
     """
 
     def __init__(self, base_url: str, *, headers: Callable[[], Mapping[str, str]],
                  headers_ready: Callable[[], bool] = lambda: True,
-                 raise_for: Callable[[int, str, Mapping, Request], None], timeout: float = 60.0,
+                 raise_for: Callable[[int, str, Mapping], None], timeout: float = 60.0,
                  field: str = "base_url"):
         self.base_url = check_base_url(base_url, field)
         self._headers = headers
@@ -102,7 +108,7 @@ class RestClient:
             self._session = requests.Session()
         resp = self._session.request(req.method, url, params=req.params or None,
                                      json=req.json, headers=dict(self._headers()), timeout=self.timeout)
-        self._raise_for(resp.status_code, resp.text, resp.headers, req)
+        self._raise_for(resp.status_code, resp.text, resp.headers)
         if req.raw:
             return resp.text
         return resp.json() if resp.content else {}
@@ -120,7 +126,7 @@ class RestClient:
         async with session.request(req.method, url, params=req.params or None,
                                    json=req.json, headers=dict(headers)) as resp:
             text = await resp.text()
-            self._raise_for(resp.status, text, resp.headers, req)
+            self._raise_for(resp.status, text, resp.headers)
             if req.raw:
                 return text
             return json.loads(text) if text else {}

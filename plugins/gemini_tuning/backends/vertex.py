@@ -148,7 +148,7 @@ def cancel_job_request(name: str) -> Request:
     return Request("POST", f"/{API_VERSION}/{name}:cancel", json={})
 
 
-def raise_for(status: int, text: str, headers, req: Request) -> None:
+def raise_for(status: int, text: str, headers) -> None:
     """Google's error envelope -> our errors (``rest.google_api_error``)."""
     if status >= 400:
         raise google_api_error(status, text, headers)

@@ -39,6 +39,13 @@ API_VERSION = "v1beta1"
 
 @dataclass(frozen=True)
 class Judgement:
+    """One answer of the autorater.
+
+    :param score: the pointwise rubric score (1-5), None for a pairwise judgement.
+    :param choice: the pairwise choice: ``BASELINE``, ``CANDIDATE`` or ``TIE``; None for a pointwise one.
+    :param explanation: the autorater's explanation.
+    """
+
     score: float | None = None        # pointwise
     choice: str | None = None         # pairwise: BASELINE | CANDIDATE | TIE
     explanation: str = ""

@@ -1,10 +1,11 @@
 """The wait state machine: one definition of how to wait for a long remote job, driven by I/O layers that only poll.
 
 Purpose
-    The deferred trigger (async, in the triggerer) and the operator's non-deferrable path (sync, on the worker)
-    wait for the same jobs with the same rules. Both drive this machine and do only I/O themselves:
-    ``step = machine.start(now)``, then on each answer ``machine.on_status(status, now)`` or
-    ``machine.on_error(...)``, then act on the :class:`Step` (sleep, finish, give up, handle the deadline).
+    The deferred triggers (async, in the triggerer) and the operator's non-deferrable path (sync, on the worker)
+    wait for the same jobs with the same rules, through one loop that drives this machine
+    (``services.tuning.wait.JobWait``): ``machine.due(now)`` before each poll, then on each answer
+    ``machine.on_status(status, now)`` or ``machine.on_error(...)``, then act on the :class:`Step` (sleep, finish,
+    give up, handle the deadline).
 How it works
     * deadline: the job's own clock (``created + timeout``); once reached the step is ``deadline``, and no sleep
       ever runs past it;

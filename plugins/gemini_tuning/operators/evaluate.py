@@ -1,11 +1,12 @@
-"""Evaluate the tuned model (and the champion, optionally the base model) on a prompt set; gate the result."""
+"""Evaluate the tuned model (and the champion, optionally the base model) on a prompt set (``services.evaluation``).
+
+The gate that follows has a module of its own, ``operators.gate`` (re-exported here).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 
-from airflow.providers.standard.operators.branch import BaseBranchOperator
 from airflow.sdk.exceptions import AirflowException
 
 from ..core.generation import GenerationSettings
@@ -13,6 +14,9 @@ from ..core.identity import identity_key
 from ..core.polling import PollPolicy
 from ..core.vocabulary import DEFAULT_PRIMARY_METRIC, GATE_METRIC_NAMES, JUDGED_METRICS
 from .base import GeminiBaseOperator, optional
+from .gate import GeminiGateOperator
+
+__all__ = ["GeminiEvaluateOperator", "GeminiGateOperator"]   # the gate's old home: importers of it from here work
 
 
 class GeminiEvaluateOperator(GeminiBaseOperator):
@@ -20,7 +24,8 @@ class GeminiEvaluateOperator(GeminiBaseOperator):
     ``{results_prefix}/results.jsonl`` (and ``summary.json``) and returns a small manifest whose counts add up to
     the number of prompts.
 
-    ``mode="online"``: async generateContent calls, rate-limited and retried (``services.eval_engine``).
+    ``mode="online"``: async generateContent calls, rate-limited and retried (``services.eval_engine``), the judge
+    pipelined (``services.evaluation``).
     ``mode="batch"`` (Vertex, for large prompt sets): one batch prediction job per model, each waited for deferred,
     results read from its ``predictions.jsonl`` (``services.eval_batch``); a prompt missing from it is an error row.
 
@@ -46,9 +51,10 @@ class GeminiEvaluateOperator(GeminiBaseOperator):
         (challenger vs champion, judged twice with the order swapped: win/loss/tie per prompt for the gate's
         pairwise rule) or ``both`` (templated).
     :param judge_model: the autorater model (templated).
-    :param judge_pointwise_template: / :param judge_pairwise_template: metric prompt templates (None: the
-        defaults of ``backends.vertex_evaluation``; a prompt's own ``judge_template``/``pairwise_template`` wins)
-        (templated).
+    :param judge_pointwise_template: the pointwise metric prompt template (None: the default of
+        ``backends.vertex_evaluation``; a prompt's own ``judge_template`` wins) (templated).
+    :param judge_pairwise_template: the pairwise metric prompt template (None: the default; a prompt's own
+        ``pairwise_template`` wins) (templated).
     :param judge_rpm: the judge model's requests per minute (None: ``rpm``) (templated).
 
     And the connection arguments of :class:`~gemini_tuning.operators.base.GeminiBaseOperator`.
@@ -128,51 +134,19 @@ class GeminiEvaluateOperator(GeminiBaseOperator):
         return EngineConfig(concurrency=int(self.concurrency), rpm=float(self.rpm))
 
     def _new_judge(self):
-        from ..services.eval_judge import Judge
+        """The judge of this task (None: ``judge="none"``), over Vertex's evaluation service."""
+        from ..services.evaluation import new_judge
 
-        cfg = self._judge_config()
-        if cfg.mode == "none":
-            return None
-        return Judge(self.hook.vertex_evaluation(optional(self.project_id), self.location), cfg)
-
-    async def _judge_afterwards(self, plan, answers):
-        """Judging after the answers are all in: batch mode, or the best checkpoint chosen first."""
-        from ..services.eval_engine import Engine
-
-        judge = self._new_judge()
-        try:
-            wanted = {k: v for k, v in answers.items() if k in ("challenger", "champion")}
-            await judge.judge_all(Engine(self._engine_config()), plan.prompts, wanted)
-        finally:
-            await judge.backend.aclose()
-        return judge
+        return new_judge(self._judge_config(),
+                         lambda: self.hook.vertex_evaluation(optional(self.project_id), self.location))
 
     def _finish(self, plan, answers, judge=None) -> dict:
-        from ..services.eval_results import choose_checkpoint, write_results
+        from ..services.evaluation import finish_evaluation
 
-        best = choose_checkpoint(plan, answers, self.checkpoint_metric)
-        if judge is None and self._judge_config().mode != "none":
-            judge = asyncio.run(self._judge_afterwards(plan, answers))
-        if judge is not None:
-            counts = judge.results.counts()
-            self.log.info("judge %s (%s): pairwise %s; pointwise mean judge_score %s", judge.config.model,
-                          judge.config.mode, counts if judge.results.pairwise else "-",
-                          {label: judge.results.mean(label) for label in judge.results.pointwise})
-        if best is not None:
-            for c in best["scores"]:
-                self.log.info("checkpoint %s (epoch %s, step %s): %s=%s", c["checkpoint_id"], c["epoch"], c["step"],
-                              self.checkpoint_metric, c["score"])
-            self.log.info("best checkpoint: %s (%s=%s); it is the challenger from here on", best["checkpoint_id"],
-                          self.checkpoint_metric, best["score"])
-        elif self._checkpoints_wanted():
-            self.log.warning("evaluate_checkpoints: %s has fewer than two checkpoints with an endpoint; evaluating "
-                             "it as one model", (self.challenger or {}).get("tuned_model"))
-        manifest = write_results(self.hook.storage(), plan, answers, self.results_prefix, self.mode, best, judge)
-        for label, counts in manifest["counts"].items():
-            m = manifest["summary"][label]["metrics"]
-            self.log.info("%s: %d answered, %d errors; normalized_match=%s rouge_l_f1=%s", label, counts["answered"],
-                          counts["error"], m.get("normalized_match"), m.get("rouge_l_f1"))
-        return manifest
+        return finish_evaluation(self.hook.storage(), plan, answers, results_prefix=self.results_prefix,
+                                 mode=self.mode, checkpoint_metric=self.checkpoint_metric,
+                                 engine=self._engine_config(), judge=judge, make_judge=self._new_judge,
+                                 checkpoints_wanted=self._checkpoints_wanted())
 
     def execute(self, context):
         if self.mode not in ("online", "batch"):
@@ -187,6 +161,7 @@ class GeminiEvaluateOperator(GeminiBaseOperator):
             raise AirflowException("evaluate_checkpoints needs mode='online': each checkpoint is served from its "
                                    "own endpoint, and a batch prediction job reads a model version's default "
                                    "checkpoint only")
+        self._judge_config()          # an invalid judge configuration fails before any call
         plan = self._plan()
         self.log.info("evaluating %d prompts from %s (%s mode) against %s (temperature %s)", len(plan.prompts),
                       self.prompt_set, self.mode, ", ".join(f"{t.label}={t.model}" for t in plan.targets),
@@ -197,23 +172,9 @@ class GeminiEvaluateOperator(GeminiBaseOperator):
 
     async def _online(self, plan):
         """(answers, the judge when it judged each prompt as its answers came in, else None)."""
-        from ..services.eval_engine import run_online
+        from ..services.evaluation import run_online_evaluation
 
-        backends = {t.backend: self.tuning_backend(t.backend) for t in plan.targets}
-        judge = self._new_judge() if not plan.checkpoints else None   # checkpoints: judge the chosen one after
-
-        async def generate(target, prompt):
-            return await backends[target.backend].agenerate(target.model, prompt.prompt, plan.settings)
-
-        try:
-            answers = await run_online(generate, plan.prompts, plan.targets, self._engine_config(),
-                                       after_prompt=judge)
-            return answers, judge
-        finally:
-            for backend in backends.values():
-                await backend.aclose()
-            if judge is not None:
-                await judge.backend.aclose()
+        return await run_online_evaluation(plan, self.tuning_backend, self._engine_config(), self._new_judge)
 
     # ------------------------------------------------------------------------------------------ batch mode
     def _start_batch(self, context, plan):
@@ -239,7 +200,7 @@ class GeminiEvaluateOperator(GeminiBaseOperator):
     def execute_batch_complete(self, context, event: dict, **_):
         """Resumed after each batch job: defer on the next, or read every job's predictions and finish. (The state
         is in XCom, not in defer kwargs, which ``dag.test()`` drops.)"""
-        from ..services.eval_batch import read_predictions
+        from ..services.eval_batch import collect_answers
 
         if event.get("status") != "success":
             raise AirflowException(f"batch job {event.get('job_name')} did not succeed: "
@@ -251,100 +212,6 @@ class GeminiEvaluateOperator(GeminiBaseOperator):
             ti.xcom_push(key=self.BATCH_XCOM, value={"jobs": state["jobs"], "pending": pending})
             return self._defer_batch(state["jobs"][pending[0]])
         plan = self._plan()
-        batch = self.hook.vertex_batch(optional(self.project_id), self.location)
-        storage = self.hook.storage()
-        answers = {t.label: read_predictions(storage, batch.get(state["jobs"][t.label]).output_uri, plan.prompts)
-                   for t in plan.targets}
+        answers = collect_answers(self.hook.vertex_batch(optional(self.project_id), self.location),
+                                  self.hook.storage(), state["jobs"], plan)
         return self._finish(plan, answers)
-
-
-class GeminiGateOperator(GeminiBaseOperator, BaseBranchOperator):
-    """Applies the promotion gate (``core.gate.decide``) to the evaluation, writes the **verdict record**
-    (``core.verdict``: the decision, the candidate model version and checkpoint, the champion pointer generation it
-    was compared with, the policy and its hash) to ``verdict_uri``, and follows ``promote_task_ids`` or
-    ``delete_task_id``. The decision with every rule's value and verdict also goes to XCom (key ``gate``, with
-    ``verdict_id`` and ``verdict_uri``).
-
-    **No decision** (too few scored prompts, or the generation service or the judge failed more often than
-    ``max_error_rate``) is not a verdict on the model: the record says ``no_decision``, the task fails (no retry)
-    and the candidate is kept, so the evaluation can be rerun (clear ``evaluate``) once the service is back.
-
-    :param evaluation: the evaluation task's manifest (templated).
-    :param candidate: the tuning task's result (templated): the verdict names its model version and checkpoint
-        (the evaluation's chosen checkpoint, when it scored every checkpoint).
-    :param gate_config: ``core.gate.GateConfig`` fields (templated; values may be templated strings). The
-        resolved configuration is the *policy* the verdict records (and hashes).
-    :param verdict_uri: ``gs://`` URI of the verdict record (templated); default ``verdict.json`` beside the
-        results.
-    :param promote_task_ids: the branch(es) to follow when the challenger wins.
-    :param delete_task_id: the branch to follow when it loses.
-
-    And the connection arguments of :class:`~gemini_tuning.operators.base.GeminiBaseOperator`.
-    """
-
-    template_fields = ("evaluation", "candidate", "gate_config", "verdict_uri")
-
-    def __init__(self, *, evaluation, candidate=None, gate_config: dict | None = None, verdict_uri: str | None = None,
-                 promote_task_ids: str | list[str] = "promote", delete_task_id: str = "delete", **kwargs):
-        super().__init__(**kwargs)
-        self.evaluation = evaluation
-        self.candidate = candidate
-        self.gate_config = gate_config or {}
-        self.verdict_uri = verdict_uri
-        self.promote_task_ids = [promote_task_ids] if isinstance(promote_task_ids, str) else list(promote_task_ids)
-        self.delete_task_id = delete_task_id
-
-    def choose_branch(self, context):
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from ..backends import gcs
-        from ..core.gate import GateConfig, decide
-        from ..core.verdict import NO_DECISION, build_verdict, promotion_candidate
-        from ..services.eval_results import example_scores, read_rows
-
-        storage = self.hook.storage()
-        ev = self.evaluation
-        if not isinstance(ev, dict) or not ev.get("results_uri"):
-            raise AirflowFailException(f"no evaluation to gate (the evaluate step's result: {ev!r:.200})")
-        config = GateConfig.from_dict(self.gate_config)
-        # without the tuning result (the operator used on its own) the verdict names the evaluated challenger
-        candidate = promotion_candidate(self.candidate or {"tuned_model": ev["models"].get("challenger")}, ev)
-        rows = read_rows(storage, ev["results_uri"])
-        has_champion = "champion" in ev["models"]
-        champion = example_scores(rows, "champion") if has_champion else None
-        pairwise = {r["prompt_id"]: r["pairwise"]["outcome"] for r in rows if r.get("pairwise")}
-        judged_pairs = (ev.get("judge") or {}).get("mode") in ("pairwise", "both")
-        decision = decide(example_scores(rows, "challenger"), champion, config,
-                          challenger_summary=ev["summary"]["challenger"],
-                          pairwise=pairwise if judged_pairs else None)
-        for rule in decision.rules:
-            self.log.info("gate %-28s %-7s observed=%s threshold=%s — %s", rule.name, rule.verdict.upper(),
-                          rule.observed, rule.threshold, rule.reason)
-        self.log.info("gate decision: %s — %s", decision.decision.upper(), decision.summary)
-        out = decision.to_dict()
-        ti = context["ti"]
-        results_dir = ev["results_uri"].rsplit("/", 1)[0]
-        verdict_uri = optional(self.verdict_uri) or f"{results_dir}/verdict.json"
-        verdict = build_verdict(decision=decision.decision, summary=decision.summary, rules=out["rules"],
-                                candidate=candidate, champion_generation=int(ev.get("champion_generation") or 0),
-                                champion_model=ev["models"].get("champion"),
-                                policy=config.to_dict(), dag_id=ti.dag_id, run_id=ti.run_id,
-                                decided_at=_utcnow(), results_uri=ev["results_uri"])
-        gcs.write_bytes(storage, verdict_uri, json.dumps(verdict, indent=1, default=str).encode(), "application/json")
-        gcs.write_bytes(storage, f"{results_dir}/gate.json", json.dumps(out, indent=1, default=str).encode(),
-                        "application/json")
-        out.update(verdict_id=verdict["verdict_id"], verdict_uri=verdict_uri, policy_hash=verdict["policy_hash"],
-                   candidate=verdict["candidate"])
-        ti.xcom_push(key="gate", value=out)
-        self.log.info("verdict %s written to %s (policy %s)", verdict["verdict_id"], verdict_uri,
-                      verdict["policy_hash"])
-        if decision.decision == NO_DECISION:
-            raise AirflowFailException(f"{decision.summary}. Candidate {candidate['tuned_model']} is kept (not "
-                                       "deleted, not promoted); clear the evaluate task to rerun the evaluation")
-        return self.promote_task_ids if decision.promote else self.delete_task_id
-
-
-def _utcnow() -> str:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,6 +1,7 @@
 """Guard rails shared by the operators (and the DAG): the scheduled-run demo guard and a deployment's Param defaults.
 
-The rules are pure (``core.safety``, ``core.budget``); this module applies them to an Airflow task context.
+The rules are pure (``core.safety``, ``core.budget``) and applied by ``services.tuning.guard`` (which the tuning
+service runs itself); this module feeds them an Airflow task context and fails the task without retries.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from collections.abc import Iterable, Mapping
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from ..core.safety import CONFIG_ENV, REPO_DEMO_DIR, SafetyVerdict, decide, load_pipeline_config
+from ..core.safety import CONFIG_ENV, SafetyVerdict, load_pipeline_config
+from ..services.tuning.guard import BANNER, Refused, demo_guard
 
-BANNER = "!" * 100
+__all__ = ["BANNER", "deployment_params", "guard_demo_configuration", "run_type_of"]
 
 
 def run_type_of(context) -> str | None:
@@ -29,14 +31,18 @@ def guard_demo_configuration(operator, context, arguments: Mapping[str, object],
                              demo_roots: Iterable[str] | None = None) -> SafetyVerdict:
     """Raise :class:`AirflowFailException` (no retry) when an unattended run would use the demo data or the demo
     bucket against Google's real services; log a loud warning for a manual one (``core.safety.decide``). Call it
-    before any upload or create."""
-    verdict = decide(run_type=run_type_of(context), api_base_url=operator.hook.api_base_url, arguments=arguments,
-                     demo_roots=tuple(demo_roots or ()) + (REPO_DEMO_DIR,))
-    if not verdict.allowed:
-        raise AirflowFailException(verdict.message)
-    if verdict.warn:
-        operator.log.warning("\n%s\n%s\n%s", BANNER, verdict.message, BANNER)
-    return verdict
+    before any upload or create.
+
+    :param operator: the task's operator (its hook's ``api_base_url``, its log).
+    :param context: the task context (the DAG run's type).
+    :param arguments: name -> path or URI of every input and output location.
+    :param demo_roots: directories of demo data besides the repository's.
+    """
+    try:
+        return demo_guard(run_type=run_type_of(context), api_base_url=operator.hook.api_base_url,
+                          arguments=arguments, log=operator.log, demo_roots=demo_roots)
+    except Refused as exc:
+        raise AirflowFailException(str(exc)) from exc
 
 
 def deployment_params(params: dict, path: str | None = None) -> dict:

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import ast
-import json
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from ..core.identity import fingerprint, identity_key
 from ..core.polling import PollPolicy
 from ..core.states import JobStatus
 from ..core.tuning import TuningSpec
-from ..core.wait import WaitMachine
 from ..links import XCOM_KEY, TuningJobLink
+from ..services.tuning.wait import JobWait
 from ..triggers import TuningJobTrigger
 from .base import GeminiBaseOperator, optional
-from .guards import guard_demo_configuration
+from .guards import run_type_of
 
 
 def job_result(status: JobStatus) -> dict:
@@ -66,7 +63,7 @@ class GeminiTuningOperator(GeminiBaseOperator):
     :param state_uri: ``gs://`` prefix of the intent records (templated); default ``gs://<training bucket>/gemini-
         tuning-state``.
     :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``); False polls on the worker
-        with the same wait machine.
+        with the same wait loop (``services.tuning.wait.JobWait``).
     :param poll_policy: ``core.polling.PollPolicy`` fields (templated).
     :param job_timeout: how long the job may run, from its create time (timedelta or seconds; templated).
     :param cancel_on_kill: cancel the job when the task is killed, cleared or marked while it waits.
@@ -91,9 +88,12 @@ class GeminiTuningOperator(GeminiBaseOperator):
     :param dataset_stats: the dataset step's ``stats`` (``train_tokens``: the per-epoch token estimate of the
         training examples), e.g. ``{{ ti.xcom_pull(task_ids='prepare_dataset')['stats'] }}`` (templated).
 
-    Before anything is written or created, on every try: the scheduled-run guard (``core.safety``: an unattended run
+    The orchestration is ``services.tuning.run.TuningRun`` (no Airflow); this class renders and types the arguments,
+    maps a refusal to ``AirflowFailException``, pushes XCom, defers, and cancels on kill. Before anything is read,
+    written or created, on every try: the scheduled-run guard (``core.safety``: an unattended run
     against Google with the demo bucket fails), then the budget (``core.budget``: estimate = training tokens x epochs,
-    the backend's default epochs when ``epochs`` is None); above a limit the task fails without retries
+    the backend's default epochs when ``epochs`` is None); above a limit, or for a ``training_uri`` / ``state_uri``
+    that is not a ``gs://`` URI, the task fails without retries
     (``AirflowFailException``) with the estimate, the limit and what to change. The estimate is pushed as XCom
     ``budget``.
 
@@ -150,184 +150,64 @@ class GeminiTuningOperator(GeminiBaseOperator):
         self.dataset_stats = dataset_stats
         self._job_ref: str | None = None
 
-    # ---------------------------------------------------------------------------------------------- helpers
-    def _stats(self) -> dict | None:
-        stats = optional(self.dataset_stats)
-        if isinstance(stats, str):  # rendered without render_template_as_native_obj: JSON or a Python repr
-            try:
-                stats = json.loads(stats)
-            except ValueError:
-                try:
-                    stats = ast.literal_eval(stats)
-                except (ValueError, SyntaxError) as exc:
-                    raise AirflowFailException(f"nothing was created: dataset_stats is not a mapping: "
-                                               f"{stats[:200]!r}") from exc
-        return stats
+    # ---------------------------------------------------------------------------------------------- inputs
+    def _request(self, context):
+        """The rendered arguments, typed, as the service's request."""
+        from ..core.budget import BudgetLimits
+        from ..services.tuning.run import TaskRef, TuningRequest
 
-    def _check_budget(self, context):
-        """The budget limits against the estimate (``core.budget``); raises before anything is created."""
-        from ..core.budget import BudgetError, BudgetLimits, check_budget
-
+        ti = context["ti"]
+        spec = TuningSpec(backend=self.backend, base_model=self.base_model, training_uri=self.training_uri,
+                          validation_uri=optional(self.validation_uri),
+                          training_sha256=optional(self.training_sha256), epochs=optional(self.epochs, int),
+                          learning_rate_multiplier=optional(self.learning_rate_multiplier, float),
+                          learning_rate=optional(self.learning_rate, float),
+                          adapter_size=optional(self.adapter_size, int), batch_size=optional(self.batch_size, int),
+                          display_name=optional(self.display_name), description=optional(self.description),
+                          labels=dict(self.labels or {}))
         limits = BudgetLimits(max_training_tokens=optional(self.max_training_tokens, int),
                               max_cost=optional(self.max_cost, float),
                               price_per_million_training_tokens=optional(self.price_per_million_training_tokens,
                                                                          float))
-        try:
-            est = check_budget(self._stats(), limits, backend=self.backend, epochs=optional(self.epochs, int))
-        except BudgetError as exc:
-            raise AirflowFailException(str(exc)) from exc
-        if est is not None:
-            self.log.info("budget: estimated %s; limits: max_training_tokens=%s, max_cost=%s", est.describe(),
-                          limits.max_training_tokens, limits.max_cost)
-            context["ti"].xcom_push(key="budget", value={**est.to_dict(), "max_training_tokens":
-                                                         limits.max_training_tokens, "max_cost": limits.max_cost})
-        return est
-
-    def _earlier_continuation(self, context, value: str):
-        """What an earlier try of this task instance resolved ``continue_from`` to (kept in its intent record):
-        ``"champion"`` resolves to this run's own model once it is promoted, and a retry must not become a new
-        job for that."""
-        from ..services.continuation import Continuation
-        from ..services.idempotence import IntentStore
-
-        ti = context["ti"]
-        key = identity_key(ti.dag_id, ti.task_id, ti.run_id, ti.map_index)
-        try:
-            intent, _ = IntentStore(self.hook.storage(), self._state_uri()).read(key)
-        except Exception as exc:  # noqa: BLE001 - an unreadable record is raised by the launcher itself
-            self.log.debug("no earlier continuation: %s", exc)
-            return None
-        earlier = (intent.continuation if intent is not None else None) or {}
-        if earlier.get("raw") != value or not earlier.get("model_version"):
-            return None
-        self.log.info("continue_from=%r: reusing what the first try resolved (%s, checkpoint %s)", value,
-                      earlier["model_version"], earlier.get("checkpoint_id") or "default")
-        return Continuation(earlier["model_version"], earlier.get("checkpoint_id"), value)
-
-    def _state_uri(self) -> str:
-        return optional(self.state_uri) or f"gs://{str(self.training_uri)[5:].split('/', 1)[0]}/gemini-tuning-state"
-
-    def _continuation(self, context):
-        """``continue_from`` resolved to an exact model version and checkpoint (None: from the base model)."""
-        from ..services.continuation import ContinuationError, resolve
-
-        value = optional(self.continue_from)
-        if not value:
-            return None
-        earlier = self._earlier_continuation(context, value)
-        if earlier is not None:
-            return earlier
-        try:
-            found = resolve(value, backend=self.backend, storage=self.hook.storage(),
-                            pointer_uri=optional(self.champion_pointer_uri),
-                            registry=self.hook.registry(optional(self.project_id), self.location)
-                            if self.backend == "vertex" else None)
-        except ContinuationError as exc:
-            raise AirflowFailException(f"nothing was created: {exc}") from exc
-        self.log.info("continuous tuning from %s (checkpoint %s; continue_from=%r)", found.model_version,
-                      found.checkpoint_id or "default", value)
-        return found
-
-    def _spec(self, continuation=None) -> TuningSpec:
-        spec = TuningSpec(backend=self.backend, base_model=self.base_model, training_uri=self.training_uri,
-                          validation_uri=optional(self.validation_uri),
-                          training_sha256=optional(self.training_sha256),
-                          epochs=optional(self.epochs, int),
-                          learning_rate_multiplier=optional(self.learning_rate_multiplier, float),
-                          learning_rate=optional(self.learning_rate, float),
-                          adapter_size=optional(self.adapter_size, int),
-                          batch_size=optional(self.batch_size, int),
-                          display_name=optional(self.display_name), description=optional(self.description),
-                          labels=dict(self.labels or {}),
-                          continue_from=continuation.model_version if continuation else None,
-                          checkpoint_id=continuation.checkpoint_id if continuation else None)
-        spec.validate()
-        return spec
+        return TuningRequest(
+            spec=spec, task=TaskRef(ti.dag_id, ti.task_id, ti.run_id, ti.map_index), location=self.location,
+            state_uri=optional(self.state_uri), continue_from=optional(self.continue_from),
+            champion_pointer_uri=optional(self.champion_pointer_uri), on_fingerprint_change=self.on_fingerprint_change,
+            limits=limits, dataset_stats=optional(self.dataset_stats), job_timeout_seconds=self._timeout_seconds(),
+            run_type=run_type_of(context), api_base_url=self.hook.api_base_url)
 
     def _timeout_seconds(self) -> float:
         t = self.job_timeout
         return t.total_seconds() if isinstance(t, timedelta) else float(t)
 
-    def _deadline(self, status: JobStatus) -> float:
-        """The job's own clock: created + timeout, the same for every retry that reattaches to it."""
-        start = datetime.fromisoformat(status.create_time).timestamp() if status.create_time else time.time()
-        return start + self._timeout_seconds()
-
-    def _launcher(self, context, spec: TuningSpec, backend, continuation=None):
-        from ..services.idempotence import IntentStore, JobLauncher
-
-        ti = context["ti"]
-        key = identity_key(ti.dag_id, ti.task_id, ti.run_id, ti.map_index)
-        fp = fingerprint({**spec.fingerprint_inputs(), "project": getattr(backend, "project", None),
-                          "location": self.location})
-        kept = ({"raw": continuation.source, "model_version": continuation.model_version,
-                 "checkpoint_id": continuation.checkpoint_id} if continuation else None)
-        return JobLauncher(backend, IntentStore(self.hook.storage(), self._state_uri()), key=key, fingerprint=fp,
-                           policy=self.on_fingerprint_change, continuation=kept,
-                           task={"dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id,
-                                 "map_index": ti.map_index})
-
     # ---------------------------------------------------------------------------------------------- execute
     def execute(self, context):
-        if self.on_fingerprint_change not in ("cancel_and_resubmit", "fail"):
-            raise ValueError("on_fingerprint_change must be 'cancel_and_resubmit' or 'fail', "
-                             f"got {self.on_fingerprint_change!r}")
-        # guard rails first, on every try: nothing is read, written or created before them
-        guard_demo_configuration(self, context, {
-            "training_uri": self.training_uri, "validation_uri": self.validation_uri, "state_uri": self.state_uri,
-            "champion_pointer_uri": self.champion_pointer_uri})
-        self._check_budget(context)
-        continuation = self._continuation(context)
-        spec = self._spec(continuation)
-        backend = self.tuning_backend(spec.backend)
-        launch = self._launcher(context, spec, backend, continuation).launch(spec)
-        status = launch.status
+        from ..services.tuning.run import Refused, TuningRun
+
+        ti = context["ti"]
+        run = TuningRun(self._request(context), backend=self.tuning_backend, storage=lambda: self.hook.storage(),
+                        registry=lambda: self.hook.registry(optional(self.project_id), self.location), log=self.log)
+        try:
+            started = run.start(publish=lambda key, value: ti.xcom_push(key=key, value=value))
+        except Refused as exc:
+            raise AirflowFailException(str(exc)) from exc
+        status, backend = started.status, started.backend
         self._job_ref = status.poll_name
-        context["ti"].xcom_push(key=XCOM_KEY, value={"name": status.name, "ref": self._job_ref,
-                                                     "backend": spec.backend, "url": backend.console_url(status.name),
-                                                     "decision": launch.decision.action})
-        self.log.info("%s %s: %s", launch.decision.action, status.name, status.describe())
+        ti.xcom_push(key=XCOM_KEY, value={"name": status.name, "ref": self._job_ref, "backend": self.backend,
+                                          "url": backend.console_url(status.name), "decision": started.action})
+        self.log.info("%s %s: %s", started.action, status.name, status.describe())
         if status.terminal:
             return job_result(backend.with_loss(status))
-        deadline = self._deadline(status)
+        wait = {"poll": PollPolicy(**self.poll_policy).to_dict(), "error_budget_seconds": self.error_budget_seconds,
+                "deadline": started.deadline, "cancel_on_timeout": self.cancel_on_timeout}
         if self.deferrable:
-            self.defer(trigger=TuningJobTrigger(
-                backend=spec.backend, job_name=self._job_ref, **self.trigger_connection(),
-                poll=PollPolicy(**self.poll_policy).to_dict(), error_budget_seconds=self.error_budget_seconds,
-                deadline=deadline, cancel_on_kill=self.cancel_on_kill, cancel_on_timeout=self.cancel_on_timeout),
-                method_name="execute_complete",
-                timeout=timedelta(seconds=max(60.0, deadline - time.time() + 600)))  # safety net; the trigger owns it
-        return job_result(self._wait_on_worker(backend, deadline))
-
-    def _wait_on_worker(self, backend, deadline: float) -> JobStatus:
-        """Non-deferrable mode: the trigger's wait machine, driven synchronously on the worker."""
-        from ..backends.errors import is_transient, retry_after_of
-
-        machine = WaitMachine(self._job_ref, PollPolicy(**self.poll_policy), deadline, self.error_budget_seconds)
-        while True:
-            step = machine.due(time.time())
-            if step is None:
-                try:
-                    status = backend.get(self._job_ref)
-                except Exception as exc:  # noqa: BLE001
-                    step = machine.on_error(exc, transient=is_transient(exc), retry_after=retry_after_of(exc),
-                                            now=time.time())
-                else:
-                    self.log.info("%s: %s", self._job_ref, status.describe())
-                    step = machine.on_status(status, time.time())
-            if step.kind == "sleep":
-                if step.message:
-                    self.log.warning("%s", step.message)
-                time.sleep(step.delay)
-            elif step.kind == "done":
-                return backend.with_loss(step.status)
-            elif step.kind == "error":
-                raise AirflowException(f"{step.message} (a retry of this task reattaches to the job)")
-            else:
-                if self.cancel_on_timeout:
-                    backend.cancel(self._job_ref)
-                raise AirflowException(f"{self._job_ref} did not finish within {self._timeout_seconds():.0f}s"
-                                       + ("; it was cancelled" if self.cancel_on_timeout else ""))
+            self.defer(trigger=TuningJobTrigger(backend=self.backend, job_name=self._job_ref, **wait,
+                                                cancel_on_kill=self.cancel_on_kill, **self.trigger_connection()),
+                       method_name="execute_complete",   # the timeout is a safety net; the trigger owns the deadline
+                       timeout=timedelta(seconds=max(60.0, started.deadline - time.time() + 600)))
+        # on the worker: the trigger's own loop, driven synchronously
+        outcome = JobWait(self._job_ref, self.log, read_loss=TuningJobTrigger.read_loss, **wait).run(backend)
+        return finish_event(outcome.event(), self.log)
 
     def execute_complete(self, context, event: dict, **_):
         return finish_event(event, self.log)

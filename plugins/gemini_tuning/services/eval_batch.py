@@ -15,7 +15,7 @@ from ..core.generation import GenerationSettings, response_text
 from ..core.metrics import Answer
 from ..core.promptset import Prompt
 from ..core.states import FAILURE_STATES
-from .eval_results import ModelTarget
+from .eval_results import EvaluationPlan, ModelTarget
 
 log = logging.getLogger(__name__)
 MAX_PREDICTIONS_BYTES = 1 << 30  # one predictions.jsonl, parsed in memory (streamed, lines up to 16 MiB)
@@ -74,3 +74,10 @@ def read_predictions(storage, output_dir: str, prompts: list[Prompt]) -> dict[st
                 answers[pid] = Answer(pid, None, f"batch prediction failed: {row.get('status')}", None)
     return {p.id: answers.get(p.id) or Answer(p.id, None, "no prediction returned for this prompt", None)
             for p in prompts}
+
+
+def collect_answers(batch, storage, jobs: dict[str, str], plan: EvaluationPlan) -> dict[str, dict[str, Answer]]:
+    """Every target's answers from its finished batch job (``jobs``: what :func:`start_jobs` returned):
+    ``{label: {prompt id: Answer}}``, an Answer for every prompt."""
+    return {t.label: read_predictions(storage, batch.get(jobs[t.label]).output_uri, plan.prompts)
+            for t in plan.targets}

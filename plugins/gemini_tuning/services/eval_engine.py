@@ -5,9 +5,10 @@
   all calls in flight.
 - Judging (``services.eval_judge``) is pipelined: a prompt is judged as soon as its answers are in, through the
   same limiter, retries and error accounting as generation.
-- Transient failures (429, 5xx, resets, timeouts) are retried with backoff, honouring Retry-After; each retry
-  goes through the rate limiter again. A prompt that still fails is recorded as an *error* (Answer.error), never
-  as a wrong answer, and the quality metrics leave it out (``core.metrics``).
+- Transient failures (429, 5xx, resets, timeouts) are retried with backoff, honouring Retry-After, by the
+  package's one retry policy (``backends.retry``); each retry goes through the rate limiter again. A prompt that
+  still fails is recorded as an *error* (Answer.error), never as a wrong answer, and the quality metrics leave it
+  out (``core.metrics``).
 - One result row per prompt, whatever happened to it.
 """
 
@@ -15,12 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from ..backends.errors import is_transient, retry_after_of
+from ..backends import retry
+from ..backends.retry import RetryPolicy
 from ..core.metrics import Answer, ExampleScores
 from ..core.promptset import Prompt
 
@@ -29,14 +30,29 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Target:
-    label: str          # "challenger" | "champion" | "base"
-    backend: str        # "vertex" | "gemini_api"
-    model: str          # endpoint / tunedModels/x / base model id
-    quota: str | None = None   # whose rate limit the calls use (default: model); a tuned model's checkpoints share one
+    """One model the engine calls.
+
+    :param label: ``challenger``, ``champion``, ``base`` or ``checkpoint-<id>``.
+    :param backend: ``vertex`` or ``gemini_api``.
+    :param model: what generateContent is called on: an endpoint, ``tunedModels/x``, a base model id.
+    :param quota: whose rate limit the calls use (None: ``model``'s); a tuned model's checkpoints share one.
+    """
+
+    label: str
+    backend: str
+    model: str
+    quota: str | None = None
 
 
 @dataclass(frozen=True)
 class EngineConfig:
+    """:param concurrency: calls in flight at most, all models together.
+    :param rpm: requests per minute at most, per quota (model); a quota given its own ``rpm`` (the judge) keeps it.
+    :param attempts: / :param initial_backoff: / :param max_backoff: the retry policy of every call
+        (``backends.retry.RetryPolicy``: attempts, first backoff cap, longest pause).
+    :param progress_every_s: how often the progress is logged.
+    """
+
     concurrency: int = 16
     rpm: float = 600.0
     attempts: int = 8
@@ -44,10 +60,21 @@ class EngineConfig:
     max_backoff: float = 30.0
     progress_every_s: float = 10.0
 
+    def retry_policy(self) -> RetryPolicy:
+        """The retries of every call: ``attempts`` at most, no total time bound (a prompt's calls wait behind the
+        rate limiter, which is no failure)."""
+        return RetryPolicy(attempts=self.attempts, initial_delay=self.initial_backoff, max_delay=self.max_backoff,
+                           total_seconds=None)
+
 
 class RateLimiter:
     """Token bucket: ``rpm / 60`` tokens per second, at most ``burst`` banked (default 1: requests are spaced
-    evenly and no 60 s window ever holds more than ``rpm + 1``)."""
+    evenly and no 60 s window ever holds more than ``rpm + 1``).
+
+    :param rpm: requests per minute.
+    :param burst: tokens banked at most.
+    :param clock: the monotonic clock (tests).
+    """
 
     def __init__(self, rpm: float, burst: float = 1.0, clock=time.monotonic):
         self.rate = rpm / 60.0
@@ -73,10 +100,16 @@ Generate = Callable[[Target, Prompt], Awaitable[str]]
 
 
 class Engine:
-    """Calls under a per-model rate limit, a shared concurrency bound and retries of transient errors."""
+    """Calls under a per-model rate limit, a shared concurrency bound and retries of transient errors (the
+    package's one retry policy, ``backends.retry``; each attempt waits for the rate limiter and a concurrency
+    slot again, the pauses between attempts hold neither).
+
+    :param cfg: the concurrency, the default rate limit and the retry policy's numbers.
+    """
 
     def __init__(self, cfg: EngineConfig):
         self.cfg = cfg
+        self.policy = cfg.retry_policy()
         self.gate = asyncio.Semaphore(cfg.concurrency)
         self.limiters: dict[str, RateLimiter] = {}
         self.stats = {"done": 0, "errors": 0, "retries": 0, "judged": 0}
@@ -86,27 +119,30 @@ class Engine:
             self.limiters[quota] = RateLimiter(rpm or self.cfg.rpm)
         return self.limiters[quota]
 
+    def _retrying(self, attempt: int, exc: BaseException, sleep: float) -> None:
+        self.stats["retries"] += 1
+        log.debug("transient error (attempt %d): %s; retrying in %.2fs", attempt, exc, sleep)
+
     async def call(self, quota: str, fn: Callable[[], Awaitable], *, rpm: float | None = None):
         """``(value, None, latency)`` or, once retries are spent or the error is not transient,
         ``(None, "Type: message", None)``."""
-        cfg, error = self.cfg, None
         limiter = self.limiter(quota, rpm)
-        for attempt in range(1, cfg.attempts + 1):
+        latency = None
+
+        async def attempt():
+            nonlocal latency
             await limiter.acquire()
             async with self.gate:
                 t0 = time.monotonic()
-                try:
-                    return await fn(), None, time.monotonic() - t0
-                except Exception as exc:  # noqa: BLE001
-                    error = exc
-            if not is_transient(error) or attempt == cfg.attempts:
-                self.stats["errors"] += 1
-                return None, f"{type(error).__name__}: {error}", None
-            self.stats["retries"] += 1
-            ra = retry_after_of(error)
-            backoff = min(cfg.max_backoff, cfg.initial_backoff * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-            await asyncio.sleep(min(cfg.max_backoff, ra) if ra is not None else backoff)
-        raise AssertionError("unreachable")
+                value = await fn()
+                latency = time.monotonic() - t0
+                return value
+
+        try:
+            return await retry.acall(self.policy, attempt, on_retry=self._retrying), None, latency
+        except Exception as exc:  # noqa: BLE001
+            self.stats["errors"] += 1
+            return None, f"{type(exc).__name__}: {exc}", None
 
 
 class PromptHook:

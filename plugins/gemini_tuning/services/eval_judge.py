@@ -31,8 +31,14 @@ MAX_EXPLANATION = 2000
 
 @dataclass(frozen=True)
 class JudgeConfig:
-    """:param mode: ``none``, ``pointwise``, ``pairwise`` or ``both``. :param model: the autorater model.
-    :param pointwise_template: / :param pairwise_template: metric prompt templates (None: the defaults)."""
+    """What to judge, and how.
+
+    :param mode: ``none``, ``pointwise``, ``pairwise`` or ``both``.
+    :param model: the autorater model.
+    :param pointwise_template: the pointwise metric prompt template (None: the default).
+    :param pairwise_template: the pairwise metric prompt template (None: the default).
+    :param rpm: the judge model's requests per minute (None: the engine's).
+    """
 
     mode: str = "none"
     model: str = "gemini-2.5-flash"
@@ -67,9 +73,14 @@ def outcome(first: str | None, second: str | None) -> str:
 
 @dataclass
 class JudgeResults:
-    pointwise: dict = field(default_factory=dict)   # label -> prompt id -> {"score", "judge_score", "explanation",
-                                                    #                      "error"}
-    pairwise: dict = field(default_factory=dict)    # prompt id -> {"outcome", "choices", "explanations", "error"}
+    """What the judge said.
+
+    :param pointwise: label -> prompt id -> ``{"score", "judge_score", "explanation", "error"}``.
+    :param pairwise: prompt id -> ``{"outcome", "choices", "explanations", "error"}``.
+    """
+
+    pointwise: dict = field(default_factory=dict)
+    pairwise: dict = field(default_factory=dict)
 
     def outcomes(self) -> dict[str, str]:
         return {pid: r["outcome"] for pid, r in self.pairwise.items()}

@@ -38,8 +38,11 @@ class EvaluationInputError(ValueError):
 
 @dataclass(frozen=True)
 class ModelTarget:
-    """One model to evaluate: ``target`` for online calls (a Vertex endpoint, a tuned model, a base model id) and
-    ``batch_model`` for batch prediction (the Model Registry name)."""
+    """One model to evaluate.
+
+    :param target: what online calls use (a Vertex endpoint, a tuned model, a base model id).
+    :param batch_model: what batch prediction uses (the Model Registry name).
+    """
 
     target: Target
     batch_model: str
@@ -47,13 +50,24 @@ class ModelTarget:
 
 @dataclass(frozen=True)
 class EvaluationPlan:
+    """What one evaluation does (:func:`plan_evaluation`).
+
+    :param prompts: the prompt set.
+    :param models: every model to evaluate, the challenger (or its checkpoints) first.
+    :param settings: the generation settings, the same for every model.
+    :param champion: the champion pointer's record (None: no champion).
+    :param champion_generation: the pointer's generation compared against (0: no pointer).
+    :param checkpoints: target label -> the challenger checkpoint it serves (empty: the challenger as one model).
+    :param pointer_uri: the champion pointer compared against.
+    """
+
     prompts: list[Prompt]
     models: list[ModelTarget]
     settings: GenerationSettings
     champion: dict | None
     champion_generation: int
-    checkpoints: dict = field(default_factory=dict)   # target label -> the challenger checkpoint it serves
-    pointer_uri: str | None = None                    # the champion pointer compared against
+    checkpoints: dict = field(default_factory=dict)
+    pointer_uri: str | None = None
 
     @property
     def targets(self) -> list[Target]:

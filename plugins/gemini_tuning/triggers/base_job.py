@@ -4,11 +4,18 @@ Purpose
     One trigger shape for tuning jobs and batch prediction jobs (a small subclass per kind, as providers-google's
     ``BaseVertexAIJobTrigger``), driving the pure wait machine (``core.wait``) and doing only I/O.
 How it works
-    ``run`` builds (once per event loop and configuration) the backend the subclass names, then loops: ask the
-    machine whether the deadline has come, get the job's status, let the subclass enrich it (loss), log it, ask
-    the machine what next. Transient errors are retried inside ``error_budget_seconds``; giving up yields an
-    ``error`` event and never cancels the job. The job is cancelled only on a user kill (``on_kill``, guarded
-    against triggerer handovers) or at the deadline, each if enabled.
+    ``run`` takes a lease on the backend the subclass names (one per configuration and event loop, shared by the
+    triggers running in that loop), runs the one wait loop (``services.tuning.wait.JobWait``, the same loop the
+    operator's worker path runs synchronously), gives the lease back and only then yields the event. Transient
+    errors are retried inside ``error_budget_seconds``; giving up yields an ``error`` event and never cancels the
+    job. The job is cancelled only on a user kill (``on_kill``, guarded against triggerer handovers) or at the
+    deadline, each if enabled.
+Backend lifetime
+    Every use of a backend holds a lease (:meth:`BaseJobTrigger._lease`): ``run``'s wait and ``on_kill``'s cancel
+    alike. The first lease in a loop builds the backend, the last one given back closes it; so the backend
+    ``on_kill`` needs after ``run`` was cancelled (the triggerer's order on a user action) is built for it and
+    closed when it is done, and nothing is left open. Closing is shielded: a cancellation re-sent mid-close does
+    not leave a session half-closed.
 What it does not do
     Create jobs. Serialize secrets: credentials are looked up again in the triggerer from the connection ids.
 Known limitations
@@ -20,6 +27,7 @@ Known limitations
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
@@ -28,10 +36,8 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
 
-from ..backends.errors import is_transient, retry_after_of
 from ..core.polling import PollPolicy
-from ..core.states import JobStatus
-from ..core.wait import Step, WaitMachine
+from ..services.tuning.wait import JobWait
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +46,7 @@ _now = time.time
 # One backend (client, HTTP session) per configuration and event loop, shared by the triggers running in that loop,
 # and closed when the loop's last trigger ends (a triggerer has one long-lived loop; dag.test() one loop per trigger).
 _LOOPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict] = weakref.WeakKeyDictionary()
-_KILLS: set[asyncio.Future] = set()   # on_kill work in flight (kept referenced until done)
+_KILLS: set[asyncio.Future] = set()   # on_kill work and backend closes in flight (kept referenced until done)
 
 
 def _loop_state() -> dict:
@@ -57,7 +63,7 @@ def build_backend(trigger: BaseJobTrigger):
 
 
 class BaseJobTrigger(BaseTrigger):
-    """Waits for one remote job. Subclasses name the backend (:meth:`make_backend`) and may enrich each status.
+    """Waits for one remote job. Subclasses name the backend (:meth:`make_backend`) and whether to read loss.
 
     :param job_name: the job to poll and, if asked, cancel (Vertex: the job's resource name; Gemini API: the
         tuning operation).
@@ -77,6 +83,9 @@ class BaseJobTrigger(BaseTrigger):
 
     #: Where the trigger classes are importable from, for ``serialize`` (stable across internal moves).
     public_module = "gemini_tuning.triggers"
+
+    #: Read a loss curve the service keeps apart from the job (tuning jobs); a class attribute, not serialized.
+    read_loss = False
 
     def __init__(self, *, job_name: str, project_id: str | None = None, location: str = "us-central1",
                  gcp_conn_id: str = "google_cloud_default", impersonation_chain=None, api_base_url: str | None = None,
@@ -99,12 +108,11 @@ class BaseJobTrigger(BaseTrigger):
 
     # ------------------------------------------------------------------------------------------- subclass hooks
     def make_backend(self, hook):
-        """The backend this trigger polls, from the hook."""
-        raise NotImplementedError
+        """The backend this trigger polls, from the hook.
 
-    async def enrich(self, backend, status: JobStatus) -> JobStatus:
-        """A chance to add to a status before it is logged and judged (the tuning trigger adds the loss curve)."""
-        return status
+        :param hook: a :class:`~gemini_tuning.hooks.GeminiTuningHook` for this trigger's connection.
+        """
+        raise NotImplementedError
 
     def kwargs(self) -> dict[str, Any]:
         return {"job_name": self.job_name, "project_id": self.project_id, "location": self.location,
@@ -136,25 +144,41 @@ class BaseJobTrigger(BaseTrigger):
                 backends.pop(key, None)          # a failed build is retried by the next trigger
             raise
 
-    async def run(self):
+    @contextlib.asynccontextmanager
+    async def _lease(self):
+        """Use of this loop's shared backend for the duration of the ``async with`` (see "Backend lifetime")."""
         state = _loop_state()
         state["users"] += 1
-        released = False
         try:
-            async for event in self._poll():
-                # Let go of the loop's backends *before* the event leaves: the trigger is done, and a caller may
-                # never resume this generator (dag.test() takes one event and drops it; its loop then cancels the
-                # finalizer, which would leave the HTTP sessions unclosed).
-                released = True
-                await self._release(state)
-                yield event
+            yield self._client
         finally:
-            if not released:
-                await self._release(state)
+            close = asyncio.ensure_future(self._release(state))
+            _KILLS.add(close)
+            close.add_done_callback(_KILLS.discard)
+            await asyncio.shield(close)
+
+    async def run(self):
+        # The lease is given back *before* the event leaves: the trigger is done, and a caller may never resume
+        # this generator (dag.test() takes one event and drops it; its loop then cancels the finalizer, which
+        # would leave the HTTP sessions unclosed).
+        yield TriggerEvent(await self._wait())
+
+    async def _wait(self) -> dict:
+        async with self._lease() as client:
+            try:
+                backend = await client()
+            except Exception as exc:  # noqa: BLE001 - bad connection etc.: report, never cancel
+                return {"status": "error", "job_name": self.job_name,
+                        "message": f"could not build the client for {self.job_name}: {exc!r}"}
+            wait = JobWait(self.job_name, self.log, poll=self.poll, deadline=self.deadline,
+                           error_budget_seconds=self.error_budget_seconds, cancel_on_timeout=self.cancel_on_timeout,
+                           read_loss=self.read_loss)
+            outcome = await wait.arun(backend, sleep=lambda seconds: _sleep(seconds), now=lambda: _now())
+            return outcome.event()
 
     @staticmethod
     async def _release(state: dict) -> None:
-        """One trigger fewer in this loop; the last one closes the loop's shared backends."""
+        """One lease fewer in this loop; the last one closes the loop's shared backends."""
         state["users"] -= 1
         if state["users"] == 0:
             builds, state["backends"] = list(state["backends"].values()), {}
@@ -163,51 +187,6 @@ class BaseJobTrigger(BaseTrigger):
                     await (await build).aclose()
                 except Exception as exc:  # noqa: BLE001
                     log.debug("closing a backend failed: %s", exc)
-
-    async def _poll(self):
-        machine = WaitMachine(self.job_name, PollPolicy(**self.poll), self.deadline, self.error_budget_seconds)
-        try:
-            backend = await self._client()
-        except Exception as exc:  # noqa: BLE001 - bad connection etc.: report, never cancel
-            yield TriggerEvent({"status": "error", "job_name": self.job_name,
-                                "message": f"could not build the client for {self.job_name}: {exc!r}"})
-            return
-        while True:
-            step = machine.due(_now())
-            if step is None:
-                try:
-                    status = await backend.aget(self.job_name)
-                except Exception as exc:  # noqa: BLE001
-                    step = machine.on_error(exc, transient=is_transient(exc), retry_after=retry_after_of(exc),
-                                            now=_now())
-                else:
-                    status = await self.enrich(backend, status)
-                    self.log.info("%s: %s", self.job_name, status.describe())
-                    step = machine.on_status(status, _now())
-            if step.kind == "sleep":
-                if step.message:
-                    self.log.warning("%s", step.message)
-                await _sleep(step.delay)
-                continue
-            yield TriggerEvent(await self._event(step, backend))
-            return
-
-    async def _event(self, step: Step, backend) -> dict:
-        if step.kind == "done":
-            return {"status": "success" if step.status.succeeded else "failed", "job_name": self.job_name,
-                    "job": step.status.summary()}
-        if step.kind == "error":
-            return {"status": "error", "job_name": self.job_name, "message": step.message}
-        cancelled = False
-        if self.cancel_on_timeout:
-            try:
-                await backend.acancel(self.job_name)
-                cancelled = True
-                self.log.warning("deadline reached: cancelled %s", self.job_name)
-            except Exception as exc:  # noqa: BLE001
-                self.log.error("deadline reached; cancelling %s failed: %s", self.job_name, exc)
-        return {"status": "timeout", "job_name": self.job_name, "cancelled": cancelled,
-                "message": step.message + ("; it was cancelled" if cancelled else "; it was left running")}
 
     # ------------------------------------------------------------------------------------------- user kill
     async def on_kill(self) -> None:
@@ -253,9 +232,9 @@ class BaseJobTrigger(BaseTrigger):
             self.log.warning("on_kill fired while the task is still deferred (triggerer handover, #73454): "
                              "%s is left running", self.job_name)
             return
-        backend = await self._client()
-        try:
-            await backend.acancel(self.job_name)
-            self.log.warning("task %s by the user: cancelled %s", state, self.job_name)
-        except Exception as exc:  # noqa: BLE001
-            self.log.error("cancelling %s failed: %s", self.job_name, exc)
+        async with self._lease() as client:
+            try:
+                await (await client()).acancel(self.job_name)
+                self.log.warning("task %s by the user: cancelled %s", state, self.job_name)
+            except Exception as exc:  # noqa: BLE001
+                self.log.error("cancelling %s failed: %s", self.job_name, exc)

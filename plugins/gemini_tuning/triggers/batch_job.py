@@ -7,7 +7,9 @@ from .base_job import BaseJobTrigger
 
 class BatchPredictionJobTrigger(BaseJobTrigger):
     """Polls a batch prediction job. Takes every argument of
-    :class:`~gemini_tuning.triggers.base_job.BaseJobTrigger`."""
+    :class:`~gemini_tuning.triggers.base_job.BaseJobTrigger`. Batch jobs have no loss curve (``read_loss``)."""
+
+    read_loss = False
 
     def make_backend(self, hook):
         backend = hook.vertex_batch(self.project_id, self.location)

@@ -19,13 +19,11 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
-from gemini_tuning.operators.evaluate import GeminiEvaluateOperator, GeminiGateOperator
+from gemini_tuning.operators.approval import GeminiApprovalOperator
+from gemini_tuning.operators.evaluate import GeminiEvaluateOperator
+from gemini_tuning.operators.gate import GeminiGateOperator
 from gemini_tuning.operators.prepare import PrepareTuningDatasetOperator
-from gemini_tuning.operators.promote import (
-    GeminiApprovalOperator,
-    GeminiDeleteTunedModelOperator,
-    GeminiPromoteOperator,
-)
+from gemini_tuning.operators.promote import GeminiDeleteTunedModelOperator, GeminiPromoteOperator
 from gemini_tuning.operators.report import GeminiTuningReportOperator
 
 ROOT = Path(os.environ.get("GEMINI_TUNING_ROOT", Path(__file__).resolve().parents[3]))
