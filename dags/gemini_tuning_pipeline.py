@@ -23,9 +23,11 @@ with the typed Params form.
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 
 import pendulum
+from airflow.configuration import conf
 from airflow.sdk import DAG, Asset, Param
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
@@ -66,14 +68,19 @@ GATE_CONFIG = {"min_prompts": "{{ params.gate_min_prompts }}",
 PARAMS = {
     # --- where and what
     "backend": Param("vertex", enum=list(BACKENDS), title="Backend",
-                     description="Vertex AI tuningJobs (recommended) or the Gemini API tunedModels flow"),
+                     description="Vertex AI tuningJobs (recommended) or the Gemini API tunedModels flow (legacy: "
+                                 "Google offers no tunable model there since May 2025; kept for the emulator)"),
     "project_id": Param(None, type=["null", "string"], pattern=PROJECT_PATTERN, title="Project",
                         description="Google Cloud project; empty = the connection's project"),
     "location": Param("us-central1", type="string", pattern=LOCATION_PATTERN, title="Location",
                       description="a Vertex AI region (core.names: never a host name)"),
-    "base_model": Param("gemini-2.5-flash", type="string", title="Base model",
-                        examples=["gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.5-pro",
-                                  "gemini-3.1-flash-lite", "models/gemini-1.5-flash-001-tuning"]),
+    # the 2.5 models retired on 2026-10-20 (tuning blocked a month before): today's tunable bases
+    # (../shared/reference: vertex-2026-12.md §5; plugins/gemini_tuning/data/model_lifecycle.json)
+    "base_model": Param("gemini-3.5-flash", type="string", title="Base model",
+                        description="Vertex: a tunable Gemini model; the Gemini API backend (legacy on Google's "
+                                    "side: no tunable model since May 2025) works on the emulator only",
+                        examples=["gemini-3.5-flash", "gemini-3.5-flash-lite", "gemini-3.1-flash-lite",
+                                  "models/gemini-1.5-flash-001-tuning"]),
     "gcs_prefix": Param("gs://gemini-tuning-demo/pipeline", type="string",
                         pattern=r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$", title="GCS prefix",
                         description="Datasets, job state, evaluation results, reports and the champion pointer"),
@@ -130,7 +137,7 @@ PARAMS = {
                    description="an autorater (Vertex's evaluation service) scores answers (pointwise, metric "
                                "judge_score) and/or compares challenger and champion twice with the order "
                                "swapped (pairwise, gated by a sign test)"),
-    "judge_model": Param("gemini-2.5-flash", type="string", title="Autorater model"),
+    "judge_model": Param("gemini-3.5-flash", type="string", title="Autorater model"),
     "judge_pointwise_template": Param(None, type=["null", "string"], title="Pointwise metric prompt template",
                                       description="empty: the default rubric (1-5 against the reference)"),
     "judge_pairwise_template": Param(None, type=["null", "string"], title="Pairwise metric prompt template"),
@@ -158,24 +165,59 @@ PARAMS = {
 }
 
 
-def pipeline_dag(dag_id: str = "gemini_tuning_pipeline") -> DAG:
-    """The pipeline DAG (a function so that tests can build variants of it under another id)."""
+DEFAULT_SCHEDULE = object()
+
+
+def pipeline_dag(dag_id: str = "gemini_tuning_pipeline", *, params: dict | None = None, fixed: dict | None = None,
+                 pipeline: dict | None = None, schedule=DEFAULT_SCHEDULE, description: str | None = None,
+                 tags: list[str] | None = None, access_control: dict | None = None,
+                 task_callbacks: dict[str, dict] | None = None, dag_callbacks: dict | None = None,
+                 champion_asset: Asset | None = None, max_active_runs: int | None = None) -> DAG:
+    """The pipeline DAG. With no arguments: the open pipeline (every value a run Param; tests build variants of it
+    under another id). The pipeline factory (``dags/gemini_tuning_pipelines.py``) builds one per reviewed file.
+
+    :param dag_id: the DAG id.
+    :param params: the run Params (default: :data:`PARAMS` with the deployment's JSON defaults merged over them).
+    :param fixed: values no run may change (name → value, :data:`PARAMS`'s names): every ``params.<name>`` in a
+        task's templated fields is replaced by the value itself when the DAG is built, so a run's conf cannot reach
+        it (``gemini_tuning.pipelines.policy``).
+    :param pipeline: the reviewed file's record (``Pipeline.to_record()``): adds the ``check_policy`` first step
+        and makes the gate record, and promote require, the file's revision and policy hash.
+    :param schedule: the DAG's schedule (default: Mondays 03:00 UTC or new raw training data).
+    :param description: the DAG's description.
+    :param tags: the DAG's tags.
+    :param access_control: Airflow DAG-level ``access_control`` (FAB auth manager).
+    :param task_callbacks: task id → extra operator kwargs (``on_success_callback`` …: notifications).
+    :param dag_callbacks: DAG kwargs (``on_failure_callback`` …).
+    :param champion_asset: the Asset promote updates (default: the shared ``gemini_tuning_champion``).
+    :param max_active_runs: default ``$GEMINI_TUNING_MAX_ACTIVE_RUNS`` or 1 (runs of one pipeline share its
+        champion).
+    """
+    task_callbacks = task_callbacks or {}
+
+    def extra(task_id: str) -> dict:
+        return dict(task_callbacks.get(task_id) or {})
+
+    if schedule is DEFAULT_SCHEDULE:
+        schedule = AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"),
+                                       assets=[RAW_TRAINING_DATA])
     with DAG(
         dag_id=dag_id,
-        description="Validate + upload a training set, tune a Gemini model (deferred), evaluate, promote or delete",
-        schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"),
-                                     assets=[RAW_TRAINING_DATA]),
+        description=description or "Validate + upload a training set, tune a Gemini model (deferred), evaluate, "
+                                   "promote or delete",
+        schedule=schedule,
         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
         catchup=False,
-        # one run at a time per deployment by default (runs of one pipeline share its champion); a deployment that runs
-        # several pipelines from this file (each its own gcs_prefix) raises it
-        max_active_runs=int(os.environ.get("GEMINI_TUNING_MAX_ACTIVE_RUNS", "1")),
+        # one run at a time per pipeline by default (runs of one pipeline share its champion)
+        max_active_runs=max_active_runs or int(os.environ.get("GEMINI_TUNING_MAX_ACTIVE_RUNS", "1")),
         render_template_as_native_obj=True,
         default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
-        tags=["gemini", "tuning"],
+        tags=tags or ["gemini", "tuning"],
         # the demo defaults (PARAMS), with a deployment's own merged over them from the JSON file named by
         # $GEMINI_TUNING_PIPELINE_CONFIG (read at parse time; README "Guard rails")
-        params=deployment_params(PARAMS),
+        params=deployment_params(PARAMS) if params is None else params,
+        access_control=access_control,
+        **(dag_callbacks or {}),
     ) as dag:
         prepare = PrepareTuningDatasetOperator(
             task_id="prepare_dataset",
@@ -245,6 +287,8 @@ def pipeline_dag(dag_id: str = "gemini_tuning_pipeline") -> DAG:
             verdict_uri=VERDICT,
             promote_task_ids=["review_report", "approval"],
             delete_task_id="delete",
+            pipeline=pipeline and _provenance(pipeline),
+            **extra("gate"),
         )
         # the report as the gate left it, for the reviewer (the approval's body links to it; the api-server serves it
         # until "report" has written the final one)
@@ -254,15 +298,18 @@ def pipeline_dag(dag_id: str = "gemini_tuning_pipeline") -> DAG:
         approval = GeminiApprovalOperator(task_id="approval", verdict_uri=VERDICT, candidate=TUNED,
                                           required="{{ params.require_approval }}",
                                           timeout_hours="{{ params.approval_timeout_hours }}",
-                                          promote_task_id="promote", reject_task_id="delete_rejected")
+                                          promote_task_id="promote", reject_task_id="delete_rejected",
+                                          **extra("approval"))
         promote = GeminiPromoteOperator(task_id="promote", **GOOGLE, candidate=TUNED, evaluation=EVALUATION,
                                         pointer_uri=POINTER, verdict_uri=VERDICT, gate_config=GATE_CONFIG,
-                                        approval_task_id="approval")
+                                        approval_task_id="approval", pipeline=pipeline and _provenance(pipeline),
+                                        **({"outlets": [champion_asset]} if champion_asset else {}),
+                                        **extra("promote"))
         delete = GeminiDeleteTunedModelOperator(task_id="delete", **GOOGLE, candidate=TUNED, pointer_uri=POINTER,
-                                                verdict_uri=VERDICT, delete_on=["delete"])
+                                                verdict_uri=VERDICT, delete_on=["delete"], **extra("delete"))
         delete_rejected = GeminiDeleteTunedModelOperator(task_id="delete_rejected", **GOOGLE, candidate=TUNED,
                                                          pointer_uri=POINTER, verdict_uri=VERDICT, delete_on=["reject"],
-                                                         approval_task_id="approval")
+                                                         approval_task_id="approval", **extra("delete_rejected"))
         # teardowns: they run once every decision task has settled (never beside promote) and do not decide the run's
         # state (a failed gate fails the run even though the report is written)
         cleanup = GeminiDeleteTunedModelOperator(
@@ -284,7 +331,51 @@ def pipeline_dag(dag_id: str = "gemini_tuning_pipeline") -> DAG:
         prepare >> tune >> evaluate >> gate >> [review_report, approval, delete]
         approval >> [promote, delete_rejected]
         [review_report, promote, delete, delete_rejected] >> cleanup >> report
+        if pipeline is not None:
+            # the first step: the run's values against the reviewed policy, before anything is read
+            from gemini_tuning.operators.policy import GeminiPolicyCheckOperator
+
+            GeminiPolicyCheckOperator(task_id="check_policy", pipeline=pipeline, **extra("check_policy")) >> prepare
+    if fixed:
+        fix_values(dag, fixed)
     return dag
 
 
-dag = pipeline_dag()
+def _provenance(record: dict) -> dict:
+    return {k: record.get(k) for k in ("id", "file", "revision", "policy_hash")}
+
+
+_PARAM_REF = re.compile(r"\bparams\.([A-Za-z_][A-Za-z0-9_]*)\b")
+
+
+def fix_values(dag: DAG, fixed: dict) -> None:
+    """Replace every ``params.<name>`` of ``fixed`` in the tasks' templated fields by the value itself (a Jinja
+    literal), so that no run's conf or Params can change it.
+
+    :param dag: the built DAG.
+    :param fixed: name → value (str, number, bool, None, or lists/dicts of those).
+    """
+    def literal(match: re.Match) -> str:
+        name = match.group(1)
+        return repr(fixed[name]) if name in fixed else match.group(0)
+
+    def walk(value):
+        if isinstance(value, str):
+            return _PARAM_REF.sub(literal, value) if "params." in value else value
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(walk(v) for v in value)
+        return value
+
+    for task in dag.tasks:
+        for field in task.template_fields:
+            setattr(task, field, walk(getattr(task, field, None)))
+
+
+# the open pipeline (every value a run Param, so whoever triggers a run sets the gate): for development and the
+# tests. A production deployment runs the reviewed pipeline files instead (dags/gemini_tuning_pipelines.py) and
+# leaves it off: [gemini_tuning] open_pipeline_dag = False (the default).
+# (not when the pipeline factory imports this file by name for pipeline_dag: its DAG would be bagged twice)
+if conf.getboolean("gemini_tuning", "open_pipeline_dag", fallback=False) and __name__ != "gemini_tuning_pipeline":
+    dag = pipeline_dag()

@@ -13,11 +13,11 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from aiohttp import web
 
-from . import wire
+from . import models, wire
 from .errors import ApiError
 from .faults import Faults
 from .store import Store
@@ -42,13 +42,26 @@ class EmulatorConfig:
     max_training_examples: int = 50_000
     gcs_url: str | None = None        # the GCS emulator the jobs read training data from
     gemini_api_tuning_discontinued: bool = False   # answer tunedModels.create like Google does since 2025
+    gemini_api_tuning_not_found: bool = False      # answer tunedModels.create like Google does today (404, §6)
     seed: int = 0
+    # the emulator's date for the base-model lifecycle (emulator.models): "YYYY-MM-DD" or "now" (wall clock, UTC);
+    # default $GEMINI_EMULATOR_TODAY, else models.DEFAULT_TODAY (before the 2.5 models' tuning block)
+    today: str = field(default_factory=models.default_today)
+    # nominal seconds (x time_scale) a new Vertex tuning job waits in TUNING_JOB_STATE_WAITING_FOR_QUOTA before its
+    # dataset is processed, and in TUNING_JOB_STATE_WAITING_FOR_CAPACITY before tuning starts (fixed at create)
+    quota_wait_seconds: float = 0.0
+    capacity_wait_seconds: float = 0.0
 
     def update(self, values: dict) -> None:
         known = {f.name: f.type for f in fields(self)}
         for key, value in values.items():
             if key not in known:
                 raise ValueError(f"unknown config key {key!r}")
+            if key == "today" and value != "now":
+                models.today(type(self)(today=value))   # ValueError for a malformed date
+            if key in ("quota_wait_seconds", "capacity_wait_seconds") and (
+                    isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+                raise ValueError(f"{key} must be a number >= 0, got {value!r}")
             setattr(self, key, value)
 
 
@@ -211,6 +224,10 @@ class Emulator:
                 except ValueError as exc:
                     return web.json_response({"error": str(exc)}, status=400)
             return web.json_response(asdict(self.config))
+        if what == "models":
+            day = models.today(self.config)
+            return web.json_response({"today": day.isoformat(),
+                                      "models": [m.to_dict(day) for m in models.CATALOGUE]})
         if what == "requests":
             if request.method == "DELETE":
                 self.requests.clear()

@@ -2,7 +2,9 @@
 
 Auth as the API does it: ``x-goog-api-key`` header (or ``?key=``), or an OAuth bearer token with the
 ``x-goog-user-project`` header; neither gives Google's 401 envelope. With ``gemini_api_tuning_discontinued`` the
-create call answers the way Google has since 2025, so the plugin's refusal handling can be tested.
+create call answers the way Google has since 2025, so the plugin's refusal handling can be tested. With
+``gemini_api_tuning_not_found`` (default False) it answers as Google does today (reference §6): 404 NOT_FOUND, the
+base model "is not found ... or is not supported for createTunedModel" (the exact text is unverified).
 """
 
 from __future__ import annotations
@@ -67,6 +69,13 @@ class GeminiApiService:
         if self.emu.config.gemini_api_tuning_discontinued:
             raise ApiError(400, DISCONTINUED_MESSAGE, status="FAILED_PRECONDITION")
         base = body.get("baseModel")
+        if base and self.emu.config.gemini_api_tuning_not_found:
+            # Google today (reference §6): no model supports createTunedModel any more. unverified: the exact answer
+            # to tunedModels.create was not found; this is the documented generateContent 404 for such a model
+            # (python-genai#969) with "createTunedModel" in place of "generateContent" [inferred].
+            raise ApiError(404, f"{base} is not found for API version v1beta, or is not supported for "
+                                "createTunedModel. Call ListModels to see the list of available models and their "
+                                "supported methods.")
         if not base:
             if (body.get("tunedModelSource") or {}).get("tunedModel"):
                 raise ApiError(400, "Tuning from a tuned model is not supported by the emulator.")
@@ -282,7 +291,7 @@ class GeminiApiService:
     async def base_generate(self, request, ver, model):
         _check_auth(request)
         if not model.startswith("gemini-"):
-            raise ApiError(404, f"models/{model} is not found for API version {ver}, or is not supported for "
+            raise ApiError(404, f"models/{model} is not found for API version v1beta, or is not supported for "
                                 "generateContent.")
         body = await json_body(request)
         return ok(serving.generate(None, model, body, vertex=False, model_version=model))

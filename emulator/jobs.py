@@ -1,9 +1,14 @@
 """The life of a training job, one for Vertex tuning jobs and Gemini API tuned models.
 
 A job's state is derived from wall-clock time and persisted facts, so it survives an emulator restart:
-    created ──(pending_s)──► RUNNING ──(steps × step_s)──► SUCCEEDED     (never before real training has finished)
-       │                        ├──(an injected failure's fraction of the steps)──► FAILED
-       └──(bad data: at the end of pending_s at the earliest)──► FAILED             cancel, at any time ──► CANCELLED
+    created ──(quota_s)──(pending_s)──(capacity_s)──► RUNNING ──(steps × step_s)──► SUCCEEDED
+       │                                                 │        (never before real training has finished)
+       │                                                 ├──(an injected failure's fraction of the steps)──► FAILED
+       └──(bad data: at the end of quota_s + pending_s at the earliest)──► FAILED  cancel, at any time ──► CANCELLED
+While PENDING, :attr:`Timeline.sub_state` says which wait it is in: ``WAITING_FOR_QUOTA`` (``quota_s``, Vertex only,
+config ``quota_wait_seconds``), ``PROCESSING_DATASET`` (``pending_s``, and for as long as reading the data takes),
+``WAITING_FOR_CAPACITY`` (``capacity_s``, Vertex only, config ``capacity_wait_seconds``). Jobs without ``quota_s`` /
+``capacity_s`` in their facts (Gemini API tuned models, jobs stored before) wait 0 s in those.
 Durations are the config's nominal ones times ``time_scale``, fixed when the job is created (:func:`new_emu_state`).
 
 :class:`JobLifecycle` owns that state for one store collection: it creates a job and starts its training
@@ -35,6 +40,7 @@ class Timeline:
     start_time: float | None = None
     end_time: float | None = None
     error: dict | None = None
+    sub_state: str | None = None   # PENDING only: WAITING_FOR_QUOTA | PROCESSING_DATASET | WAITING_FOR_CAPACITY
 
     @property
     def percent(self) -> float:
@@ -44,20 +50,32 @@ class Timeline:
 def timeline(emu: dict, now: float, live_progress: int | None) -> Timeline:
     """Derives a job's state from its persisted facts (``emu``) and the clock."""
     steps = emu.get("steps")
+    data_start = emu["created"] + (emu.get("quota_s") or 0.0)   # the quota wait is over, the dataset is processed
+    capacity_s = emu.get("capacity_s") or 0.0
     run_start = None
     if steps is not None:
-        run_start = max(emu["created"] + emu["pending_s"], emu.get("data_ready") or emu["created"])
+        run_start = max(data_start + emu["pending_s"], emu.get("data_ready") or emu["created"]) + capacity_s
+
+    def pending() -> Timeline:
+        if now < data_start:
+            sub = "WAITING_FOR_QUOTA"
+        elif run_start is None or now < run_start - capacity_s:
+            sub = "PROCESSING_DATASET"
+        else:
+            sub = "WAITING_FOR_CAPACITY"
+        return Timeline("PENDING", 0, steps, sub_state=sub)
     if emu.get("cancelled_at") is not None:
         done = len(emu.get("losses") or []) if emu.get("trained") else (live_progress or 0)
         return Timeline("CANCELLED", min(done, steps or 0), steps, run_start, emu["cancelled_at"],
                         {"code": 1, "message": "CANCELLED"})
     if emu.get("error") is not None:
-        at = max(emu["created"] + emu["pending_s"], emu.get("error_at") or 0)
+        at = max(data_start + emu["pending_s"], emu.get("error_at") or 0)
         if now >= at:
             return Timeline("FAILED", 0, steps, run_start, at, emu["error"])
-        return Timeline("PENDING", 0, steps)
+        return Timeline("PENDING", 0, steps, sub_state="WAITING_FOR_QUOTA" if now < data_start
+                        else "PROCESSING_DATASET")
     if steps is None or now < run_start:
-        return Timeline("PENDING", 0, steps)
+        return pending()
     run_s = steps * emu["step_s"]
     frac = 1.0 if run_s <= 0 else min(1.0, (now - run_start) / run_s)
     plan = emu.get("fail_plan")
@@ -93,6 +111,13 @@ class TrainingInputs:
     validation: Callable[[], list[learner.Example]] | None = None
     init_artifact: str | None = None
     checkpoints: bool = False
+    # train(examples, hp, on_step=, init=, on_epoch=) -> (model, records): the objective (default learner.train,
+    # supervised); val_loss(model, validation_examples) -> float: the per-epoch validation loss (default mean_loss)
+    train: Callable | None = None
+    val_loss: Callable | None = None
+    # on_data(emu) is called when the data has been read, with the job's persisted facts (saved afterwards): a
+    # surface's hook to record what it learnt about the data while loading it (e.g. data statistics)
+    on_data: Callable[[dict], None] | None = None
 
 
 # advance(name, stored_object, timeline, now) -> True when it changed the stored object (it is then saved)
@@ -175,15 +200,19 @@ class JobLifecycle:
     def _train(self, name: str) -> None:
         e = self.store.get(self.collection, name)["emu"]
         inputs = self._inputs(name, e)
-        self.trainer.start(name, inputs.load, hp_from_emu(e), partial(self._data_ready, name),
+        self.trainer.start(name, inputs.load, hp_from_emu(e), partial(self._data_ready, name, inputs.on_data),
                            partial(self._trained, name), init_artifact=inputs.init_artifact,
-                           checkpoints=inputs.checkpoints, validation=inputs.validation)
+                           checkpoints=inputs.checkpoints, validation=inputs.validation,
+                           **{k: v for k, v in (("train_fn", inputs.train), ("val_loss", inputs.val_loss))
+                              if v is not None})
 
-    def _data_ready(self, name: str, n_examples: int) -> None:
+    def _data_ready(self, name: str, on_data, n_examples: int) -> None:
         cur = self.store.get(self.collection, name)
         if cur is None:
             return
         e = cur["emu"]
+        if on_data is not None:
+            on_data(e)
         e["n_examples"] = n_examples
         e["steps"] = learner.planned_steps(n_examples, hp_from_emu(e))
         e["data_ready"] = self.emu.now()

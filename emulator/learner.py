@@ -72,6 +72,7 @@ __all__ = [
     "Example",
     "HyperParams",
     "LOSS_PROB_FLOOR",
+    "PreferenceExample",
     "Prediction",
     "StepRecord",
     "TunedModel",
@@ -82,8 +83,12 @@ __all__ = [
     "gemini_api_default_batch_size",
     "gemini_api_learning_rate",
     "planned_steps",
+    "preference_example_from_vertex",
+    "preference_mean_loss",
+    "completion_logprobs",
     "prompt_from_contents",
     "train",
+    "train_preference",
     "vertex_learning_rate",
 ]
 
@@ -620,10 +625,40 @@ def train(
             k = class_of[out] = len(outputs)
             outputs.append(out)
         labels[i] = k
+
+    def sft_loss(batch: np.ndarray, logits: np.ndarray, ref: np.ndarray | None) -> tuple[float, np.ndarray]:
+        m = batch.size
+        logp = _log_softmax(logits.astype(np.float64))
+        y = labels[batch]
+        loss = float(-logp[np.arange(m), y].mean())
+        d_logits = np.exp(logp)
+        d_logits[np.arange(m), y] -= 1.0
+        return loss, d_logits / m
+
+    return _fit([ex.prompt for ex in examples], outputs, hp, init=init, on_step=on_step, on_epoch=on_epoch,
+                loss_grad=sft_loss)
+
+
+def _fit(
+    prompts: Sequence[str],
+    outputs: list[str],
+    hp: HyperParams,
+    *,
+    init: TunedModel | None,
+    on_step: Callable[[StepRecord], None] | None,
+    on_epoch: Callable[[int, TunedModel], None] | None,
+    loss_grad: Callable[[np.ndarray, np.ndarray, np.ndarray | None], tuple[float, np.ndarray]],
+    reference: bool = False,
+) -> tuple[TunedModel, list[StepRecord]]:
+    """The optimisation shared by :func:`train` and :func:`train_preference`: featurise ``prompts``, initialise
+    (or warm-start) the adapter over ``outputs`` and run mini-batch Adam on ``loss_grad(batch_indices, logits,
+    ref_logits) -> (batch loss, d loss / d logits)``. ``reference``: also pass the batch's logits under the
+    *initial* parameters (the frozen reference model of DPO), else None."""
+    n = len(prompts)
     n_classes = len(outputs)
 
     # features: vocabulary = buckets seen in some but not all training prompts; IDF from training
-    doc, col, val = _raw_features([ex.prompt for ex in examples])
+    doc, col, val = _raw_features(list(prompts))
     df = np.bincount(col, minlength=HASH_DIM)
     buckets = np.flatnonzero((df > 0) & (df < n))
     idf = np.log((1.0 + n) / (1.0 + df[buckets])).astype(np.float32)
@@ -654,9 +689,15 @@ def train(
     def snapshot() -> TunedModel:
         return TunedModel(buckets=buckets, idf=idf, A=a_state[:, 0, :].copy(), B=B.copy(), b=b.copy(),
                           outputs=outputs, hyperparams=hp, n_examples=n)
+
     opt_B, opt_b = _Adam(B, hp.learning_rate), _Adam(b, hp.learning_rate)
 
     starts, lengths = indptr[:-1], np.diff(indptr)
+    ref_logits = None
+    if reference:   # the initial model's logits for every example (the reference policy stays frozen)
+        hidden0 = np.zeros((n, r), dtype=np.float32)
+        np.add.at(hidden0, np.repeat(np.arange(n), lengths), a_state[rows, 0, :] * vals[:, None])
+        ref_logits = (hidden0 @ B + b).astype(np.float64)
     touched = np.zeros(vocab, dtype=bool)
     slot = np.zeros(vocab, dtype=np.int64)
     records: list[StepRecord] = []
@@ -681,13 +722,9 @@ def train(
             # forward
             H = X @ S[:, 0, :]
             logits = H @ B + b
-            logp = _log_softmax(logits.astype(np.float64))
-            y = labels[batch]
-            loss = float(-logp[np.arange(m), y].mean())
+            loss, d_logits = loss_grad(batch, logits, None if ref_logits is None else ref_logits[batch])
             # backward
-            d_logits = np.exp(logp)
-            d_logits[np.arange(m), y] -= 1.0
-            d_logits = (d_logits / m).astype(np.float32)
+            d_logits = d_logits.astype(np.float32)
             g_A = X.T @ (d_logits @ B.T)
             step += 1
             opt_B.step(H.T @ d_logits, step)
@@ -709,6 +746,161 @@ def train(
             on_epoch(epoch, snapshot())
 
     return snapshot(), records
+
+
+# --------------------------------------------------------------------------------------------
+# preference tuning (DPO)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PreferenceExample:
+    """One preference pair: the flattened prompt, the preferred (score 1) and the dispreferred (score 0) text."""
+
+    prompt: str
+    chosen: str
+    rejected: str
+
+
+#: The documented default is not found; 0.1 is the value of Google's DPO tutorial ("beta range 0.01 - 0.5").
+DEFAULT_BETA = 0.1
+
+
+def _text_only(content: Mapping, where: str) -> None:
+    for j, part in enumerate(content.get("parts") or []):
+        if not isinstance(part, Mapping) or set(part) - {"text", "thought"} or not isinstance(part.get("text"), str):
+            raise ValueError(f"{where}.parts[{j}] is not a text part: preference tuning supports text data only")
+
+
+def preference_example_from_vertex(obj: object) -> PreferenceExample:
+    """One line of a Vertex preference-tuning JSONL file (reference §1b) -> :class:`PreferenceExample`.
+
+    ``contents``: the conversation (text only), ending with a user turn; optional ``system_instruction``;
+    ``completions``: exactly two ``{"score": 0|1, "completion": <one model turn>}``, one of each score.
+    Raises ValueError saying what is wrong (the caller names the line).
+    """
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"a preference example must be a JSON object, got {type(obj).__name__}")
+    contents = obj.get("contents")
+    if not isinstance(contents, list) or not contents:
+        raise ValueError("'contents' must be a non-empty list of turns")
+    for i, turn in enumerate(contents):
+        if not isinstance(turn, Mapping) or turn.get("role") not in ("user", "model"):
+            raise ValueError(f"contents[{i}] must be an object with role 'user' or 'model' and 'parts'")
+        _text_only(turn, f"contents[{i}]")
+    if contents[-1].get("role") != "user":
+        raise ValueError("'contents' must end with a user turn")
+    completions = obj.get("completions")
+    if not isinstance(completions, list) or len(completions) != 2:
+        raise ValueError("'completions' must be a list of exactly two {score, completion} objects "
+                         "(one preferred, one dispreferred)")
+    by_score: dict[int, str] = {}
+    for i, item in enumerate(completions):
+        if not isinstance(item, Mapping) or "completion" not in item or "score" not in item:
+            raise ValueError(f"completions[{i}] must have 'score' and 'completion'")
+        score = item["score"]
+        if isinstance(score, bool) or not isinstance(score, numbers.Real) or score not in (0, 1):
+            raise ValueError(f"completions[{i}].score must be 0 or 1, got {score!r}")
+        comp = item["completion"]
+        if not isinstance(comp, Mapping) or comp.get("role") != "model":
+            raise ValueError(f"completions[{i}].completion must be a single turn with role 'model'")
+        _text_only(comp, f"completions[{i}].completion")
+        text = _parts_text(comp, f"completions[{i}].completion").strip()
+        if not text:
+            raise ValueError(f"completions[{i}].completion has no text")
+        if int(score) in by_score:
+            raise ValueError("the pair must have one preferred (score 1) and one dispreferred (score 0) completion")
+        by_score[int(score)] = text
+    if by_score[1] == by_score[0]:
+        raise ValueError("the preferred and the dispreferred completion are the same text")
+    turns = [_parts_text(c, f"contents[{i}]") for i, c in enumerate(contents)]
+    return PreferenceExample(prompt=flatten_prompt(_system_text(obj), turns), chosen=by_score[1],
+                             rejected=by_score[0])
+
+
+def train_preference(
+    pairs: Sequence[PreferenceExample],
+    hp: HyperParams,
+    *,
+    beta: float = DEFAULT_BETA,
+    on_step: Callable[[StepRecord], None] | None = None,
+    init: TunedModel | None = None,
+    on_epoch: Callable[[int, TunedModel], None] | None = None,
+) -> tuple[TunedModel, list[StepRecord]]:
+    """Preference tuning with the DPO objective, like :func:`train` otherwise (steps, checkpoints, warm start).
+
+    The reference policy is the model training starts from (``init``, e.g. a supervised-tuned model; or a fresh
+    adapter), frozen. Per pair, with ``z`` the class logits: ``margin = (z_chosen - z_rejected) - (ref_chosen -
+    ref_rejected)`` (the log-probability ratio difference: the softmax normaliser cancels) and the loss is
+    ``-log sigmoid(beta * margin)``. Its gradient raises the chosen completion's log-likelihood relative to the
+    rejected one's, weighted by ``beta * sigmoid(-beta * margin)``: ``beta = 0`` learns nothing, a small ``beta``
+    keeps pushing until the margin is large. Completions the model has not seen become new classes (logit 0
+    under a fresh ``B`` column), so they start out tied. Generalisation to new prompts is the learner's usual one
+    (hashed n-gram features through the low-rank adapter). The recorded loss is the batch's mean DPO loss.
+    """
+    hp.validate()
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not math.isfinite(beta) or beta < 0:
+        raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
+    pairs = list(pairs)
+    if not pairs:
+        raise ValueError("cannot tune on an empty dataset")
+    if init is not None and init.rank != int(hp.adapter_rank):
+        raise ValueError(f"warm start: adapter rank {hp.adapter_rank} differs from the initial model's {init.rank}")
+    outputs: list[str] = list(init.outputs) if init is not None else []
+    class_of: dict[str, int] = {o: k for k, o in enumerate(outputs)}
+
+    def cls(text: str) -> int:
+        text = text.strip()
+        k = class_of.get(text)
+        if k is None:
+            k = class_of[text] = len(outputs)
+            outputs.append(text)
+        return k
+
+    win = np.array([cls(p.chosen) for p in pairs], dtype=np.int64)
+    lose = np.array([cls(p.rejected) for p in pairs], dtype=np.int64)
+    beta = float(beta)
+
+    def dpo_loss(batch: np.ndarray, logits: np.ndarray, ref: np.ndarray | None) -> tuple[float, np.ndarray]:
+        m = batch.size
+        idx = np.arange(m)
+        z = logits.astype(np.float64)
+        w, lo = win[batch], lose[batch]
+        margin = (z[idx, w] - z[idx, lo]) - (ref[idx, w] - ref[idx, lo])
+        loss = float(np.logaddexp(0.0, -beta * margin).mean())          # -log sigmoid(beta * margin)
+        coef = beta * (1.0 / (1.0 + np.exp(beta * margin)))             # beta * sigmoid(-beta * margin)
+        d_logits = np.zeros_like(z)
+        np.add.at(d_logits, (idx, w), -coef / m)
+        np.add.at(d_logits, (idx, lo), coef / m)
+        return loss, d_logits
+
+    return _fit([p.prompt for p in pairs], outputs, hp, init=init, on_step=on_step, on_epoch=on_epoch,
+                loss_grad=dpo_loss, reference=True)
+
+
+def preference_mean_loss(model: TunedModel, pairs: Iterable[PreferenceExample], beta: float = DEFAULT_BETA) -> float:
+    """Mean ``-log sigmoid(beta * (z_chosen - z_rejected))`` over ``pairs`` (a validation loss; no reference
+    model: it compares the two completions under ``model`` only). A completion the model cannot produce counts
+    with the logit of the lowest class minus 10."""
+    pairs = list(pairs)
+    if not pairs:
+        return float("nan")
+    class_of = {o: k for k, o in enumerate(model.outputs)}
+    logits = model.logits([p.prompt for p in pairs]).astype(np.float64)
+    total = 0.0
+    for i, p in enumerate(pairs):
+        floor = float(logits[i].min()) - 10.0 if logits.shape[1] else 0.0
+        zw = logits[i, class_of[p.chosen.strip()]] if p.chosen.strip() in class_of else floor
+        zl = logits[i, class_of[p.rejected.strip()]] if p.rejected.strip() in class_of else floor
+        total += float(np.logaddexp(0.0, -max(beta, 1e-12) * (zw - zl)))
+    return total / len(pairs)
+
+
+def completion_logprobs(model: TunedModel, prompt: str, texts: Sequence[str]) -> list[float]:
+    """The model's log-probability of each of ``texts`` for ``prompt`` (-inf for a text it cannot produce)."""
+    logp = _log_softmax(model.logits([prompt])[0].astype(np.float64))
+    class_of = {o: k for k, o in enumerate(model.outputs)}
+    return [float(logp[class_of[t.strip()]]) if t.strip() in class_of else float("-inf") for t in texts]
 
 
 # --------------------------------------------------------------------------------------------

@@ -64,7 +64,8 @@ class Trainer:
               on_data: Callable[[int], None],
               on_done: Callable[..., None], *,
               init_artifact: str | None = None, checkpoints: bool = False,
-              validation: Callable[[], list[learner.Example]] | None = None) -> None:
+              validation: Callable[[], list[learner.Example]] | None = None,
+              train_fn: Callable | None = None, val_loss: Callable | None = None) -> None:
         """Trains ``key`` in the background. ``init_artifact``: warm-start from that saved model (continuous
         tuning); ``checkpoints``: also save the model after every epoch as :func:`checkpoint_artifact`.
 
@@ -75,13 +76,18 @@ class Trainer:
         ``on_data(n_examples)`` is called once the data is read; ``on_done(records, exc, val_losses)`` at the end:
         ``records`` the learner's step records (None when training failed, ``exc`` then says why), ``val_losses``
         ``[[step, epoch, loss], ...]`` (one per epoch, ``step`` the epoch's last step; None without ``validation``
-        or when training failed)."""
+        or when training failed).
+
+        ``train_fn``: the objective, called like :func:`learner.train` (default); ``val_loss(model, val_examples)``:
+        the validation loss (default :meth:`~learner.TunedModel.mean_loss`)."""
         if key in self._running:
             return
         self._running.add(key)
-        self.emu.spawn(self._run(key, load, hp, on_data, on_done, init_artifact, checkpoints, validation))
+        self.emu.spawn(self._run(key, load, hp, on_data, on_done, init_artifact, checkpoints, validation,
+                                 train_fn or learner.train, val_loss or (lambda m, ex: m.mean_loss(ex))))
 
-    async def _run(self, key, load, hp, on_data, on_done, init_artifact, checkpoints, validation=None) -> None:
+    async def _run(self, key, load, hp, on_data, on_done, init_artifact, checkpoints, validation=None,
+                   train_fn=learner.train, val_loss=None) -> None:
         loop = asyncio.get_running_loop()
         self.progress[key] = 0
         store = self.emu.store
@@ -120,12 +126,12 @@ class Trainer:
                 if checkpoints:
                     model.save(store.artifact_path(checkpoint_artifact(key, epoch)))
                 if val_examples is not None:
-                    val_losses.append([last_step, epoch, model.mean_loss(val_examples)])
+                    val_losses.append([last_step, epoch, val_loss(model, val_examples)])
 
             def work():
                 t0 = time.perf_counter()
-                model, records = learner.train(examples, hp, on_step=step, init=init,
-                                               on_epoch=epoch_done if checkpoints or val_examples is not None else None)
+                model, records = train_fn(examples, hp, on_step=step, init=init,
+                                          on_epoch=epoch_done if checkpoints or val_examples is not None else None)
                 model.save(store.artifact_path(key))
                 log.info("trained %s: %d examples, %d steps, %.2fs", key, len(examples), len(records),
                          time.perf_counter() - t0)

@@ -93,6 +93,9 @@ class Component:
         return _HEALTH_KEY.get(self.name.split("-", 1)[0] if self.name.startswith("triggerer") else self.name)
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 POLL = 0.5
+#: ``[core] auth_manager`` for per-DAG roles (``access_control``; needs apache-airflow-providers-fab): pass
+#: ``extra_env=fab_auth_env()`` and call ``AirflowServices.setup_fab_auth`` before ``start``
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -111,6 +114,32 @@ class TaskProcess:
     role: str
     ti_id: str
     title: str
+
+
+def fab_auth_env() -> dict[str, str]:
+    """``extra_env`` for services that run the FAB auth manager instead of the SimpleAuthManager (the default)."""
+    return {"AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER}
+
+
+_FAB_SETUP = """
+import json, sys
+from airflow.providers.fab.auth_manager.cli_commands.utils import get_application_builder
+
+spec = json.loads(sys.argv[1])
+with get_application_builder() as appbuilder:
+    sm = appbuilder.sm
+    appbuilder.add_permissions(update_perms=True)          # airflow sync-perm
+    sm.sync_roles()
+    for name, perms in spec["roles"].items():              # airflow roles create / add-perms
+        role = sm.find_role(name) or sm.add_role(name)
+        for action, resource in perms:
+            sm.add_permission_to_role(role, sm.create_permission(action, resource))
+    for username, password, role in spec["users"]:         # airflow users create
+        if not sm.find_user(username=username):
+            if not sm.add_user(username, username, role, f"{username}@example.invalid", sm.find_role(role),
+                               password):
+                raise SystemExit(f"could not create user {username}")
+"""
 
 
 def free_port() -> int:
@@ -247,6 +276,10 @@ class AirflowServices:
                 # processes inherit it. Half the CPU of a pipeline run on these stacks.
                 "AIRFLOW__CORE__LAZY_LOAD_PLUGINS": "False",
                 "AIRFLOW__GEMINI_TUNING__PRELOAD_TASK_MODULES": "True",
+                # the open pipeline DAG (every value a Param) for the tests; no reviewed pipeline files unless a
+                # test points this at a folder (their cron schedules would start runs on an unpaused stack)
+                "AIRFLOW__GEMINI_TUNING__OPEN_PIPELINE_DAG": "True",
+                "AIRFLOW__GEMINI_TUNING__PIPELINES_FOLDER": str(self.home / "no-pipelines"),
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.username}:admin",
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
                 "AIRFLOW__API__HOST": "127.0.0.1",
@@ -301,6 +334,24 @@ class AirflowServices:
             raise ServicesError(f"airflow {' '.join(args)} exited {res.returncode}:\n"
                                 f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
         return res
+
+    def setup_fab_auth(self, *, roles: dict[str, Iterable[tuple[str, str]]] | None = None,
+                       users: Iterable[tuple[str, str, str]] = (), timeout: float = 400.0) -> None:
+        """With the FAB auth manager (``extra_env=fab_auth_env()``), before ``start``: ``airflow db migrate`` (it
+        creates FAB's tables too), then what ``airflow sync-perm``, ``airflow roles create``, ``airflow roles
+        add-perms`` and ``airflow users create`` do, in ONE process (each of those CLI commands builds the Flask
+        app: 30-60 s apiece on this machine): FAB's default roles and resources, ``roles`` (name → role-level
+        ``(action, resource)`` pairs), ``users`` (``(username, password, role)``) and the harness's own Admin user
+        (``self.username``, so ``token()`` and the REST helpers work as with the SimpleAuthManager). Roles that a
+        DAG's ``access_control`` names must exist before the dag-processor parses it."""
+        self.airflow("db", "migrate", timeout=timeout)
+        spec = {"roles": {r: sorted(map(list, perms)) for r, perms in (roles or {}).items()},
+                "users": [[self.username, self.password, "Admin"], *map(list, users)]}
+        res = subprocess.run([sys.executable, "-c", _FAB_SETUP, json.dumps(spec)], env=self.env, cwd=self.home,
+                             capture_output=True, text=True, timeout=timeout, start_new_session=True,
+                             stdin=subprocess.DEVNULL, check=False)
+        if res.returncode != 0:
+            raise ServicesError(f"FAB setup exited {res.returncode}:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
 
     def start(self, *, register_atexit: bool = True) -> None:
         """``airflow db migrate``, then every component, then wait until they are all healthy.

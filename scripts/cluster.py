@@ -309,6 +309,8 @@ class Cluster:
         redis = f"redis://127.0.0.1:{self.state.redis_port}/0"
         return {
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__GEMINI_TUNING__OPEN_PIPELINE_DAG": "True",   # the open pipeline DAG the cluster tests run
+            "AIRFLOW__GEMINI_TUNING__PIPELINES_FOLDER": str(self.dir / "no-pipelines"),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.sql_alchemy_conn,
             "AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_PRE_PING": "True",
             "AIRFLOW__CELERY__BROKER_URL": redis,

@@ -1,12 +1,13 @@
 """The README's first command: the whole pipeline, twice, on the local emulator (no Google Cloud account).
 
 1. starts the emulator (Vertex AI + Gemini API + GCS) as its own process group, with its state in .demo/;
-2. runs the `gemini_tuning_pipeline` DAG with `dag.test()` on the good demo set → expected: PROMOTE;
+2. builds the DAGs of the two reviewed pipeline files in ``pipelines/`` (``router.yaml``, ``replies.yaml``: each its
+   own policy and champion) and runs ``gemini_tuning__router`` with `dag.test()` on the good demo set → PROMOTE;
 3. runs it again on the same tickets with shuffled labels → expected: DELETE (model and endpoint removed),
    the champion untouched;
-4. a generative task (short support replies, ``include/demo/replies``) judged by the autorater (Vertex's evaluation
-   service; the emulator's stand-in judge): a first champion from 40 examples, then the good set → PROMOTE by the
-   pairwise gate (win rates printed), then the corrupted set → DELETE;
+4. ``gemini_tuning__replies``: a generative task (short support replies, ``include/demo/replies``) judged by the
+   autorater (Vertex's evaluation service; the emulator's stand-in judge): a first champion from 40 examples, then
+   the good set → PROMOTE by the pairwise gate (win rates printed), then the corrupted set → DELETE;
 5. prints what happened and where the reports are; exits non-zero if anything else happened.
 """
 
@@ -24,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / ".demo"
 BUCKET = "gemini-tuning-demo"
-PREFIX = f"gs://{BUCKET}/pipeline"
+PREFIX = f"gs://{BUCKET}/router"     # pipelines/router.yaml's gcs_prefix
 
 
 def start_emulator() -> tuple[subprocess.Popen, dict]:
@@ -57,22 +58,15 @@ def configure(info: dict) -> None:
     sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "dags")]
 
 
-ROUTER = {"gcs_prefix": PREFIX, "eval_prompts": str(ROOT / "include" / "demo" / "eval_prompts.jsonl"),
-          "system_instruction": str(ROOT / "include" / "demo" / "system_instruction.txt"), "epochs": 3,
-          "judge": "none", "gate_primary_metric": "normalized_match", "gate_min_score": 0.6}
 REPLIES_DIR = ROOT / "include" / "demo" / "replies"
-# generative task: short support replies, judged by the autorater (pairwise against the champion, both orders)
-REPLIES = {"gcs_prefix": f"gs://{BUCKET}/replies", "eval_prompts": str(REPLIES_DIR / "eval_prompts.jsonl"),
-           "system_instruction": str(REPLIES_DIR / "system_instruction.txt"), "judge": "both",
-           "gate_primary_metric": "rouge_l_f1", "gate_min_score": 0.1}
 
 
-def run(dag, training: Path, label: str, task: dict = ROUTER, **extra) -> dict:
+def run(dag, training: Path, label: str, epochs: int = 3) -> dict:
     from airflow.utils.state import DagRunState
 
-    # dag.test() keeps earlier run_conf keys on the same DAG object: every key that differs between runs is here
-    conf = {"training_data": str(training), "eval_rpm": 6000, "eval_concurrency": 32, **task, **extra,
-            "poll_policy": {"initial_seconds": 1, "min_seconds": 1, "max_seconds": 5, "fallback_max_seconds": 2}}
+    # a run may change only what its pipeline file lets it (the trigger form's fields); dag.test() keeps earlier
+    # run_conf keys on the same DAG object, so every key that differs between runs is here
+    conf = {"training_data": str(training), "epochs": epochs}
     t0 = time.monotonic()
     dr = dag.test(run_conf=conf)
     took = time.monotonic() - t0
@@ -128,14 +122,15 @@ def main() -> int:
         if bag.import_errors:
             print(f"DAG import errors: {bag.import_errors}")
             return 1
-        dag = bag.dags["gemini_tuning_pipeline"]
+        print("pipelines: " + ", ".join(sorted(d for d in bag.dags if d.startswith("gemini_tuning__"))))
+        dag = bag.dags["gemini_tuning__router"]
         good = run(dag, ROOT / "include" / "demo" / "train.jsonl", "good training set")
         bad = run(dag, ROOT / "include" / "demo" / "train_shuffled.jsonl", "shuffled labels")
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
         pointer = json.loads(storage.Client(credentials=AnonymousCredentials(), project="demo-project")
-                             .bucket(BUCKET).blob("pipeline/champion.json").download_as_text())
+                             .bucket(BUCKET).blob("router/champion.json").download_as_text())
         print(f"\nchampion: {pointer['tuned_model']} (promoted by {pointer['run_id']})")
         ok = (good["state"] and good["decision"] == "promote" and good["states"].get("promote") == "success"
               and bad["state"] and bad["decision"] == "delete" and bad["states"].get("delete") == "success")
@@ -143,11 +138,10 @@ def main() -> int:
         # --- the generative task: a first champion from a few examples, then the good set must beat it in the
         # pairwise judging, the corrupted set must lose to the new champion
         print("\n--- generative task (short support replies), judged by the autorater ---")
-        few = DEMO / "replies-first-batch.jsonl"
-        few.write_text("".join((REPLIES_DIR / "train.jsonl").read_text().splitlines(keepends=True)[:40]))
-        first = run(dag, few, "replies first batch", REPLIES, epochs=1)
-        better = run(dag, REPLIES_DIR / "train.jsonl", "replies good set", REPLIES, epochs=3)
-        worse = run(dag, REPLIES_DIR / "train_corrupted.jsonl", "replies corrupted set", REPLIES, epochs=3)
+        replies = bag.dags["gemini_tuning__replies"]
+        first = run(replies, REPLIES_DIR / "train_first_batch.jsonl", "replies first batch", epochs=1)
+        better = run(replies, REPLIES_DIR / "train.jsonl", "replies good set", epochs=3)
+        worse = run(replies, REPLIES_DIR / "train_corrupted.jsonl", "replies corrupted set", epochs=3)
         gen_ok = (first["decision"] == "promote" and better["decision"] == "promote"
                   and (better["judge"].get("pairwise") or {}).get("wins", 0) > 0
                   and worse["decision"] == "delete" and worse["states"].get("delete") == "success")

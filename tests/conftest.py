@@ -35,6 +35,7 @@ os.environ.setdefault("AIRFLOW_HOME", _AF_HOME)
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "plugins"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__GEMINI_TUNING__OPEN_PIPELINE_DAG", "True")   # the open pipeline the tests vary
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_AF_HOME}/airflow.db")
 # Inputs of in-process runs: the repository's include/ (the default) and the temp dir holding tmp_path files

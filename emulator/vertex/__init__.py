@@ -39,6 +39,8 @@ class VertexService(TuningJobs, Endpoints, ModelRegistry, Operations, BatchPredi
         r.add("GET", P + r"/tuningJobs/(?P<id>[^/:]+)", self.get_tuning_job)
         r.add("POST", P + r"/tuningJobs/(?P<id>[^/:]+):cancel", self.cancel_tuning_job)
         r.add("GET", P + r"/metadataStores/default/contexts/(?P<id>[^/:]+)", self.get_context)
+        r.add("GET", r"/(?P<ver>v1|v1beta1)/publishers/(?P<publisher>[^/]+)/models/(?P<model>[^/:]+)",
+              self.get_publisher_model)
         r.add("POST", P + r"/endpoints/(?P<id>[^/:]+):generateContent", self.endpoint_generate)
         r.add("POST", P + r"/publishers/google/models/(?P<model>[^/:]+):generateContent", self.base_generate)
         r.add("GET", P + r"/models", self.list_models)

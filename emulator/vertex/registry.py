@@ -183,7 +183,8 @@ class ModelRegistry:
         ckpts = [{"checkpointId": str(k), "epoch": str(k), "step": str(per_epoch * k),
                   "artifact": checkpoint_artifact(res["name"], k)} for k in range(1, epochs + 1)]
         ckpts[-1]["artifact"] = res["name"]                     # the final weights (== the last epoch's)
-        if res["supervisedTuningSpec"].get("exportLastCheckpointOnly"):
+        spec = res.get("supervisedTuningSpec") or res.get("preferenceOptimizationSpec") or {}
+        if spec.get("exportLastCheckpointOnly"):
             ckpts = ckpts[-1:]
         deployed = []
         for ckpt in ckpts:

@@ -1,7 +1,19 @@
-"""Tuning jobs (supervised and continuous tuning), their metrics files and experiment contexts.
+"""Tuning jobs (supervised, preference and continuous tuning), their metrics files and experiment contexts, and
+``publishers/google/models/{model}`` (the base-model catalogue of :mod:`emulator.models`).
 
 A job's state over time is :class:`emulator.jobs.JobLifecycle`'s; :meth:`TuningJobs._advance` writes it into the
 ``TuningJob`` resource, and a succeeded job registers its model (:meth:`ModelRegistry._register_tuned_model`).
+
+``create`` takes ``supervisedTuningSpec`` or ``preferenceOptimizationSpec`` (oneof ``tuning_spec``; the latter trains
+with :func:`emulator.learner.train_preference`, DPO), from ``baseModel`` or ``preTunedModel``; the base model must be
+in the catalogue, released, not retired (else 404) nor blocked for new tuning on the emulator's date (config
+``today``; else 400), and support the method, the adapter size and the location (else 400).
+
+Sub-states (``tuningJobState``, v1beta1 only): ``WAITING_FOR_QUOTA`` → ``PROCESSING_DATASET`` →
+``WAITING_FOR_CAPACITY`` (all ``JOB_STATE_PENDING``) → ``TUNING`` → ``POST_PROCESSING`` (``JOB_STATE_RUNNING``).
+Knobs, fixed when a job is created: ``POST /_emulator/config {"quota_wait_seconds": 1800,
+"capacity_wait_seconds": 600}`` (nominal seconds, times ``time_scale``; default 0). ``tuningDataStats`` (see
+:mod:`.datastats`) appears once the dataset has been processed.
 """
 
 from __future__ import annotations
@@ -10,37 +22,73 @@ import asyncio
 import json
 import logging
 import re
+from functools import partial
 
-from .. import learner, serving
+from .. import learner, models, serving
 from ..common import json_body, list_response, matches, ok, parse_filter
-from ..errors import failed_precondition, invalid_argument, not_found, rpc_status
+from ..errors import ApiError, failed_precondition, invalid_argument, not_found, rpc_status
 from ..jobs import Timeline, TrainingInputs
 from ..store import new_numeric_id
 from ..training import DataError, read_gcs_jsonl
+from . import datastats
 from .shared import ADAPTER_BY_INT, TERMINAL, check_labels, enum_value, gcs_jsonl_uri, gcs_write, int64, located
 
 log = logging.getLogger("emulator.vertex")
 
-# Gemini models that can be tuned (docs, Oct 2026) and the adapter sizes each accepts.
-_TUNABLE = [
-    (re.compile(r"^gemini-2\.5-pro(-\d{3}|-preview[\w.-]*)?$"), {1, 2, 4, 8}),
-    (re.compile(r"^gemini-2\.0-flash(-lite)?-001$"), {1, 2, 4, 8}),
-    (re.compile(r"^gemini-2\.5-flash(-lite)?(-\d{3}|-preview[\w.-]*)?$"), {1, 2, 4, 8, 16}),
-    (re.compile(r"^gemini-3\.1-flash-lite(-preview[\w.-]*)?$"), {1, 2, 4, 8, 16}),
-    (re.compile(r"^gemini-3\.5-flash(-preview[\w.-]*)?$"), {1, 2, 4, 8, 16}),
-]
-GEMINI3_LOCATIONS = {"us-central1", "europe-west4"}
 DEFAULT_EPOCHS = 3
+# unverified: the preference-tuning default epoch count is not documented (the reference's example shows "1").
+DEFAULT_PREFERENCE_EPOCHS = 1
 DEFAULT_ADAPTER = "ADAPTER_SIZE_FOUR"
 VERTEX_BATCH_SIZE = 8
+SPECS = {"supervisedTuningSpec": ("supervised", "tuning_job.supervised_tuning_spec"),
+         "preferenceOptimizationSpec": ("preference", "tuning_job.preference_optimization_spec")}
 
 
 def tunable_adapters(base_model: str) -> set[int] | None:
-    for rx, adapters in _TUNABLE:
-        if rx.match(base_model):
-            return adapters
-    return None
+    """The adapter sizes (ranks) supervised tuning accepts for ``base_model`` (None: not SFT-tunable); the
+    catalogue's entry regardless of the emulator's date (see :mod:`emulator.models`)."""
+    model = models.lookup(base_model)
+    return set(model.sft_adapters) if model is not None and model.supervised else None
 
+
+def _publisher_not_found(project: str, location: str, base: str) -> ApiError:
+    # unverified: the exact text; 404 NOT_FOUND per "API requests referencing a retired model ID typically
+    # returns a 404 error" (reference §5); the wording is the one Vertex uses for an unknown publisher model.
+    return ApiError(404, f"Publisher Model `projects/{project}/locations/{location}/publishers/google/models/{base}` "
+                         "was not found or your project does not have access to it.")
+
+
+def check_base_model(emu_config, base: str, method: str, location: str, project: str, *,
+                     continuous: bool) -> models.BaseModel:
+    """The catalogue's checks of ``tuningJobs.create``: the base exists, is released and not retired (404), is
+    not blocked for new tuning (400), supports ``method`` (and continuous tuning), in this location (400)."""
+    model = models.lookup(base)
+    what = "supervised tuning" if method == "supervised" else "preference tuning"
+    if model is None or not (model.supervised or model.preference):
+        raise invalid_argument("tuning_job.base_model", f"Base model {base} is not supported for {what}.")
+    status = model.status(models.today(emu_config))
+    if status in ("unreleased", "retired"):
+        raise _publisher_not_found(project, location, base)
+    if status == "tuning_blocked":
+        # unverified: code, status and text. The docs say new tuning access is blocked one month before
+        # retirement, not how the API answers; 400 INVALID_ARGUMENT on base_model, like other unsupported bases.
+        raise invalid_argument("tuning_job.base_model",
+                               f"Base model {base} is not supported for new tuning jobs: it retires on "
+                               f"{model.retirement.isoformat()} and new tuning is blocked from "
+                               f"{model.tuning_blocked_from.isoformat()}.")
+    if method == "supervised" and not model.supervised:
+        raise invalid_argument("tuning_job.base_model", f"Base model {base} is not supported for supervised tuning.")
+    if method == "preference" and not model.preference:
+        # unverified: Google's text for a base model without preference tuning.
+        raise invalid_argument("tuning_job.base_model", f"Base model {base} is not supported for preference tuning.")
+    if continuous and not model.continuous:
+        # unverified: Google's text.
+        raise invalid_argument("tuning_job.pre_tuned_model",
+                               f"Continuous tuning is not supported for base model {base}.")
+    if model.locations is not None and location not in model.locations:
+        raise invalid_argument("tuning_job.base_model",
+                               f"Tuning {base} is only supported in {', '.join(sorted(model.locations))}.")
+    return model
 
 
 class TuningJobs:
@@ -57,26 +105,26 @@ class TuningJobs:
         if not base:
             raise invalid_argument("tuning_job.base_model", "base_model is required.")
         base = str(base).removeprefix("publishers/google/models/")
-        adapters = tunable_adapters(base)
-        if adapters is None:
-            raise invalid_argument("tuning_job.base_model",
-                                   f"Base model {base} is not supported for supervised tuning.")
-        if base.startswith("gemini-3") and location not in GEMINI3_LOCATIONS:
-            raise invalid_argument("tuning_job.base_model",
-                                   f"Tuning {base} is only supported in {', '.join(sorted(GEMINI3_LOCATIONS))}.")
-        spec = body.get("supervisedTuningSpec")
+        given = [k for k in SPECS if body.get(k) is not None]
+        if len(given) > 1:
+            raise invalid_argument("tuning_job.tuning_spec", "supervised_tuning_spec and preference_optimization_spec "
+                                                              "are mutually exclusive (oneof tuning_spec).")
+        spec_key = given[0] if given else "supervisedTuningSpec"
+        method, fp = SPECS[spec_key]
+        model = check_base_model(self.emu.config, base, method, location, project, continuous=pre is not None)
+        adapters = model.sft_adapters if method == "supervised" else model.preference_adapters
+        spec = body.get(spec_key)
         if not isinstance(spec, dict):
-            raise invalid_argument("tuning_job.supervised_tuning_spec", "supervised_tuning_spec is required.")
-        train_uri = gcs_jsonl_uri(spec.get("trainingDatasetUri"),
-                                   "tuning_job.supervised_tuning_spec.training_dataset_uri")
+            raise invalid_argument(fp, f"{fp.rsplit('.', 1)[-1]} is required.")
+        train_uri = gcs_jsonl_uri(spec.get("trainingDatasetUri"), f"{fp}.training_dataset_uri")
         val_uri = spec.get("validationDatasetUri")
         if val_uri:
-            gcs_jsonl_uri(val_uri, "tuning_job.supervised_tuning_spec.validation_dataset_uri")
+            gcs_jsonl_uri(val_uri, f"{fp}.validation_dataset_uri")
         hp_in = spec.get("hyperParameters") or {}
-        epochs = int64(hp_in.get("epochCount", DEFAULT_EPOCHS),
-                        "tuning_job.supervised_tuning_spec.hyper_parameters.epoch_count")
+        epochs = int64(hp_in.get("epochCount", DEFAULT_EPOCHS if method == "supervised" else DEFAULT_PREFERENCE_EPOCHS),
+                       f"{fp}.hyper_parameters.epoch_count")
         if not 1 <= epochs <= 100:
-            raise invalid_argument("tuning_job.supervised_tuning_spec.hyper_parameters.epoch_count",
+            raise invalid_argument(f"{fp}.hyper_parameters.epoch_count",
                                    f"epoch_count must be between 1 and 100, got {epochs}.")
         lrm = hp_in.get("learningRateMultiplier", 1.0)
         try:
@@ -84,24 +132,33 @@ class TuningJobs:
         except (TypeError, ValueError):
             lrm = -1.0
         if not 0 < lrm <= 100:
-            raise invalid_argument("tuning_job.supervised_tuning_spec.hyper_parameters.learning_rate_multiplier",
+            raise invalid_argument(f"{fp}.hyper_parameters.learning_rate_multiplier",
                                    "learning_rate_multiplier must be in (0, 100].")
         adapter = enum_value(hp_in.get("adapterSize", pre["adapter"] if pre else DEFAULT_ADAPTER), ADAPTER_BY_INT,
-                        "tuning_job.supervised_tuning_spec.hyper_parameters.adapter_size")
+                             f"{fp}.hyper_parameters.adapter_size")
         if adapter == "ADAPTER_SIZE_UNSPECIFIED":
             adapter = pre["adapter"] if pre else DEFAULT_ADAPTER
         if pre and adapter != pre["adapter"]:   # [unverified] Google's exact rule and message
-            raise invalid_argument("tuning_job.supervised_tuning_spec.hyper_parameters.adapter_size",
+            raise invalid_argument(f"{fp}.hyper_parameters.adapter_size",
                                    f"Continuous tuning keeps the pre-tuned model's adapter size {pre['adapter']}; "
                                    f"got {adapter}.")
         rank = learner.ADAPTER_RANKS[adapter]
         if rank not in adapters:
-            raise invalid_argument("tuning_job.supervised_tuning_spec.hyper_parameters.adapter_size",
+            # 400 INVALID_ARGUMENT as observed (python-genai#908: 'The adapter size is not supported for this base
+            # model.'); unverified: the emulator's longer text.
+            raise invalid_argument(f"{fp}.hyper_parameters.adapter_size",
                                    f"Adapter size {adapter} is not supported for {base}; "
                                    f"supported: {sorted(adapters)}.")
-        batch = hp_in.get("batchSize")
-        batch = (int64(batch, "tuning_job.supervised_tuning_spec.hyper_parameters.batch_size") if batch
+        batch = hp_in.get("batchSize") if method == "supervised" else None
+        batch = (int64(batch, f"{fp}.hyper_parameters.batch_size") if batch
                  else VERTEX_BATCH_SIZE)
+        beta = None
+        if method == "preference":
+            beta = hp_in.get("beta", learner.DEFAULT_BETA)
+            if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta <= 100:
+                # unverified: the API's accepted range (the tutorial recommends 0.01 - 0.5; 0 prevents learning)
+                raise invalid_argument(f"{fp}.hyper_parameters.beta", f"beta must be a number >= 0, got {beta!r}.")
+            beta = float(beta)
         display = body.get("tunedModelDisplayName") or ""
         if len(display) > 128:
             raise invalid_argument("tuning_job.tuned_model_display_name",
@@ -113,10 +170,16 @@ class TuningJobs:
         hp = learner.HyperParams(epochs=epochs, learning_rate=learner.vertex_learning_rate(lrm), batch_size=batch,
                                  adapter_rank=rank, seed=int(job_id) % (2**31))
         emu = self.jobs.new_state(hp=hp, display_name=display, now=now)
-        emu.update(kind="vertex", train_uri=train_uri, val_uri=val_uri, ver=ver)
+        scale = self.emu.config.time_scale
+        emu.update(kind="vertex", train_uri=train_uri, val_uri=val_uri, ver=ver, method=method, beta=beta,
+                   max_example_tokens=model.max_example_tokens,
+                   quota_s=float(self.emu.config.quota_wait_seconds) * scale,
+                   capacity_s=float(self.emu.config.capacity_wait_seconds) * scale)
         if pre:
             emu.update(init_artifact=pre["artifact"], parent_model=pre["model"])
         hyper_out = {"epochCount": str(epochs), "learningRateMultiplier": lrm, "adapterSize": adapter}
+        if beta is not None:
+            hyper_out["beta"] = beta
         out_spec = {"trainingDatasetUri": train_uri, "hyperParameters": hyper_out}
         if val_uri:
             out_spec["validationDatasetUri"] = val_uri
@@ -124,7 +187,7 @@ class TuningJobs:
             out_spec["exportLastCheckpointOnly"] = True
         source = ({"preTunedModel": {k: pre[k] for k in ("tunedModelName", "checkpointId", "baseModel")}} if pre
                   else {"baseModel": base})
-        resource = {"name": name, **source, "supervisedTuningSpec": out_spec, "state": "JOB_STATE_PENDING",
+        resource = {"name": name, **source, spec_key: out_spec, "state": "JOB_STATE_PENDING",
                     "createTime": serving.rfc3339(now), "updateTime": serving.rfc3339(now),
                     "experiment": f"projects/{project}/locations/{location}/metadataStores/default/contexts/"
                                   f"tuning-experiment-{job_id}"}
@@ -135,8 +198,18 @@ class TuningJobs:
         if labels:
             resource["labels"] = labels
         self.jobs.create(name, resource, emu)
-        log.info("created %s (%s, %d epochs, lr x%s, %s)", name, base, epochs, lrm, adapter)
+        log.info("created %s (%s, %s, %d epochs, lr x%s, %s)", name, method, base, epochs, lrm, adapter)
         return ok(self._view(name, ver))
+
+    async def get_publisher_model(self, request, ver, publisher, model):
+        """``GET /{ver}/publishers/{publisher}/models/{model}`` (``aiplatform.publishers.models.get``): the catalogue's
+        models (:mod:`emulator.models`) that are released and not retired on the emulator's date; 404 otherwise."""
+        entry = models.lookup(model) if publisher == "google" else None
+        if entry is None or entry.status(models.today(self.emu.config)) in ("unreleased", "retired"):
+            # unverified: the exact text of the 404 (a retired model "typically returns a 404 error", §5)
+            raise ApiError(404, f"Publisher Model `publishers/{publisher}/models/{model}` was not found or your "
+                                "project does not have access to it.")
+        return ok(models.publisher_model(entry, model))
 
     def _pre_tuned(self, pre, project: str, location: str) -> dict:
         """Validates ``preTunedModel`` (continuous tuning) and resolves what the job starts from: the model
@@ -178,22 +251,57 @@ class TuningJobs:
                 "model": model_name, "artifact": ckpt.get("artifact") or version["artifact"], "adapter": adapter}
 
     def _training_inputs(self, name: str, emu: dict) -> TrainingInputs:
+        """Reads and validates the job's data (supervised: :func:`learner.example_from_vertex`; preference:
+        :func:`learner.preference_example_from_vertex`, reference §1b). A malformed line fails the job with
+        INVALID_ARGUMENT (code 3) naming the line: Vertex validates the dataset asynchronously, in
+        ``TUNING_JOB_STATE_PROCESSING_DATASET`` ("Tuning job is validating the dataset"), not in ``create``.
+        Training examples over the base model's token limit are dropped and counted in the data stats."""
         limit = self.emu.config.max_training_examples
         gcs = self.emu.config.gcs_url
+        preference = emu.get("method") == "preference"
+        max_tokens = emu.get("max_example_tokens") or models.MAX_EXAMPLE_TOKENS
+        facts_box: dict = {}
 
-        def read(uri: str, what: str) -> list[learner.Example]:
+        def read(uri: str, what: str, facts=None) -> list:
             examples = []
             for lineno, row in read_gcs_jsonl(gcs, uri, limit=limit, what=f"{what.capitalize()} data"):
                 try:
-                    examples.append(learner.example_from_vertex(row))
+                    ex = (learner.preference_example_from_vertex(row) if preference
+                          else learner.example_from_vertex(row))
                 except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                    raise DataError(f"Invalid {what} example at line {lineno} of {uri}: {exc}") from None
+                    kind = "preference " if preference else ""
+                    raise DataError(f"Invalid {what} {kind}example at line {lineno} of {uri}: {exc}") from None
+                if facts is not None:
+                    keep = (facts.add(row, ex.prompt, [ex.chosen, ex.rejected]) if preference
+                            else facts.add(row, ex.prompt, ex.output))
+                    if not keep:
+                        continue
+                examples.append(ex)
             return examples
 
+        def load_training() -> list:
+            facts = (datastats.PreferenceFacts if preference else datastats.SupervisedFacts)(max_tokens)
+            examples = read(emu["train_uri"], "training", facts)
+            facts_box["stats"] = facts.to_dict()
+            return examples
+
+        def on_data(e: dict) -> None:
+            if "stats" in facts_box:
+                e["data_stats"] = facts_box["stats"]
+
+        train_fn = val_loss = None
+        if preference:
+            beta = emu.get("beta")
+            beta = learner.DEFAULT_BETA if beta is None else beta
+            train_fn = partial(learner.train_preference, beta=beta)
+            # unverified: Google's eval loss for preference tuning; the emulator: the pairwise DPO loss without
+            # the reference model (see learner.preference_mean_loss)
+            val_loss = partial(learner.preference_mean_loss, beta=beta)
         # the validation data: same parsing and limit as the training data; errors fail the job the same way
-        return TrainingInputs(load=lambda: read(emu["train_uri"], "training"),
+        return TrainingInputs(load=load_training,
                               validation=(lambda: read(emu["val_uri"], "validation")) if emu.get("val_uri") else None,
-                              init_artifact=emu.get("init_artifact"), checkpoints=True)
+                              init_artifact=emu.get("init_artifact"), checkpoints=True, train=train_fn,
+                              val_loss=val_loss, on_data=on_data)
 
     def _advance(self, name: str, obj: dict, tl: Timeline, now: float) -> bool:
         """The job's timeline, as a TuningJob: ``JOB_STATE_`` + its state; metrics written as steps complete, the
@@ -257,17 +365,24 @@ class TuningJobs:
         res, e = dict(obj["resource"]), obj["emu"]
         if res.get("error"):
             res["error"] = rpc_status(res["error"])
-        if e.get("n_examples") is not None:
-            res["tuningDataStats"] = {"supervisedTuningDataStats": self._data_stats(e)}
         tl = self.jobs.timeline(name, e)
+        # the stats are there as soon as the dataset has been processed (after PROCESSING_DATASET)
+        if e.get("n_examples") is not None and tl.sub_state not in ("WAITING_FOR_QUOTA", "PROCESSING_DATASET"):
+            key = ("preferenceOptimizationDataStats" if e.get("method") == "preference"
+                   else "supervisedTuningDataStats")
+            res["tuningDataStats"] = {key: self._data_stats(e)}
         if ver == "v1beta1" and e.get("steps"):
             per_epoch = max(1, e["steps"] // e["hp"]["epochs"])
             res["tuningJobMetadata"] = {"completedStepCount": str(tl.completed_steps),
                                         "completedEpochCount": str(tl.completed_steps // per_epoch)}
             res["gcsMetricsUri"] = self._metrics_uri(obj)
         if ver == "v1beta1" and res["state"] in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING"):
+            # unverified: which JobState goes with which sub-state (the enum says "while the overall JobState is
+            # running"); the emulator: the quota wait, dataset processing and capacity wait are JOB_STATE_PENDING
+            # (startTime = the first JOB_STATE_RUNNING), TUNING and POST_PROCESSING (the last 5% of the steps:
+            # unverified) JOB_STATE_RUNNING.
             if res["state"] == "JOB_STATE_PENDING":
-                res["tuningJobState"] = "TUNING_JOB_STATE_PROCESSING_DATASET"
+                res["tuningJobState"] = "TUNING_JOB_STATE_" + (tl.sub_state or "PROCESSING_DATASET")
             else:
                 res["tuningJobState"] = ("TUNING_JOB_STATE_POST_PROCESSING" if tl.percent >= 95
                                          else "TUNING_JOB_STATE_TUNING")
@@ -275,9 +390,12 @@ class TuningJobs:
 
     @staticmethod
     def _data_stats(e: dict) -> dict:
-        n = e["n_examples"]
-        return {"tuningDatasetExampleCount": str(n), "tuningStepCount": str(e["steps"]),
-                "totalTruncatedExampleCount": "0", "droppedExampleReasons": []}
+        stats = dict(e.get("data_stats") or {})
+        if not stats:   # a job stored before the emulator computed stats
+            stats = {"tuningDatasetExampleCount": str(e["n_examples"]), "totalTruncatedExampleCount": "0",
+                     "droppedExampleReasons": []}
+        stats["tuningStepCount"] = str(e["steps"])
+        return stats
 
     def _job_name(self, project, location, id) -> str:
         return f"projects/{project}/locations/{location}/tuningJobs/{id}"

@@ -66,7 +66,7 @@ def get_provider_info() -> dict:
                 "gemini_tuning.operators.prepare", "gemini_tuning.operators.tune", "gemini_tuning.operators.evaluate",
                 "gemini_tuning.operators.gate", "gemini_tuning.operators.approval",
                 "gemini_tuning.operators.promote", "gemini_tuning.operators.report",
-                "gemini_tuning.operators.rollback"]},
+                "gemini_tuning.operators.rollback", "gemini_tuning.operators.policy"]},
             {"integration-name": GEMINI_API, "python-modules": [
                 "gemini_tuning.operators.prepare", "gemini_tuning.operators.tune",
                 "gemini_tuning.operators.evaluate", "gemini_tuning.operators.promote"]},

@@ -299,6 +299,9 @@ def _drive_vertex(rec: Recorder, url: str, gcs_url: str, emu) -> None:
                                "deployedModels": []}
     emu.store.put("models", model2, stored)
     op_started("v1beta1", "DELETE", f"/v1beta1/{model2}@2:deleteVersion", "DeleteOperationMetadata")
+    for ver in ("v1", "v1beta1"):   # the base model's catalogue entry (the tune task checks it before creating)
+        rec.call("GET", f"/{ver}/publishers/google/models/gemini-3.5-flash", kind="publisherModel.get",
+                 message=aiplatform_v1.PublisherModel.pb())
     dm_id = rec.call("GET", f"/v1/{endpoint2}", kind="endpoint.get",
                      message=aiplatform_v1.Endpoint.pb())["deployedModels"][0]["id"]
     op_started("v1", "POST", f"/v1/{endpoint2}:undeployModel", "UndeployModelOperationMetadata",

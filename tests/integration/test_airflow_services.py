@@ -7,6 +7,7 @@ The last test reproduces an Airflow scheduler race with ``toy_dags/defer_race.py
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -137,6 +138,10 @@ def test_triggerer_killed_mid_wait_and_restarted(services):
     assert services.xcom(DAG, run_id, "after")["ok"] is True
 
 
+@pytest.mark.skipif(os.environ.get("GEMINI_TUNING_REPRO_DEFER_RACE") != "1",
+                    reason="a reproduction of an upstream race, not a check of this project: it shows the race "
+                           "when it happens (3 of 5 runs on a quiet machine, none of 6 tasks in one CI run under "
+                           "load 7), so it runs on request only: GEMINI_TUNING_REPRO_DEFER_RACE=1")
 def test_airflow_fails_a_resumed_task_on_a_stale_defer_exit(services):
     """The smallest reproduction of apache/airflow#72716 (open against 3.3.1; still in the pinned 3.3.2, whose
     ``_process_executor_events`` excuses only a ``scheduled`` resumed TI): tasks whose trigger fires at once, the

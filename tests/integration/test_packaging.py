@@ -121,7 +121,7 @@ RUN_PIPELINE = textwrap.dedent("""
 
 def test_installed_wheel_runs_the_pipeline_without_a_plugins_folder(scratch_venv, tmp_path, emulator):
     env = _clean_env(tmp_path, AIRFLOW__CORE__PLUGINS_FOLDER=str(tmp_path / "no-plugins"),
-                     AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
+                     AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"), AIRFLOW__GEMINI_TUNING__OPEN_PIPELINE_DAG="True",
                      AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT=json.dumps({"conn_type": "google_cloud_platform", "extra": {
                          "is_anonymous": True, "project": "test-project"}}))
     conf = {"gcs_prefix": f"gs://{BUCKET}/wheel-{tmp_path.name[-8:]}", "eval_rpm": 12000, "eval_concurrency": 32,
@@ -135,7 +135,7 @@ def test_installed_wheel_runs_the_pipeline_without_a_plugins_folder(scratch_venv
 
 def test_plugins_folder_copy_works_without_install(tmp_path):
     deploy = tmp_path / "deployment"
-    for name in ("dags", "plugins", "include"):
+    for name in ("dags", "plugins", "include", "pipelines"):
         shutil.copytree(ROOT / name, deploy / name, ignore=shutil.ignore_patterns("__pycache__"))
     env = _clean_env(tmp_path, AIRFLOW__CORE__DAGS_FOLDER=str(deploy / "dags"),
                      AIRFLOW__CORE__PLUGINS_FOLDER=str(deploy / "plugins"))
@@ -149,4 +149,7 @@ def test_plugins_folder_copy_works_without_install(tmp_path):
     assert info["package_file"].startswith(str(deploy / "plugins")), info["package_file"]
     assert "airflow-provider-gemini-tuning" not in info["providers"]         # nothing installed
     assert "gemini_tuning" in info["plugins"], info["plugins"]
-    assert bag == {"import_errors": {}, "dags": ["gemini_tuning_pipeline", "gemini_tuning_rollback"]}
+    # the reviewed pipeline files beside dags/ (each a pipeline and its rollback); the open pipeline and the open
+    # rollback (every value a run Param) are off unless [gemini_tuning] open_pipeline_dag is set
+    assert bag == {"import_errors": {}, "dags": ["gemini_tuning__replies", "gemini_tuning__replies__rollback",
+                                                 "gemini_tuning__router", "gemini_tuning__router__rollback"]}

@@ -131,7 +131,7 @@ def test_what_the_loop_does_for_each_script():
     assert ev["status"] == "error" and "denied" in ev["message"] and calls == [("get", JOB)]
     (ev, calls, sleeps, log), _ = both_ways(SCRIPTS["deadline"])
     assert ev == {"status": "timeout", "job_name": JOB, "cancelled": True,
-                  "message": f"{JOB} did not finish before the deadline; it was cancelled"}
+                  "message": f"{JOB} did not finish before the deadline; it was cancelled", "substates": []}
     assert calls[-1] == ("cancel", JOB) and sum(sleeps) == pytest.approx(600)
     (ev, calls, _, _), _ = both_ways(SCRIPTS["deadline"], cancel_on_timeout=False)
     assert ev["cancelled"] is False and ev["message"].endswith("it was left running") and ("cancel", JOB) not in calls

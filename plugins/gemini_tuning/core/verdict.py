@@ -66,15 +66,22 @@ def identity(candidate: Mapping[str, Any]) -> dict:
 
 def build_verdict(*, decision: str, summary: str, rules: list, candidate: Mapping[str, Any],
                   champion_generation: int, champion_model: str | None, policy: Mapping[str, Any],
-                  dag_id: str, run_id: str, decided_at: str, results_uri: str | None = None) -> dict:
-    """The record the gate writes. ``verdict_id`` hashes everything else in it."""
+                  dag_id: str, run_id: str, decided_at: str, results_uri: str | None = None,
+                  pipeline: Mapping[str, Any] | None = None) -> dict:
+    """The record the gate writes. ``verdict_id`` hashes everything else in it.
+
+    :param pipeline: the reviewed pipeline file the run was built from (``id``, ``file``, ``revision``: the
+        file's content hash, ``policy_hash``: the hash of its ``policy:`` section); None for a DAG built in code.
+        Recorded (and hashed) so every promotion can be traced to the reviewed policy it was judged by.
+    """
     if decision not in (PROMOTE, DELETE, NO_DECISION):
         raise ValueError(f"unknown decision {decision!r}")
     body = {"kind": KIND, "version": VERSION, "dag_id": dag_id, "run_id": run_id, "decided_at": decided_at,
             "decision": decision, "summary": summary, "rules": list(rules),
             "candidate": {**identity(candidate), "endpoint": candidate.get("endpoint")},
             "champion": {"generation": int(champion_generation), "tuned_model": champion_model},
-            "policy": dict(policy), "policy_hash": policy_hash(policy), "results_uri": results_uri}
+            "policy": dict(policy), "policy_hash": policy_hash(policy), "results_uri": results_uri,
+            "pipeline": dict(pipeline) if pipeline else None}
     return {**body, "verdict_id": hashlib.sha256(_canonical(body)).hexdigest()[:24]}
 
 
@@ -117,10 +124,12 @@ def check_promote_verdict(verdict: Any, *, dag_id: str, run_id: str, where: str)
 
 def check_promotion(verdict: Any, *, candidate: Mapping[str, Any], champion_generation: int,
                     policy: Mapping[str, Any] | None, dag_id: str, run_id: str, where: str,
-                    approval: Mapping[str, Any] | None = None, approval_required: bool = False) -> dict:
+                    approval: Mapping[str, Any] | None = None, approval_required: bool = False,
+                    pipeline: Mapping[str, Any] | None = None) -> dict:
     """Raise :class:`VerdictRefused` unless ``verdict`` allows promoting exactly ``candidate`` from the champion
     pointer at ``champion_generation`` under ``policy``; with ``approval_required``, ``approval`` (the approval
-    step's result) must approve this very verdict. Returns the record."""
+    step's result) must approve this very verdict; with ``pipeline``, the verdict must have been judged under that
+    reviewed pipeline file (same id, revision and policy hash). Returns the record."""
     v = check_promote_verdict(verdict, dag_id=dag_id, run_id=run_id, where=where)
     _same_candidate(v, candidate, "promote would promote")
     judged_gen = (v.get("champion") or {}).get("generation")
@@ -130,6 +139,12 @@ def check_promotion(verdict: Any, *, candidate: Mapping[str, Any], champion_gene
     if policy is not None and policy_hash(policy) != v.get("policy_hash"):
         raise VerdictRefused(f"the verdict was judged under policy {v.get('policy_hash')}, but promote was given "
                              f"policy {policy_hash(policy)}")
+    if pipeline:
+        judged = {k: (v.get("pipeline") or {}).get(k) for k in ("id", "revision", "policy_hash")}
+        expected = {k: pipeline.get(k) for k in ("id", "revision", "policy_hash")}
+        if judged != expected:
+            raise VerdictRefused(f"the verdict was judged under pipeline file {judged}, but promote belongs to "
+                                 f"{expected}")
     if approval_required:
         if not isinstance(approval, Mapping):
             raise VerdictRefused("no approval: the approval step has not approved this run's verdict")

@@ -7,8 +7,15 @@ Purpose
     ``machine.on_status(status, now)`` or ``machine.on_error(...)``, then act on the :class:`Step` (sleep, finish,
     give up, handle the deadline).
 How it works
-    * deadline: the job's own clock (``created + timeout``); once reached the step is ``deadline``, and no sleep
-      ever runs past it;
+    * deadline: the job's own clock. With ``timeout_seconds`` and a job that reports sub-states (Vertex
+      ``tuningJobState``), the timeout counts from the first ``TUNING_JOB_STATE_TUNING`` observation, so time spent
+      queued or validating the dataset is not charged to it; otherwise (Gemini API, a v1 GET without the field, a
+      trigger serialized before sub-states were tracked) the absolute ``deadline`` (``created + timeout``) holds.
+      Once reached the step is ``deadline``, and no sleep ever runs past it;
+    * queue time: the seconds spent in ``WAITING_FOR_QUOTA`` / ``WAITING_FOR_CAPACITY``, summed; above
+      ``max_queue_seconds`` the step is ``queue_timeout`` (the driver cancels the job like at the deadline);
+    * sub-state timeline: ``[{"state", "since", "seconds"}]``, one entry per sub-state change, and a ``note`` on
+      the step that observed each change (with the previous sub-state's duration), for the driver to log once;
     * terminal check: :attr:`JobStatus.terminal` (``core.states``, the one definition of terminal states);
     * next delay: :class:`~gemini_tuning.core.polling.PollState` (ETA-paced, jittered);
     * error budget: transient errors (the caller classifies them; this module knows no HTTP) are retried with the
@@ -20,59 +27,175 @@ What it does not do
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
 from .polling import PollPolicy, PollState
 from .states import JobStatus
 
-StepKind = Literal["sleep", "done", "error", "deadline"]
+StepKind = Literal["sleep", "done", "error", "deadline", "queue_timeout"]
+
+TUNING = "TUNING_JOB_STATE_TUNING"
+QUEUE_SUB_STATES = frozenset({"TUNING_JOB_STATE_WAITING_FOR_QUOTA", "TUNING_JOB_STATE_WAITING_FOR_CAPACITY"})
+
+
+def _short(sub_state: str) -> str:
+    return sub_state.removeprefix("TUNING_JOB_STATE_")
+
+
+def _duration(seconds: float) -> str:
+    """``1h02m03s`` / ``5m00s`` / ``42s``."""
+    s = int(round(seconds))
+    h, m, sec = s // 3600, s % 3600 // 60, s % 60
+    return f"{h}h{m:02d}m{sec:02d}s" if h else f"{m}m{sec:02d}s" if m else f"{sec}s"
+
+
+@dataclass
+class SubStateClock:
+    """The sub-state timeline of one job, from the statuses the wait observes (pure: the caller gives the time).
+
+    A sub-state's time runs from its first observation to the first observation of the next one (the poll interval
+    is the resolution). ``queue_seconds`` sums the time in :data:`QUEUE_SUB_STATES`; ``tuning_since`` is the first
+    :data:`TUNING` observation.
+    """
+
+    timeline: list[dict] = field(default_factory=list)
+    tuning_since: float | None = None
+    seen: bool = False                # some status carried a sub-state
+
+    @property
+    def current(self) -> str | None:
+        return self.timeline[-1]["state"] if self.timeline else None
+
+    def observe(self, sub_state: str | None, now: float, *, terminal: bool = False) -> str | None:
+        """Record one observation; returns a note when the sub-state changed (None otherwise)."""
+        self._tick(now)
+        if not sub_state or sub_state == self.current:
+            return None
+        self.seen = True
+        note = None
+        if self.timeline:
+            prev = self.timeline[-1]
+            note = (f"sub-state {_short(prev['state'])} -> {_short(sub_state)} after "
+                    f"{_duration(prev['seconds'])} in {_short(prev['state'])}")
+        elif not terminal:
+            note = f"sub-state {_short(sub_state)}"
+        self.timeline.append({"state": sub_state, "since": now, "seconds": 0.0})
+        if sub_state == TUNING and self.tuning_since is None:
+            self.tuning_since = now
+        return note
+
+    def _tick(self, now: float) -> None:
+        if self.timeline:
+            last = self.timeline[-1]
+            last["seconds"] = max(0.0, now - last["since"])
+
+    def queue_seconds(self, now: float) -> float:
+        """Time spent queued so far (the current sub-state counted up to ``now``)."""
+        total = 0.0
+        for i, e in enumerate(self.timeline):
+            if e["state"] in QUEUE_SUB_STATES:
+                total += max(0.0, now - e["since"]) if i == len(self.timeline) - 1 else e["seconds"]
+        return total
+
+    def snapshot(self, now: float | None = None) -> list[dict]:
+        """The timeline as JSON (copies; the current sub-state counted up to ``now`` when given)."""
+        if now is not None:
+            self._tick(now)
+        return [{"state": e["state"], "since": e["since"], "seconds": round(e["seconds"], 3)} for e in self.timeline]
 
 
 @dataclass(frozen=True)
 class Step:
     """What the driver does next. ``sleep``: wait ``delay`` seconds and poll again; ``done``: ``status`` is
-    terminal; ``error``: give up with ``message`` (never cancel); ``deadline``: the job ran out of time."""
+    terminal; ``error``: give up with ``message`` (never cancel); ``deadline``: the job ran out of time;
+    ``queue_timeout``: the job waited for quota or capacity longer than allowed. ``note``: the sub-state changed
+    (log it once)."""
 
     kind: StepKind
     delay: float = 0.0
     status: JobStatus | None = None
     message: str | None = None
+    note: str | None = None
 
 
 @dataclass
 class WaitMachine:
     """:param job_name: the job being waited for (for messages only).
     :param policy: how often to poll (``core.polling.PollPolicy``).
-    :param deadline: epoch seconds after which the wait ends with a ``deadline`` step; None = no deadline.
+    :param deadline: epoch seconds after which the wait ends with a ``deadline`` step; None = no deadline. With
+        ``timeout_seconds`` it applies only to a job that reports no sub-state.
     :param error_budget_seconds: how long polling may keep failing transiently before the wait gives up.
+    :param timeout_seconds: the job timeout, counted from the first ``TUNING_JOB_STATE_TUNING`` observation for a
+        job that reports sub-states; None = the absolute ``deadline`` only (the behaviour before sub-states).
+    :param max_queue_seconds: the most time the job may spend in ``WAITING_FOR_QUOTA`` / ``WAITING_FOR_CAPACITY``
+        (summed) before the wait ends with a ``queue_timeout`` step; None = no limit.
     """
 
     job_name: str
     policy: PollPolicy = field(default_factory=PollPolicy)
     deadline: float | None = None
     error_budget_seconds: float = 1800.0
+    timeout_seconds: float | None = None
+    max_queue_seconds: float | None = None
     poll: PollState = field(default_factory=PollState)
     failing_since: float | None = None
+    substates: SubStateClock = field(default_factory=SubStateClock)
+    observed: bool = False
+
+    @property
+    def effective_deadline(self) -> float | None:
+        """The deadline in force: the absolute one, or the first TUNING observation + ``timeout_seconds``."""
+        if self.timeout_seconds is None:
+            return self.deadline
+        if not self.observed:
+            return None                   # poll first: the job may be queued (its sub-state decides)
+        if self.substates.seen:
+            since = self.substates.tuning_since
+            return None if since is None else since + self.timeout_seconds
+        return self.deadline
+
+    def _queue_step(self, now: float) -> Step | None:
+        if self.max_queue_seconds is None or self.substates.current not in QUEUE_SUB_STATES:
+            return None
+        waited = self.substates.queue_seconds(now)
+        if waited < self.max_queue_seconds:
+            return None
+        sub = _short(self.substates.current)
+        return Step("queue_timeout", message=f"{self.job_name} waited {_duration(waited)} for quota or capacity "
+                                             f"(now in {sub}), over the max_queue limit of "
+                                             f"{_duration(self.max_queue_seconds)}")
 
     def due(self, now: float) -> Step | None:
-        """Call before each poll: a ``deadline`` step once the deadline is reached, else None (poll now)."""
-        if self.deadline is not None and now >= self.deadline:
+        """Call before each poll: a ``deadline`` step once the deadline is reached, a ``queue_timeout`` step once the
+        queue limit is, else None (poll now)."""
+        deadline = self.effective_deadline
+        if deadline is not None and now >= deadline:
             return Step("deadline", message=f"{self.job_name} did not finish before the deadline")
-        return None
+        return self._queue_step(now)
 
     def _clamp(self, delay: float, now: float) -> float:
-        if self.deadline is not None:
-            delay = min(delay, self.deadline - now)
+        deadline = self.effective_deadline
+        if deadline is not None:
+            delay = min(delay, deadline - now)
+        if self.max_queue_seconds is not None and self.substates.current in QUEUE_SUB_STATES:
+            delay = min(delay, self.max_queue_seconds - self.substates.queue_seconds(now))
         return max(0.0, delay)
 
     def on_status(self, status: JobStatus, now: float) -> Step:
-        """A successful poll: ``done`` when terminal, else ``sleep`` for the next interval."""
+        """A successful poll: ``done`` when terminal, ``queue_timeout`` when queued too long, else ``sleep`` for the
+        next interval. ``note`` says when the sub-state changed."""
         self.failing_since = None
+        self.observed = True
+        note = self.substates.observe(status.sub_state, now, terminal=status.terminal)
         if status.terminal:
-            return Step("done", status=status)
+            return Step("done", status=status, note=note)
+        queued = self._queue_step(now)
+        if queued is not None:
+            return dataclasses.replace(queued, status=status, note=note)
         delay = self.poll.next_interval(self.policy, now, status.progress_percent)
-        return Step("sleep", delay=self._clamp(delay, now), status=status)
+        return Step("sleep", delay=self._clamp(delay, now), status=status, note=note)
 
     def on_error(self, error: BaseException, *, transient: bool, retry_after: float | None, now: float) -> Step:
         """A failed poll. Non-transient: ``error`` at once. Transient: ``sleep`` until the budget is spent."""

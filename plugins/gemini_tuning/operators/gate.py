@@ -27,6 +27,9 @@ class GeminiGateOperator(GeminiBaseOperator, BaseBranchOperator):
         results.
     :param promote_task_ids: the branch(es) to follow when the challenger wins.
     :param delete_task_id: the branch to follow when it loses.
+    :param pipeline: the reviewed pipeline file this DAG was built from (``id``, ``file``, ``revision``,
+        ``policy_hash``; set by the pipeline factory, ``dags/gemini_tuning_pipelines.py``): recorded in the verdict
+        and the report.
 
     And the connection arguments of :class:`~gemini_tuning.operators.base.GeminiBaseOperator`.
     """
@@ -34,7 +37,8 @@ class GeminiGateOperator(GeminiBaseOperator, BaseBranchOperator):
     template_fields = ("evaluation", "candidate", "gate_config", "verdict_uri")
 
     def __init__(self, *, evaluation, candidate=None, gate_config: dict | None = None, verdict_uri: str | None = None,
-                 promote_task_ids: str | list[str] = "promote", delete_task_id: str = "delete", **kwargs):
+                 promote_task_ids: str | list[str] = "promote", delete_task_id: str = "delete",
+                 pipeline: dict | None = None, **kwargs):
         super().__init__(**kwargs)
         self.evaluation = evaluation
         self.candidate = candidate
@@ -42,6 +46,7 @@ class GeminiGateOperator(GeminiBaseOperator, BaseBranchOperator):
         self.verdict_uri = verdict_uri
         self.promote_task_ids = [promote_task_ids] if isinstance(promote_task_ids, str) else list(promote_task_ids)
         self.delete_task_id = delete_task_id
+        self.pipeline = pipeline
 
     def choose_branch(self, context):
         from airflow.sdk.exceptions import AirflowFailException
@@ -55,7 +60,8 @@ class GeminiGateOperator(GeminiBaseOperator, BaseBranchOperator):
         ti = context["ti"]
         # without the tuning result (the operator used on its own) the verdict names the evaluated challenger
         gated = gate_evaluation(self.hook.storage(), ev, candidate=self.candidate, gate_config=self.gate_config,
-                                verdict_uri=optional(self.verdict_uri), dag_id=ti.dag_id, run_id=ti.run_id)
+                                verdict_uri=optional(self.verdict_uri), dag_id=ti.dag_id, run_id=ti.run_id,
+                                pipeline=self.pipeline)
         ti.xcom_push(key="gate", value=gated.result)
         decision = gated.decision
         if decision.decision == NO_DECISION:

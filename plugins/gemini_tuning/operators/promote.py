@@ -36,6 +36,8 @@ class GeminiPromoteOperator(GeminiBaseOperator):
         was given; templated). Empty: the verdict's own policy is not compared.
     :param approval_task_id: the approval task whose result must approve this verdict; None: no approval step.
     :param alias: the Model Registry version alias of the champion.
+    :param pipeline: the reviewed pipeline file this DAG was built from (``id``, ``revision``, ``policy_hash``);
+        the verdict must name the same (set by the pipeline factory). None: not compared.
 
     And the connection arguments of :class:`~gemini_tuning.operators.base.GeminiBaseOperator`.
     """
@@ -44,7 +46,8 @@ class GeminiPromoteOperator(GeminiBaseOperator):
                        "location")
 
     def __init__(self, *, candidate, evaluation, pointer_uri: str, verdict_uri: str, gate_config: dict | None = None,
-                 approval_task_id: str | None = None, alias: str = "champion", **kwargs):
+                 approval_task_id: str | None = None, alias: str = "champion", pipeline: dict | None = None,
+                 **kwargs):
         kwargs.setdefault("outlets", [CHAMPION_ASSET])
         super().__init__(**kwargs)
         self.candidate = candidate
@@ -54,6 +57,7 @@ class GeminiPromoteOperator(GeminiBaseOperator):
         self.gate_config = gate_config
         self.approval_task_id = approval_task_id
         self.alias = alias
+        self.pipeline = pipeline
 
     def check_verdict(self, context, storage) -> tuple[dict, dict]:
         """The candidate to promote and the verdict that allows it; ``AirflowFailException`` otherwise."""
@@ -70,7 +74,7 @@ class GeminiPromoteOperator(GeminiBaseOperator):
                 champion_generation=int(evaluation.get("champion_generation") or 0), policy=policy,
                 dag_id=ti.dag_id, run_id=ti.run_id, where=str(self.verdict_uri),
                 approval=ti.xcom_pull(task_ids=self.approval_task_id) if self.approval_task_id else None,
-                approval_required=bool(self.approval_task_id))
+                approval_required=bool(self.approval_task_id), pipeline=self.pipeline)
         except (VerdictRefused, ValueError) as exc:
             raise AirflowFailException(f"not promoting: {exc}") from exc
         return cand, verdict

@@ -28,12 +28,13 @@ def job_result(status: JobStatus) -> dict:
 
 
 def finish_event(event: dict, log) -> dict:
-    """The trigger's final event -> the job result, or an error that says what happened to the job."""
+    """The trigger's final event -> the job result (with the sub-state timeline, ``substates``), or an error that
+    says what happened to the job."""
     if event.get("status") in ("success", "failed"):
         status = JobStatus.from_summary(event["job"])
         log.info("%s finished: %s", status.name, status.describe())
-        return job_result(status)
-    if event.get("status") == "timeout":
+        return {**job_result(status), "substates": list(event.get("substates") or [])}
+    if event.get("status") in ("timeout", "queue_timeout"):
         raise AirflowException(event.get("message"))
     raise AirflowException(f"{event.get('message')} (job {event.get('job_name')} was not cancelled; a retry of "
                            "this task reattaches to it)")
@@ -45,7 +46,8 @@ class GeminiTuningOperator(GeminiBaseOperator):
     Idempotent per task instance: every retry or clear of the same (dag, task, run, map index) resolves to the
     same job through an intent record in GCS and the job's own identity (labels / a deterministic id); see
     ``gemini_tuning.services.idempotence``. Returns the job summary (``name``, ``tuned_model``, ``endpoint``,
-    ``loss_history``, progress, example count) or raises with the service's message.
+    ``loss_history``, progress, example count, and ``substates``: the Vertex sub-state timeline
+    ``[{"state", "since", "seconds"}]``, empty without sub-states) or raises with the service's message.
 
     :param base_model: the model to tune, e.g. ``gemini-2.5-flash`` (templated).
     :param training_uri: ``gs://`` JSONL of training examples in the backend's format (templated).
@@ -65,9 +67,14 @@ class GeminiTuningOperator(GeminiBaseOperator):
     :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``); False polls on the worker
         with the same wait loop (``services.tuning.wait.JobWait``).
     :param poll_policy: ``core.polling.PollPolicy`` fields (templated).
-    :param job_timeout: how long the job may run, from its create time (timedelta or seconds; templated).
+    :param job_timeout: how long the job may tune (timedelta or seconds; templated). Vertex: counted from the first
+        ``TUNING_JOB_STATE_TUNING`` sub-state the wait observes, so time waiting for quota or capacity or validating
+        the dataset is not charged to it; a job without sub-states (Gemini API): from its create time.
+    :param max_queue_hours: the most hours a Vertex job may spend waiting for quota or capacity
+        (``WAITING_FOR_QUOTA`` + ``WAITING_FOR_CAPACITY``, summed); past it the task fails and the job is cancelled
+        (if ``cancel_on_timeout``). None = no limit (templated).
     :param cancel_on_kill: cancel the job when the task is killed, cleared or marked while it waits.
-    :param cancel_on_timeout: cancel the job when ``job_timeout`` is reached.
+    :param cancel_on_timeout: cancel the job when ``job_timeout`` or ``max_queue_hours`` is reached.
     :param on_fingerprint_change: ``cancel_and_resubmit`` or ``fail``: a retry finds a live job with other inputs
         (templated).
     :param error_budget_seconds: how long status polling may keep failing transiently before the task fails (the
@@ -102,7 +109,8 @@ class GeminiTuningOperator(GeminiBaseOperator):
 
     template_fields = ("backend", "base_model", "training_uri", "validation_uri", "training_sha256", "epochs",
                        "learning_rate_multiplier", "learning_rate", "adapter_size", "batch_size", "display_name",
-                       "description", "labels", "project_id", "location", "state_uri", "job_timeout", "poll_policy",
+                       "description", "labels", "project_id", "location", "state_uri", "job_timeout", "max_queue_hours",
+                       "poll_policy",
                        "on_fingerprint_change", "continue_from", "champion_pointer_uri", "max_training_tokens",
                        "max_cost", "price_per_million_training_tokens", "dataset_stats")
     operator_extra_links = (TuningJobLink(),)
@@ -115,7 +123,8 @@ class GeminiTuningOperator(GeminiBaseOperator):
                  state_uri: str | None = None,
                  deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
                  poll_policy: dict | None = None, job_timeout: timedelta | float | str = timedelta(hours=24),
-                 cancel_on_kill: bool = True, cancel_on_timeout: bool = True,
+                 max_queue_hours: float | str | None = None, cancel_on_kill: bool = True,
+                 cancel_on_timeout: bool = True,
                  on_fingerprint_change: str = "cancel_and_resubmit", error_budget_seconds: float = 1800.0,
                  continue_from: str | None = None, champion_pointer_uri: str | None = None,
                  max_training_tokens=None, max_cost=None, price_per_million_training_tokens=None,
@@ -138,6 +147,7 @@ class GeminiTuningOperator(GeminiBaseOperator):
         self.deferrable = deferrable
         self.poll_policy = poll_policy or {}
         self.job_timeout = job_timeout
+        self.max_queue_hours = max_queue_hours
         self.cancel_on_kill = cancel_on_kill
         self.cancel_on_timeout = cancel_on_timeout
         self.on_fingerprint_change = on_fingerprint_change
@@ -180,11 +190,24 @@ class GeminiTuningOperator(GeminiBaseOperator):
         t = self.job_timeout
         return t.total_seconds() if isinstance(t, timedelta) else float(t)
 
+    def _max_queue_seconds(self) -> float | None:
+        """``max_queue_hours`` in seconds (None = no limit); a value that is not a positive number fails the task."""
+        try:
+            hours = optional(self.max_queue_hours, float)
+        except (TypeError, ValueError) as exc:
+            raise AirflowFailException(f"max_queue_hours must be a number of hours or None, got "
+                                       f"{self.max_queue_hours!r}") from exc
+        if hours is not None and not hours > 0:
+            raise AirflowFailException(f"max_queue_hours must be more than 0 hours (or None for no limit), got "
+                                       f"{self.max_queue_hours!r}")
+        return None if hours is None else hours * 3600.0
+
     # ---------------------------------------------------------------------------------------------- execute
     def execute(self, context):
         from ..services.tuning.run import Refused, TuningRun
 
         ti = context["ti"]
+        max_queue = self._max_queue_seconds()       # before anything is created
         run = TuningRun(self._request(context), backend=self.tuning_backend, storage=lambda: self.hook.storage(),
                         registry=lambda: self.hook.registry(optional(self.project_id), self.location), log=self.log)
         try:
@@ -197,20 +220,33 @@ class GeminiTuningOperator(GeminiBaseOperator):
                                           "url": backend.console_url(status.name), "decision": started.action})
         self.log.info("%s %s: %s", started.action, status.name, status.describe())
         if status.terminal:
-            return job_result(backend.with_loss(status))
+            return {**job_result(backend.with_loss(status)), "substates": []}
         wait = {"poll": PollPolicy(**self.poll_policy).to_dict(), "error_budget_seconds": self.error_budget_seconds,
-                "deadline": started.deadline, "cancel_on_timeout": self.cancel_on_timeout}
+                "deadline": started.deadline, "cancel_on_timeout": self.cancel_on_timeout,
+                "timeout_seconds": self._timeout_seconds(), "max_queue_seconds": max_queue}
         if self.deferrable:
             self.defer(trigger=TuningJobTrigger(backend=self.backend, job_name=self._job_ref, **wait,
                                                 cancel_on_kill=self.cancel_on_kill, **self.trigger_connection()),
                        method_name="execute_complete",   # the timeout is a safety net; the trigger owns the deadline
-                       timeout=timedelta(seconds=max(60.0, started.deadline - time.time() + 600)))
+                       timeout=self._defer_timeout(started.deadline, max_queue))
         # on the worker: the trigger's own loop, driven synchronously
         outcome = JobWait(self._job_ref, self.log, read_loss=TuningJobTrigger.read_loss, **wait).run(backend)
         return finish_event(outcome.event(), self.log)
 
     def execute_complete(self, context, event: dict, **_):
         return finish_event(event, self.log)
+
+    def _defer_timeout(self, deadline: float, max_queue: float | None) -> timedelta | None:
+        """The deferral's safety net (the trigger owns the deadline). Vertex counts the job timeout from the TUNING
+        sub-state, so the absolute bound is the create-time deadline + the queue limit (+ an hour for the dataset
+        validation, which is not counted either); without a queue limit there is none (None), since a queued Vertex
+        job must not be failed by the safety net."""
+        extra = 0.0
+        if self.backend == "vertex":
+            if max_queue is None:
+                return None
+            extra = max_queue + 3600.0
+        return timedelta(seconds=max(60.0, deadline - time.time() + extra + 600))
 
     def on_kill(self) -> None:
         """Non-deferrable mode: the task is killed on the worker while it polls. (Deferred: see the trigger.)"""

@@ -145,13 +145,14 @@ def utcnow() -> str:
 
 def gate_evaluation(storage, evaluation: Mapping[str, Any], *, candidate: Mapping[str, Any] | None,
                     gate_config: Mapping[str, Any], verdict_uri: str | None, dag_id: str, run_id: str,
-                    decided_at: str | None = None) -> GateOutcome:
+                    decided_at: str | None = None, pipeline: Mapping[str, Any] | None = None) -> GateOutcome:
     """Apply the gate to an evaluation's manifest (``results_uri`` required) and write the verdict record to
     ``verdict_uri`` (None: ``verdict.json`` beside the results) and ``gate.json`` beside the results.
 
     :param candidate: the tuning result the verdict names (None: the evaluated challenger); the evaluation's
         chosen checkpoint is added (``core.verdict.promotion_candidate``).
     :param gate_config: ``core.gate.GateConfig`` fields; the resolved configuration is the policy recorded.
+    :param pipeline: the reviewed pipeline file's provenance (``core.verdict.build_verdict``), or None.
     """
     ev = evaluation
     config = GateConfig.from_dict(gate_config)
@@ -173,12 +174,13 @@ def gate_evaluation(storage, evaluation: Mapping[str, Any], *, candidate: Mappin
     verdict = build_verdict(decision=decision.decision, summary=decision.summary, rules=out["rules"],
                             candidate=candidate, champion_generation=int(ev.get("champion_generation") or 0),
                             champion_model=ev["models"].get("champion"), policy=config.to_dict(), dag_id=dag_id,
-                            run_id=run_id, decided_at=decided_at or utcnow(), results_uri=ev["results_uri"])
+                            run_id=run_id, decided_at=decided_at or utcnow(), results_uri=ev["results_uri"],
+                            pipeline=pipeline)
     gcs.write_bytes(storage, verdict_uri, json.dumps(verdict, indent=1, default=str).encode(), "application/json")
     gcs.write_bytes(storage, f"{results_dir}/gate.json", json.dumps(out, indent=1, default=str).encode(),
                     "application/json")
     out.update(verdict_id=verdict["verdict_id"], verdict_uri=verdict_uri, policy_hash=verdict["policy_hash"],
-               candidate=verdict["candidate"])
+               candidate=verdict["candidate"], pipeline=verdict["pipeline"])
     log.info("verdict %s written to %s (policy %s)", verdict["verdict_id"], verdict_uri, verdict["policy_hash"])
     return GateOutcome(decision, verdict, verdict_uri, out)
 

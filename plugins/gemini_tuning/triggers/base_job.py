@@ -76,9 +76,19 @@ class BaseJobTrigger(BaseTrigger):
     :param poll: ``core.polling.PollPolicy`` fields (how often to poll).
     :param error_budget_seconds: how long polling may keep failing transiently before the trigger gives up (the
         job is never cancelled for it).
-    :param deadline: epoch seconds; at the deadline the wait ends (``timeout`` event).
+    :param deadline: epoch seconds; at the deadline the wait ends (``timeout`` event). With ``timeout_seconds``,
+        only for a job that reports no sub-state (Gemini API, batch jobs).
     :param cancel_on_kill: cancel the job when a user kills, clears or marks the deferred task.
-    :param cancel_on_timeout: cancel the job at the deadline.
+    :param cancel_on_timeout: cancel the job at the deadline or the queue limit.
+    :param timeout_seconds: the job timeout, counted from the first ``TUNING_JOB_STATE_TUNING`` observation (Vertex
+        tuning jobs report sub-states); None = the absolute ``deadline`` only (what a trigger serialized before
+        this argument existed gets).
+    :param max_queue_seconds: the most time the job may spend in ``WAITING_FOR_QUOTA`` / ``WAITING_FOR_CAPACITY``
+        (summed): past it the job is cancelled (if ``cancel_on_timeout``) and the event is ``queue_timeout``;
+        None = no limit.
+
+    Every event carries ``substates``, the job's sub-state timeline ``[{"state", "since", "seconds"}]`` (empty for
+    a job without sub-states).
     """
 
     #: Where the trigger classes are importable from, for ``serialize`` (stable across internal moves).
@@ -91,7 +101,8 @@ class BaseJobTrigger(BaseTrigger):
                  gcp_conn_id: str = "google_cloud_default", impersonation_chain=None, api_base_url: str | None = None,
                  gemini_api_conn_id: str | None = None, poll: dict | None = None,
                  error_budget_seconds: float = 1800.0, deadline: float | None = None, cancel_on_kill: bool = True,
-                 cancel_on_timeout: bool = True):
+                 cancel_on_timeout: bool = True, timeout_seconds: float | None = None,
+                 max_queue_seconds: float | None = None):
         super().__init__()
         self.job_name = job_name
         self.project_id = project_id
@@ -105,6 +116,8 @@ class BaseJobTrigger(BaseTrigger):
         self.deadline = deadline
         self.cancel_on_kill = cancel_on_kill
         self.cancel_on_timeout = cancel_on_timeout
+        self.timeout_seconds = timeout_seconds
+        self.max_queue_seconds = max_queue_seconds
 
     # ------------------------------------------------------------------------------------------- subclass hooks
     def make_backend(self, hook):
@@ -119,7 +132,8 @@ class BaseJobTrigger(BaseTrigger):
                 "gcp_conn_id": self.gcp_conn_id, "impersonation_chain": self.impersonation_chain,
                 "api_base_url": self.api_base_url, "gemini_api_conn_id": self.gemini_api_conn_id,
                 "poll": self.poll, "error_budget_seconds": self.error_budget_seconds, "deadline": self.deadline,
-                "cancel_on_kill": self.cancel_on_kill, "cancel_on_timeout": self.cancel_on_timeout}
+                "cancel_on_kill": self.cancel_on_kill, "cancel_on_timeout": self.cancel_on_timeout,
+                "timeout_seconds": self.timeout_seconds, "max_queue_seconds": self.max_queue_seconds}
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return f"{self.public_module}.{type(self).__qualname__}", self.kwargs()
@@ -169,10 +183,11 @@ class BaseJobTrigger(BaseTrigger):
                 backend = await client()
             except Exception as exc:  # noqa: BLE001 - bad connection etc.: report, never cancel
                 return {"status": "error", "job_name": self.job_name,
-                        "message": f"could not build the client for {self.job_name}: {exc!r}"}
+                        "message": f"could not build the client for {self.job_name}: {exc!r}", "substates": []}
             wait = JobWait(self.job_name, self.log, poll=self.poll, deadline=self.deadline,
                            error_budget_seconds=self.error_budget_seconds, cancel_on_timeout=self.cancel_on_timeout,
-                           read_loss=self.read_loss)
+                           read_loss=self.read_loss, timeout_seconds=self.timeout_seconds,
+                           max_queue_seconds=self.max_queue_seconds)
             outcome = await wait.arun(backend, sleep=lambda seconds: _sleep(seconds), now=lambda: _now())
             return outcome.event()
 
