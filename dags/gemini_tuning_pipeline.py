@@ -39,6 +39,7 @@ from gemini_tuning.operators.approval import GeminiApprovalOperator
 from gemini_tuning.operators.evaluate import GeminiEvaluateOperator
 from gemini_tuning.operators.gate import GeminiGateOperator
 from gemini_tuning.operators.guards import deployment_params
+from gemini_tuning.operators.policy import GeminiPolicyCheckOperator, provenance
 from gemini_tuning.operators.prepare import PrepareTuningDatasetOperator
 from gemini_tuning.operators.promote import GeminiDeleteTunedModelOperator, GeminiPromoteOperator
 from gemini_tuning.operators.report import GeminiTuningReportOperator
@@ -287,7 +288,7 @@ def pipeline_dag(dag_id: str = "gemini_tuning_pipeline", *, params: dict | None 
             verdict_uri=VERDICT,
             promote_task_ids=["review_report", "approval"],
             delete_task_id="delete",
-            pipeline=pipeline and _provenance(pipeline),
+            pipeline=pipeline and provenance(pipeline),
             **extra("gate"),
         )
         # the report as the gate left it, for the reviewer (the approval's body links to it; the api-server serves it
@@ -302,7 +303,7 @@ def pipeline_dag(dag_id: str = "gemini_tuning_pipeline", *, params: dict | None 
                                           **extra("approval"))
         promote = GeminiPromoteOperator(task_id="promote", **GOOGLE, candidate=TUNED, evaluation=EVALUATION,
                                         pointer_uri=POINTER, verdict_uri=VERDICT, gate_config=GATE_CONFIG,
-                                        approval_task_id="approval", pipeline=pipeline and _provenance(pipeline),
+                                        approval_task_id="approval", pipeline=pipeline and provenance(pipeline),
                                         **({"outlets": [champion_asset]} if champion_asset else {}),
                                         **extra("promote"))
         delete = GeminiDeleteTunedModelOperator(task_id="delete", **GOOGLE, candidate=TUNED, pointer_uri=POINTER,
@@ -333,16 +334,10 @@ def pipeline_dag(dag_id: str = "gemini_tuning_pipeline", *, params: dict | None 
         [review_report, promote, delete, delete_rejected] >> cleanup >> report
         if pipeline is not None:
             # the first step: the run's values against the reviewed policy, before anything is read
-            from gemini_tuning.operators.policy import GeminiPolicyCheckOperator
-
             GeminiPolicyCheckOperator(task_id="check_policy", pipeline=pipeline, **extra("check_policy")) >> prepare
     if fixed:
         fix_values(dag, fixed)
     return dag
-
-
-def _provenance(record: dict) -> dict:
-    return {k: record.get(k) for k in ("id", "file", "revision", "policy_hash")}
 
 
 _PARAM_REF = re.compile(r"\bparams\.([A-Za-z_][A-Za-z0-9_]*)\b")

@@ -23,7 +23,7 @@ from airflow.sdk import DAG, Asset, Param
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
-from gemini_tuning.pipelines.loader import load_folder
+from gemini_tuning.pipelines.loader import PipelineError, PipelineFileError, load_folder
 from gemini_tuning.pipelines.policy import RUN_FIELDS, run_param_schemas
 
 log = logging.getLogger(__name__)
@@ -51,16 +51,15 @@ def pipelines_folder() -> str:
 
 
 def _schedule(schedule):
+    """The DAG schedule of a file's ``schedule`` (None, a cron string, or ``ScheduleSpec`` with cron and/or asset)."""
     if schedule is None:
         return None
     if isinstance(schedule, str):
         return CronTriggerTimetable(schedule, timezone="UTC")
-    cron, asset = getattr(schedule, "cron", None), getattr(schedule, "asset", None)
-    if isinstance(schedule, dict):
-        cron, asset = schedule.get("cron"), schedule.get("asset")
-    if cron and asset:
-        return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=[Asset(name=asset)])
-    return [Asset(name=asset)] if asset else CronTriggerTimetable(cron, timezone="UTC")
+    if schedule.cron and schedule.asset:
+        return AssetOrTimeSchedule(timetable=CronTriggerTimetable(schedule.cron, timezone="UTC"),
+                                   assets=[Asset(name=schedule.asset)])
+    return [Asset(name=schedule.asset)] if schedule.asset else CronTriggerTimetable(schedule.cron, timezone="UTC")
 
 
 def _access_control(access):
@@ -77,7 +76,7 @@ def _notifications(spec, pipeline_id: str) -> tuple[dict, dict]:
         return {}, {}
     from gemini_tuning.notifications import callbacks_for_task, dag_callbacks
 
-    settings = notifications.model_dump(mode="json") if hasattr(notifications, "model_dump") else dict(notifications)
+    settings = notifications.model_dump(mode="json")
     tasks = {task_id: callbacks_for_task(settings, pipeline_id, task_id)
              for task_id in ("approval", "promote", "delete", "delete_rejected")}
     return {k: v for k, v in tasks.items() if v}, dag_callbacks(settings, pipeline_id)
@@ -129,8 +128,6 @@ def _load() -> dict[str, DAG]:
             dag, rollback = build(pipeline)
         except Exception as exc:
             log.exception("pipeline %s (%s) could not be built", pipeline.spec.id, pipeline.file)
-            from gemini_tuning.pipelines.loader import PipelineError, PipelineFileError
-
             result.errors.append(PipelineFileError(pipeline.file, [PipelineError(pipeline.file, None, "",
                                                                                  f"building the DAG failed: {exc}")]))
             continue

@@ -55,14 +55,13 @@ class GeminiPolicyCheckOperator(BaseOperator):
         self.log.info("pipeline %s (%s, revision %s, policy %s): the run's values are within the policy%s",
                       pipeline.spec.id, pipeline.file, pipeline.revision[:12], pipeline.policy_hash[:12],
                       f"; changed by the run: {sorted(tightened)}" if tightened else "")
-        return {**provenance(pipeline), "tightened": tightened}
+        return {**provenance(self.pipeline), "tightened": tightened}
 
 
-def provenance(pipeline) -> dict:
+def provenance(record: Mapping[str, Any]) -> dict:
     """What the verdict record and the report name: the pipeline id, its file, the file's revision (content hash)
     and the policy hash.
 
-    :param pipeline: a ``gemini_tuning.pipelines.loader.Pipeline``.
+    :param record: a pipeline's record (``gemini_tuning.pipelines.loader.Pipeline.to_record()``).
     """
-    return {"id": pipeline.spec.id, "file": pipeline.file, "revision": pipeline.revision,
-            "policy_hash": pipeline.policy_hash}
+    return {k: record.get(k) for k in ("id", "file", "revision", "policy_hash")}
