@@ -44,6 +44,7 @@ from gemini_tuning.operators.prepare import PrepareTuningDatasetOperator
 from gemini_tuning.operators.promote import GeminiDeleteTunedModelOperator, GeminiPromoteOperator
 from gemini_tuning.operators.report import GeminiTuningReportOperator
 from gemini_tuning.operators.tune import GeminiTuningOperator
+from gemini_tuning.team_dag import team_dag
 
 DEMO = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "include", "demo")
 RAW_TRAINING_DATA = Asset(name="gemini_tuning_raw_training_data")   # emitted by whatever produces new raw data
@@ -202,7 +203,7 @@ def pipeline_dag(dag_id: str = "gemini_tuning_pipeline", *, params: dict | None 
     if schedule is DEFAULT_SCHEDULE:
         schedule = AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"),
                                        assets=[RAW_TRAINING_DATA])
-    with DAG(
+    dag = team_dag(
         dag_id=dag_id,
         description=description or "Validate + upload a training set, tune a Gemini model (deferred), evaluate, "
                                    "promote or delete",
@@ -219,7 +220,8 @@ def pipeline_dag(dag_id: str = "gemini_tuning_pipeline", *, params: dict | None 
         params=deployment_params(PARAMS) if params is None else params,
         access_control=access_control,
         **(dag_callbacks or {}),
-    ) as dag:
+    )
+    with dag:
         prepare = PrepareTuningDatasetOperator(
             task_id="prepare_dataset",
             source="{{ params.training_data }}",

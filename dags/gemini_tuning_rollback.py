@@ -20,6 +20,7 @@ from airflow.sdk import DAG, Param
 
 from gemini_tuning.core.names import LOCATION_PATTERN, PROJECT_PATTERN
 from gemini_tuning.operators.rollback import GeminiRollbackOperator
+from gemini_tuning.team_dag import team_dag
 
 TO = Param(None, type=["null", "string"], title="Expected model to restore (optional)",
            description="the pointer's previous champion, e.g. projects/P/locations/L/models/M@1; if the "
@@ -53,7 +54,7 @@ def rollback_dag(dag_id: str = "gemini_tuning_rollback", *, pointer_uri: str | N
     params = {"to": TO}
     if pointer_uri is None:
         params.update(OPEN_PARAMS)
-    with DAG(
+    dag = team_dag(
         dag_id=dag_id,
         description=description or "Restore the previous champion of a Gemini tuning pipeline (pointer first, "
                                    "then the registry)",
@@ -66,7 +67,8 @@ def rollback_dag(dag_id: str = "gemini_tuning_rollback", *, pointer_uri: str | N
         tags=tags or ["gemini", "tuning"],
         params=params,
         access_control=access_control,
-    ) as dag:
+    )
+    with dag:
         fixed = pointer_uri is not None
         GeminiRollbackOperator(task_id="rollback", pointer_uri=pointer_uri if fixed else "{{ params.pointer_uri }}",
                                to="{{ params.to }}",

@@ -57,20 +57,13 @@ A value exactly equal to alpha passes (p <= alpha).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
-
+from gemini_tuning.core.gate_types import DECISIONS, GateConfig, GateDecision, RuleResult
 from gemini_tuning.core.metrics import ExampleScores
-from gemini_tuning.core.vocabulary import (
-    GATE_METRIC_NAMES,
-    JUDGED_METRICS,
-    LABEL_METRIC_NAMES,
-    SUMMARY_METRIC_NAMES,
-)
+from gemini_tuning.core.significance import mcnemar_exact, paired_bootstrap, sign_test
+from gemini_tuning.core.vocabulary import JUDGED_METRICS, LABEL_METRIC_NAMES
 
 __all__ = [
     "GateConfig",
@@ -86,202 +79,9 @@ __all__ = [
 ]
 
 EPS = 1e-9
-_ZERO = 1e-12  # |difference| below this is a tie
-_CHUNK = 256  # bootstrap resamples drawn per block (bounded memory; fixed so results never depend on it)
-Verdict = Literal["pass", "fail", "skipped"]
 NO_CHAMPION = "skipped (no champion)"
 #: rules whose failure means "not enough evidence" (an outage, too few scored prompts): no decision, not delete
 EVIDENCE_RULES = ("min_prompts", "max_error_rate", "champion_error_rate", "judge_error_rate")
-DECISIONS = ("promote", "delete", "no_decision")
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_real(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-@dataclass(frozen=True)
-class GateConfig:
-    min_prompts: int = 20
-    max_error_rate: float = 0.05
-    thresholds: Mapping[str, float] = field(default_factory=dict)  # metric -> minimum
-    primary_metric: str = "normalized_match"
-    min_margin: float = 0.0  # challenger - champion on the primary metric must be >= this
-    confidence: float = 0.95  # alpha = 1 - confidence, for the one-sided paired test
-    test: Literal["auto", "mcnemar", "bootstrap"] = "auto"
-    bootstrap_resamples: int = 2000
-    seed: int = 0
-    require_significance: bool = True
-    pairwise_min_decisive: int = 10   # non-tied judged pairs needed before the win rate means anything
-    pairwise_margin: float = 0.0      # the win rate over non-tied pairs must beat 0.5 + this
-
-    def __post_init__(self) -> None:
-        problems = []
-        if not _is_int(self.min_prompts) or self.min_prompts < 1:
-            problems.append(f"min_prompts must be an integer >= 1, got {self.min_prompts!r}")
-        if not _is_real(self.max_error_rate) or not 0 <= self.max_error_rate <= 1:
-            problems.append(f"max_error_rate must be in [0, 1], got {self.max_error_rate!r}")
-        if not isinstance(self.thresholds, Mapping):
-            problems.append(f"thresholds must be a mapping metric -> minimum, got {type(self.thresholds).__name__}")
-        else:
-            for m, v in self.thresholds.items():
-                if m not in SUMMARY_METRIC_NAMES + JUDGED_METRICS:
-                    problems.append(f"thresholds: unknown metric {m!r}; expected one of: "
-                                    f"{', '.join(SUMMARY_METRIC_NAMES + JUDGED_METRICS)}")
-                if not _is_real(v) or not 0 <= v <= 1:
-                    problems.append(f"thresholds[{m!r}] must be in [0, 1], got {v!r}")
-            # A private plain-dict copy: later changes to the caller's mapping do not leak in, and it pickles.
-            object.__setattr__(self, "thresholds", dict(self.thresholds))
-        if self.primary_metric not in GATE_METRIC_NAMES:
-            problems.append(f"primary_metric must be a per-example metric ({', '.join(GATE_METRIC_NAMES)}), "
-                            f"got {self.primary_metric!r}")
-        if not _is_real(self.min_margin) or not -1 <= self.min_margin <= 1:
-            problems.append(f"min_margin must be in [-1, 1], got {self.min_margin!r}")
-        if not _is_real(self.confidence) or not 0 < self.confidence < 1:
-            problems.append(f"confidence must be in (0, 1), got {self.confidence!r}")
-        if self.test not in ("auto", "mcnemar", "bootstrap"):
-            problems.append(f"test must be 'auto', 'mcnemar' or 'bootstrap', got {self.test!r}")
-        if not _is_int(self.bootstrap_resamples) or self.bootstrap_resamples < 1:
-            problems.append(f"bootstrap_resamples must be an integer >= 1, got {self.bootstrap_resamples!r}")
-        if not _is_int(self.seed) or self.seed < 0:
-            problems.append(f"seed must be an integer >= 0, got {self.seed!r}")
-        if not _is_int(self.pairwise_min_decisive) or self.pairwise_min_decisive < 1:
-            problems.append(f"pairwise_min_decisive must be an integer >= 1, got {self.pairwise_min_decisive!r}")
-        if not _is_real(self.pairwise_margin) or not 0 <= self.pairwise_margin < 0.5:
-            problems.append(f"pairwise_margin must be in [0, 0.5), got {self.pairwise_margin!r}")
-        if not isinstance(self.require_significance, bool):
-            problems.append(f"require_significance must be a boolean, got {self.require_significance!r}")
-        if problems:
-            raise ValueError("invalid GateConfig: " + "; ".join(problems))
-
-    @property
-    def alpha(self) -> float:
-        return 1.0 - self.confidence
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> GateConfig:
-        """Build from plain JSON-like data (e.g. DAG params); unknown keys are an error."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"invalid GateConfig: unknown key(s) {', '.join(unknown)}")
-        return cls(**d)
-
-    def to_dict(self) -> dict:
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["thresholds"] = dict(self.thresholds)
-        return out
-
-
-@dataclass(frozen=True)
-class RuleResult:
-    name: str
-    verdict: Verdict
-    observed: Any
-    threshold: Any
-    reason: str
-    details: Mapping[str, Any] | None = None  # e.g. the paired test's statistics
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["details"] = None if self.details is None else dict(self.details)
-        return d
-
-
-@dataclass(frozen=True)
-class GateDecision:
-    decision: Literal["promote", "delete", "no_decision"]
-    rules: tuple[RuleResult, ...]
-    summary: str
-
-    @property
-    def promote(self) -> bool:
-        return self.decision == "promote"
-
-    def rule(self, name: str) -> RuleResult:
-        for r in self.rules:
-            if r.name == name:
-                return r
-        raise KeyError(name)
-
-    def to_dict(self) -> dict:
-        return {"decision": self.decision, "summary": self.summary, "rules": [r.to_dict() for r in self.rules]}
-
-
-# ------------------------------------------------------------------------------------------ tests
-
-def mcnemar_exact(b: int, c: int, *, alternative: Literal["two-sided", "greater", "less"] = "two-sided") -> float:
-    """Exact McNemar p-value: binomial test of ``b`` successes in ``b + c`` discordant pairs, p = 0.5.
-
-    ``b`` = pairs the first model (challenger) got right and the second got wrong, ``c`` the reverse.
-    ``alternative="greater"`` is the one-sided test of "first model better" (P[X >= b]); the gate uses it.
-    No discordant pair -> 1.0 (no evidence either way).
-    """
-    if not (_is_int(b) and _is_int(c)) or b < 0 or c < 0:
-        raise ValueError(f"b and c must be non-negative integers, got {b!r}, {c!r}")
-    if alternative not in ("two-sided", "greater", "less"):
-        raise ValueError(f"unknown alternative {alternative!r}")
-    if b + c == 0:
-        return 1.0
-    from scipy.stats import binomtest  # lazy: scipy.stats is slow to import
-
-    return float(min(1.0, binomtest(b, b + c, 0.5, alternative=alternative).pvalue))
-
-
-def paired_bootstrap(a: Sequence[float], b: Sequence[float], *, resamples: int, seed: int,
-                     confidence: float = 0.95) -> dict:
-    """Paired bootstrap of mean(a - b): resample pairs with replacement, deterministic for a seed.
-
-    Returns ``{"n", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high", "confidence", "p_value",
-    "p_value_bootstrap", "p_floor", "n_nonzero", "resamples", "seed", "alternative"}`` where ``ci_*`` is the
-    two-sided percentile interval at ``confidence`` and ``p_value`` is one-sided for H1: mean(a) > mean(b):
-    ``p_value_bootstrap = (1 + #{resampled mean diff <= 0}) / (resamples + 1)``, floored at
-    ``p_floor = 0.5 ** n_nonzero`` (the smallest p-value an exact sign-flip test on these pairs can reach).
-    """
-    if len(a) != len(b):
-        raise ValueError(f"paired samples differ in length: {len(a)} != {len(b)}")
-    if len(a) == 0:
-        raise ValueError("paired_bootstrap needs at least one pair")
-    if not _is_int(resamples) or resamples < 1:
-        raise ValueError(f"resamples must be an integer >= 1, got {resamples!r}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    xa = np.asarray(a, dtype=float)
-    xb = np.asarray(b, dtype=float)
-    if not (np.isfinite(xa).all() and np.isfinite(xb).all()):
-        raise ValueError("paired_bootstrap: scores must be finite")
-    d = xa - xb
-    n = len(d)
-    rng = np.random.default_rng(seed)
-    means = np.empty(resamples, dtype=float)
-    for start in range(0, resamples, _CHUNK):
-        k = min(_CHUNK, resamples - start)
-        idx = rng.integers(0, n, size=(k, n))
-        means[start:start + k] = d[idx].mean(axis=1)
-    p_boot = (1 + int(np.count_nonzero(means <= _ZERO))) / (resamples + 1)
-    n_nonzero = int(np.count_nonzero(np.abs(d) > _ZERO))
-    p_floor = 0.5 ** n_nonzero
-    alpha = 1.0 - confidence
-    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return {
-        "n": n,
-        "mean_a": float(xa.mean()),
-        "mean_b": float(xb.mean()),
-        "mean_diff": float(d.mean()),
-        "ci_low": float(lo),
-        "ci_high": float(hi),
-        "confidence": float(confidence),
-        "p_value": float(min(1.0, max(p_boot, p_floor))),
-        "p_value_bootstrap": float(p_boot),
-        "p_floor": float(p_floor),
-        "n_nonzero": n_nonzero,
-        "resamples": resamples,
-        "seed": seed,
-        "alternative": "greater",
-    }
 
 
 # ------------------------------------------------------------------------------------------- gate
@@ -435,19 +235,6 @@ def _champion_rules(ch: dict[str, ExampleScores], cp: dict[str, ExampleScores], 
 
 
 PAIRWISE_OUTCOMES = ("win", "loss", "tie", "error")
-
-
-def sign_test(wins: int, losses: int, p0: float = 0.5) -> float:
-    """One-sided exact sign (binomial) test: P[X >= wins] for X ~ Bin(wins + losses, p0). No pair -> 1.0."""
-    if not (_is_int(wins) and _is_int(losses)) or wins < 0 or losses < 0:
-        raise ValueError(f"wins and losses must be non-negative integers, got {wins!r}, {losses!r}")
-    if not 0 < p0 < 1:
-        raise ValueError(f"p0 must be in (0, 1), got {p0!r}")
-    if wins + losses == 0:
-        return 1.0
-    from scipy.stats import binomtest  # lazy: scipy.stats is slow to import
-
-    return float(min(1.0, binomtest(wins, wins + losses, p0, alternative="greater").pvalue))
 
 
 def pairwise_rules(outcomes: Mapping[str, str], cfg: GateConfig) -> list[RuleResult]:

@@ -16,15 +16,27 @@ Pure: pydantic, the standard library and ``gemini_tuning.core`` only.
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
 from ..core.names import LOCATION_PATTERN, PROJECT_PATTERN, RESOURCE_KINDS
 from ..core.tuning import BACKENDS
-from ..core.vocabulary import GATE_METRIC_NAMES
+from .spec_base import (
+    GCS_PREFIX_PATTERN,
+    Location,
+    NonEmpty,
+    Project,
+    _has_dot_segment,
+    _Model,
+    _resolve,
+    is_instruction_path,
+    is_under,
+    resolve_path,
+    validate_cron,
+)
+from .spec_policy import BudgetSpec, GateSpec, PolicySpec
 
 __all__ = ["ID_PATTERN", "GCS_PREFIX_PATTERN", "DEFAULT_MODEL", "DEFAULT_SCHEDULE", "AccessVerb", "BudgetSpec",
            "DataSpec", "EvaluationSpec", "GateSpec", "GoogleSpec", "NotificationsSpec", "PipelineSpec", "PolicySpec",
@@ -34,124 +46,18 @@ __all__ = ["ID_PATTERN", "GCS_PREFIX_PATTERN", "DEFAULT_MODEL", "DEFAULT_SCHEDUL
 
 #: a pipeline id: also part of DAG ids, asset names and tags
 ID_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
-#: the same rule as the ``gcs_prefix`` run Param
-GCS_PREFIX_PATTERN = r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$"
 DEFAULT_MODEL = "gemini-3.5-flash"
 DEFAULT_SCHEDULE = "0 3 * * 1"
 _BASE_MODEL_RE = re.compile(rf"^(?:{RESOURCE_KINDS['base_model'][1]})$")
-_GCS_PREFIX_RE = re.compile(GCS_PREFIX_PATTERN)
 _LOCATION_RE = re.compile(LOCATION_PATTERN)
 _PROJECT_RE = re.compile(PROJECT_PATTERN)
 
 AccessVerb = Literal["read", "trigger", "approve"]
 Event = Literal["promote", "delete", "approval_needed", "failure"]
 EVENTS: tuple[str, ...] = ("promote", "delete", "approval_needed", "failure")
-Location = Annotated[str, Field(pattern=LOCATION_PATTERN)]
-Project = Annotated[str, Field(pattern=PROJECT_PATTERN)]
-NonEmpty = Annotated[str, Field(min_length=1)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=False)
-
-
-# ------------------------------------------------------------------------------------------ paths
-def is_instruction_path(value: str) -> bool:
-    """Whether a system instruction names a file (the evaluate step's rule: a ``gs://`` URI, or one line of text
-    ending in ``.txt``) rather than being the instruction's text itself.
-
-    :param value: the ``system_instruction`` value.
-    """
-    return value.startswith("gs://") or (len(value) < 4096 and "\n" not in value and value.endswith(".txt"))
-
-
-def resolve_path(value: str, base_dir: str | None) -> str:
-    """A local path made absolute (against ``base_dir``, else the working directory) and normalized; a ``gs://`` URI
-    as it is (a trailing ``/`` dropped).
-
-    :param value: a local path or a ``gs://`` URI.
-    :param base_dir: the folder relative paths are relative to (the YAML file's folder), or None.
-    """
-    if value.startswith("gs://"):
-        return value.rstrip("/") if len(value) > len("gs://") else value
-    if not os.path.isabs(value):
-        value = os.path.join(base_dir or os.getcwd(), value)
-    return os.path.normpath(value)
-
-
-def _has_dot_segment(uri: str) -> bool:
-    return any(part in (".", "..") for part in uri[len("gs://"):].split("/"))
-
-
-def is_under(path: str, root: str) -> bool:
-    """Whether ``path`` is ``root`` or inside it: both ``gs://`` (compared by ``/``-separated segments; a ``.`` or
-    ``..`` segment is never under anything) or both local (normalized first, so ``..`` cannot climb out).
-
-    :param path: a ``gs://`` URI or a local path (absolute, or relative to the working directory).
-    :param root: an allowed storage root of the same kind.
-    """
-    if path.startswith("gs://") or root.startswith("gs://"):
-        if not (path.startswith("gs://") and root.startswith("gs://")) or _has_dot_segment(path):
-            return False
-        root = root.rstrip("/")
-        return path.rstrip("/") == root or path.startswith(root + "/")
-    path, root = os.path.normpath(os.path.abspath(path)), os.path.normpath(os.path.abspath(root))
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def _resolve(value: Any, info: ValidationInfo) -> Any:
-    if not isinstance(value, str) or not value:
-        return value
-    return resolve_path(value, (info.context or {}).get("base_dir"))
 
 
 # ------------------------------------------------------------------------------------------ schedule
-_CRON_FIELDS = (("minute", 0, 59, None), ("hour", 0, 23, None), ("day of month", 1, 31, None),
-                ("month", 1, 12, ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV",
-                                  "DEC")),
-                ("day of week", 0, 7, ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")))
-_CRON_MACROS = ("@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight")
-
-
-def _cron_value(text: str, low: int, high: int, names: tuple[str, ...] | None) -> int | None:
-    if text.isdigit():
-        number = int(text)
-        return number if low <= number <= high else None
-    if names and text.upper() in names:
-        return names.index(text.upper()) + (1 if names[0] == "JAN" else 0)
-    return None
-
-
-def validate_cron(value: str) -> str:
-    """``value`` when it is a 5-field cron expression (minute hour day-of-month month day-of-week: numbers in range,
-    ``*``, ``a-b``, ``/step``, lists, month and weekday names) or one of ``@hourly @daily @weekly @monthly
-    @yearly``; else ``ValueError`` naming the field that is wrong.
-
-    :param value: the cron string.
-    """
-    text = value.strip()
-    if text in _CRON_MACROS:
-        return text
-    parts = text.split()
-    if len(parts) != 5:
-        raise ValueError(f"a cron expression has 5 fields (minute hour day-of-month month day-of-week), "
-                         f"{value!r} has {len(parts)}")
-    for part, (name, low, high, names) in zip(parts, _CRON_FIELDS, strict=True):
-        for item in part.split(","):
-            body, _, step = item.partition("/")
-            if step and (not step.isdigit() or int(step) < 1):
-                raise ValueError(f"cron {name} field {part!r}: the step after '/' must be a positive number")
-            if body == "*":
-                continue
-            start, dash, end = body.partition("-")
-            first = _cron_value(start, low, high, names)
-            last = _cron_value(end, low, high, names) if dash else first
-            if first is None or last is None or last < first:
-                raise ValueError(f"cron {name} field {part!r}: expected *, a number {low}-{high}"
-                                 f"{' or a name' if names else ''}, a range a-b, a step /n or a list")
-    return " ".join(parts)
-
-
 class ScheduleSpec(_Model):
     """A schedule by cron, by an Airflow Asset, or either (whichever comes first).
 
@@ -318,78 +224,6 @@ class EvaluationSpec(_Model):
     concurrency: Annotated[int, Field(ge=1, le=256)] = 16
     judge_pointwise_template: str | None = None
     judge_pairwise_template: str | None = None
-
-
-class GateSpec(_Model):
-    """The promotion gate's thresholds (``core.gate``).
-
-    :param min_prompts: the fewest scored prompts for a decision (≥ 1).
-    :param max_error_rate: 0-1.
-    :param primary_metric: one of ``core.vocabulary.GATE_METRIC_NAMES``.
-    :param min_score: the primary metric's absolute threshold (0-1).
-    :param min_margin: challenger − champion margin on the primary metric (-1 to 1).
-    :param confidence: of the paired test against the champion (0.5 < c < 1).
-    :param pairwise_min_decisive: the fewest non-tied judged pairs (≥ 1).
-    :param pairwise_margin: the win rate must beat 0.5 + this (0-0.49).
-    """
-
-    min_prompts: Annotated[int, Field(ge=1)] = 20
-    max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.05
-    primary_metric: Literal[GATE_METRIC_NAMES] = "normalized_match"  # type: ignore[valid-type]
-    min_score: Annotated[float, Field(ge=0, le=1)] = 0.6
-    min_margin: Annotated[float, Field(ge=-1, le=1)] = 0.0
-    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
-    pairwise_min_decisive: Annotated[int, Field(ge=1)] = 10
-    pairwise_margin: Annotated[float, Field(ge=0, le=0.49)] = 0.0
-
-
-class BudgetSpec(_Model):
-    """Spending limits checked before the tuning job is created (None: no limit).
-
-    :param max_training_tokens: ≥ 1 or None.
-    :param max_cost: ≥ 0 or None (needs ``price_per_million_training_tokens``).
-    :param price_per_million_training_tokens: > 0 or None.
-    """
-
-    max_training_tokens: Annotated[int, Field(ge=1)] | None = None
-    max_cost: Annotated[float, Field(ge=0)] | None = None
-    price_per_million_training_tokens: Annotated[float, Field(gt=0)] | None = None
-
-
-class PolicySpec(_Model):
-    """What the pipeline's runs are held to: a run may tighten it, never loosen it (``pipelines.policy``).
-
-    :param gate: :class:`GateSpec`.
-    :param require_approval: a human must approve a promotion.
-    :param approval_timeout_hours: > 0, or None (wait forever).
-    :param budget: :class:`BudgetSpec`.
-    :param allowed_storage_roots: ``gs://`` prefixes and local folders (relative: to the YAML file) that
-        ``gcs_prefix`` and every input must be under; empty: the pipeline's ``gcs_prefix`` only.
-    :param allowed_projects: projects a run may pick besides ``google.project`` (empty: only that one).
-    :param allowed_locations: the locations allowed (empty: the file's location is not restricted, a run may not
-        change it).
-    :param allowed_base_models: the base models allowed (empty: likewise).
-    """
-
-    gate: GateSpec = Field(default_factory=GateSpec)
-    require_approval: bool = False
-    approval_timeout_hours: Annotated[float, Field(gt=0)] | None = 72.0
-    budget: BudgetSpec = Field(default_factory=BudgetSpec)
-    allowed_storage_roots: list[NonEmpty] = Field(default_factory=list)
-    allowed_projects: list[Project] = Field(default_factory=list)
-    allowed_locations: list[Location] = Field(default_factory=list)
-    allowed_base_models: list[NonEmpty] = Field(default_factory=list)
-
-    @field_validator("allowed_storage_roots")
-    @classmethod
-    def _roots(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        out = []
-        for root in value:
-            if root.startswith("gs://") and (not _GCS_PREFIX_RE.fullmatch(root.rstrip("/"))
-                                             or _has_dot_segment(root)):
-                raise ValueError(f"{root!r} is not a gs://bucket[/path] prefix")
-            out.append(_resolve(root, info))
-        return out
 
 
 class SmtpSpec(_Model):

@@ -73,17 +73,8 @@ level of history, so older champions are restored by promoting them, not by roll
 
 Deleting
 --------
-:func:`delete_candidate` refuses the model the pointer names and the pointer's ``previous`` (the rollback target)
-(:class:`ChampionDeletionRefused`), then deletes
-(Vertex: undeploy, delete the tuning job's endpoints - one per checkpoint -, delete the model, each LRO awaited;
-Gemini API: ``tunedModels.delete``). A losing *version* of the champion's model (continuous tuning makes the
-challenger ``M@2`` of a champion ``M@1``) is deleted as that version only: the champion's version and its
-endpoints are never touched; if the deleted version holds ``default`` (the service refuses to delete the default
-version), ``default`` moves to the champion's version first (else the rollback target's, else the newest). Already
-gone counts as done. The check and the delete are not atomic: a model promoted *between* them would be deleted.
-The pipeline never promotes and deletes the same candidate (promote needs a promote verdict that no one rejected,
-the deletes a delete verdict or a rejection bound to the promote verdict: ``core.verdict``), so this window is not
-reachable from the DAG.
+:func:`delete_candidate` (in :mod:`.champion_delete`, re-exported here) refuses the champion and the rollback
+target, then deletes.
 """
 
 from __future__ import annotations
@@ -91,24 +82,34 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from ..backends.errors import NotFoundError
-from ..backends.gcs import MAX_JSON_BYTES, GenerationMismatch, read_json, write_json
-from ..core.names import InvalidName, validate_resource_name
-from ..core.tuning import BACKENDS
+from ..backends.gcs import GenerationMismatch, write_json
+from .champion_delete import ChampionDeletionRefused, delete_candidate  # noqa: F401 - re-exported
+from .champion_pointer import (  # noqa: F401 - re-exported
+    MAX_POINTER_BYTES,
+    POINTER_FIELDS,
+    VIA_ROLLBACK,
+    _model_key,
+    _now,
+    _strip,
+    build_pointer,
+    build_rollback_pointer,
+    normalize_candidate,
+    read_champion,
+    same_model,
+    validate_pointer,
+)
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from .backends.gemini_api import GeminiApiTuningBackend
     from .backends.vertex_registry import VertexRegistry
 
-log = logging.getLogger(__name__)
 
-POINTER_FIELDS = ("backend", "tuned_model", "endpoint", "checkpoint_id", "display_name", "promoted_at", "run_id",
-                  "dag_id", "metrics", "verdict_id", "policy_hash", "previous")
 CHAMPION_ALIAS = "champion"
-MAX_POINTER_BYTES = MAX_JSON_BYTES  # 1 MiB: a pointer (with one previous champion inside) is a few KB
 ROLE_LABEL = "gemini-tuning-role"
 RUN_LABEL = "gemini-tuning-run"
 POINTER_LABEL = "gemini-tuning-pointer"
@@ -156,8 +157,6 @@ class RollbackConflict(ChampionChanged):
                      "if it is still wanted.",)
 
 
-class ChampionDeletionRefused(Exception):
-    """The model to delete is the current champion."""
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -175,57 +174,12 @@ def pointer_label(pointer_uri: str) -> str:
     return "p" + hashlib.sha256(pointer_uri.encode()).hexdigest()[:16]
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def normalize_candidate(candidate: dict) -> dict:
-    """Check a tuning result (``backend``, ``tuned_model``, ``endpoint``, ``display_name``) and return a copy."""
-    if not isinstance(candidate, dict):
-        raise TypeError(f"candidate must be a dict, got {type(candidate).__name__}")
-    backend = candidate.get("backend")
-    model = candidate.get("tuned_model")
-    if backend not in BACKENDS:
-        raise ValueError(f"candidate backend must be one of {BACKENDS}, got {backend!r}")
-    if not isinstance(model, str) or not model:
-        raise ValueError(f"candidate has no tuned_model: {candidate!r}")
-    try:   # one validation of names that become URLs (core.names); InvalidName is a ValueError
-        validate_resource_name(model, "model" if backend == "vertex" else "tuned_model", field="tuned_model")
-    except InvalidName as exc:
-        expected = "projects/P/locations/L/models/M@1" if backend == "vertex" else "tunedModels/x"
-        kind = "Vertex AI model" if backend == "vertex" else "Gemini API tuned model"
-        raise InvalidName("tuned_model", model, f"not a {kind} name (expected {expected}): {exc.rule}") from exc
-    endpoint = candidate.get("endpoint") or None
-    if endpoint is not None and backend == "vertex":
-        validate_resource_name(endpoint, "endpoint", field="endpoint")
-    checkpoint = candidate.get("checkpoint_id")
-    return {**candidate, "backend": backend, "tuned_model": model, "endpoint": endpoint,
-            "checkpoint_id": str(checkpoint) if checkpoint not in (None, "") else None,
-            "display_name": candidate.get("display_name") or None}
 
 
-def _model_key(entry: dict) -> tuple[str, str, str | None]:
-    """(backend, model without project, version or None). The project is left out: the same model can be named
-    by project id or by project number."""
-    backend, name = entry.get("backend"), entry.get("tuned_model") or ""
-    if backend == "vertex":
-        base, _, version = name.partition("@")
-        return backend, base.split("/locations/", 1)[-1], version or None
-    return str(backend), name, None
 
 
-def same_model(a: dict | None, b: dict | None) -> bool:
-    """Whether two pointer/candidate entries may name the same model. Conservative: ``M`` (no version) or a
-    non-numeric version (an alias) matches every version of ``M``; ``M@1`` and ``M@2`` do not match."""
-    if not a or not b:
-        return False
-    ba, na, va = _model_key(a)
-    bb, nb, vb = _model_key(b)
-    if ba != bb or na != nb:
-        return False
-    if va is None or vb is None or not va.isdigit() or not vb.isdigit():
-        return True
-    return va == vb
 
 
 def _is_ours(entry: dict | None, candidate: dict, run: dict) -> bool:
@@ -233,46 +187,11 @@ def _is_ours(entry: dict | None, candidate: dict, run: dict) -> bool:
         and entry.get("dag_id") == run.get("dag_id")
 
 
-def build_pointer(candidate: dict, run: dict, previous: dict | None, *, now: str | None = None) -> dict:
-    """The pointer that makes ``candidate`` champion; ``previous`` (the current pointer) is kept one level deep."""
-    cand = normalize_candidate(candidate)
-    metrics = run.get("metrics") if run.get("metrics") is not None else cand.get("metrics")
-    return {
-        "backend": cand["backend"],
-        "tuned_model": cand["tuned_model"],
-        "endpoint": cand["endpoint"],
-        "checkpoint_id": cand["checkpoint_id"],
-        "display_name": cand["display_name"],
-        "promoted_at": now or _now(),
-        "run_id": run.get("run_id"),
-        "dag_id": run.get("dag_id"),
-        "metrics": dict(metrics or {}),
-        # the verdict (and the policy it was judged under) that allowed this promotion
-        "verdict_id": run.get("verdict_id"),
-        "policy_hash": run.get("policy_hash"),
-        "previous": {k: v for k, v in previous.items() if k != "previous"} if previous else None,
-    }
 
 
-def validate_pointer(obj: dict, uri: str = "pointer") -> dict:
-    if obj.get("backend") not in BACKENDS or not isinstance(obj.get("tuned_model"), str):
-        raise ValueError(f"{uri} is not a champion pointer (needs backend in {BACKENDS} and tuned_model): "
-                         f"{sorted(obj)}")
-    return obj
 
 
 # ----------------------------------------------------------------------------------------------- read
-def read_champion(storage_client, pointer_uri: str, *, max_bytes: int = MAX_POINTER_BYTES) -> tuple[dict | None, int]:
-    """The current champion pointer and its generation; ``(None, 0)`` when there is no champion yet.
-
-    Pass the generation on to :func:`promote` as ``expected_generation``. A pointer object above ``max_bytes``
-    raises ``backends.gcs.ObjectTooLarge`` before it is downloaded (a pointer is a few KB; this read also runs in
-    the api-server, for the UI page).
-    """
-    obj, generation = read_json(storage_client, pointer_uri, max_bytes=max_bytes, what="a champion pointer")
-    if obj is None:
-        return None, 0
-    return validate_pointer(obj, pointer_uri), generation
 
 
 # ----------------------------------------------------------------------------------------------- promote
@@ -391,11 +310,8 @@ def _apply(pointer: dict | None, registry: VertexRegistry, scope: str, alias: st
 
 
 # ----------------------------------------------------------------------------------------------- rollback
-VIA_ROLLBACK = "rollback"
 
 
-def _strip(entry: dict) -> dict:
-    return {k: v for k, v in entry.items() if k != "previous"}
 
 
 def _rolled_back_by(entry: dict | None, run: dict) -> bool:
@@ -433,20 +349,6 @@ def _check_restorable(target: dict, registry: VertexRegistry | None,
                             status=exc.status) from exc
 
 
-def build_rollback_pointer(current: dict, run: dict, *, now: str | None = None) -> dict:
-    """The pointer that restores ``current["previous"]``: the restored entry (its model, endpoint, checkpoint and
-    the metrics it was promoted with), ``run_id``/``dag_id``/``promoted_at`` of the rollback, ``via: rollback``,
-    ``restored`` (the run that originally promoted it) and, as ``previous``, the rolled-back champion."""
-    target = current["previous"]
-    restored = target.get("restored") if target.get("via") == VIA_ROLLBACK else None
-    out = {k: target.get(k) for k in POINTER_FIELDS if k != "previous"}
-    out.update(promoted_at=now or _now(), run_id=run["run_id"], dag_id=run.get("dag_id"),
-               metrics=dict(target.get("metrics") or {}))
-    out["via"] = VIA_ROLLBACK
-    out["restored"] = restored or {"run_id": target.get("run_id"), "dag_id": target.get("dag_id"),
-                                   "promoted_at": target.get("promoted_at")}
-    out["previous"] = _strip(current)
-    return out
 
 
 def rollback(storage_client, pointer_uri: str, *, registry: VertexRegistry | None, run: dict, to=None,
@@ -523,43 +425,3 @@ def rollback(storage_client, pointer_uri: str, *, registry: VertexRegistry | Non
 
 
 # ----------------------------------------------------------------------------------------------- delete
-def delete_candidate(candidate: dict, *, storage_client, pointer_uri: str, registry: VertexRegistry | None = None,
-                     gemini_api: GeminiApiTuningBackend | None = None, timeout: float = 600.0) -> dict:
-    """Delete a tuned model that is not the champion. Idempotent: already gone is done.
-
-    Raises :class:`ChampionDeletionRefused` when the pointer names this model (compared without the project, and
-    conservatively: a bare ``M`` matches every version of ``M``). Returns what was done:
-    ``{"backend", "tuned_model", "model_deleted", "already_gone", "champion", ...}`` plus, on Vertex, the
-    registry's report (``undeployed``, ``endpoint_deleted``, ...).
-    """
-    cand = normalize_candidate(candidate)
-    current, generation = read_champion(storage_client, pointer_uri)
-    if current is not None and same_model(current, cand):
-        raise ChampionDeletionRefused(
-            f"refusing to delete {cand['tuned_model']}: it is the current champion (promoted at "
-            f"{current.get('promoted_at')} by run {current.get('run_id')!r}; {pointer_uri} generation "
-            f"{generation}). Promote another model first.")
-    previous = (current or {}).get("previous")
-    if previous and same_model(previous, cand):
-        raise ChampionDeletionRefused(
-            f"refusing to delete {cand['tuned_model']}: it is the previous champion, the rollback target of "
-            f"{pointer_uri} (generation {generation}; champion now: {current.get('tuned_model')}). It stops being "
-            "protected when the next promotion replaces it as previous.")
-    if cand["backend"] == "vertex":
-        if registry is None:
-            raise ValueError(f"deleting the Vertex AI model {cand['tuned_model']} needs a VertexRegistry")
-        others = tuple(c["endpoint"] for c in cand.get("checkpoints") or () if c.get("endpoint"))
-        # a losing version of the champion's (or the rollback target's) model: if it holds the ``default`` alias,
-        # the alias moves to the champion's version (else the previous champion's), never to a stray version
-        heirs = tuple(e["tuned_model"] for e in (current, previous)
-                      if e and e.get("backend") == "vertex" and "@" in str(e.get("tuned_model")))
-        report = registry.delete_tuned_model(cand["tuned_model"], cand["endpoint"], timeout=timeout,
-                                             checkpoint_endpoints=others, default_heirs=heirs)
-    else:
-        if gemini_api is None:
-            raise ValueError(f"deleting the Gemini API model {cand['tuned_model']} needs a GeminiApiTuningBackend")
-        deleted = gemini_api.delete(cand["tuned_model"])
-        report = {"model_deleted": deleted, "already_gone": not deleted}
-    log.info("delete %s: %s", cand["tuned_model"], report)
-    return {"backend": cand["backend"], "tuned_model": cand["tuned_model"], "pointer_uri": pointer_uri,
-            "champion": current.get("tuned_model") if current else None, **report}

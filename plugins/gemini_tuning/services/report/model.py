@@ -69,11 +69,26 @@ def primary_metric(data: Mapping, gate: Mapping, ch: Mapping | None) -> str:
     return str(pm)
 
 
+def provenance_meta(gate: Mapping) -> list[tuple[str, str]]:
+    """What the promotion can be traced to, from the gate's result: the reviewed pipeline file (id, file, revision
+    and policy hash, when the run was built from one) and the verdict record (id and the hash of the policy the
+    gate applied). Missing parts are left out.
+
+    :param gate: the gate's result (``services.evaluation.gate_evaluation``'s XCom).
+    """
+    pipeline = as_dict(gate.get("pipeline"))
+    rows = [("Pipeline", pipeline.get("id")), ("Pipeline file", pipeline.get("file")),
+            ("File revision", pipeline.get("revision")), ("Pipeline policy", pipeline.get("policy_hash")),
+            ("Verdict", gate.get("verdict_id")), ("Gate policy", gate.get("policy_hash"))]
+    return [(name, str(value)) for name, value in rows if value not in (None, "")]
+
+
 def _header(data: Mapping, gate: Mapping) -> dict:
     decision = data.get("decision") or gate.get("decision")
     decision = str(decision).replace("_", " ") if decision else "unknown"
     meta = [(name, str(data[key])) for key, name in (("dag_id", "DAG"), ("run_id", "Run"),
                                                       ("generated_at", "Generated")) if data.get(key)]
+    meta += provenance_meta(gate)
     return {"title": str(data.get("title") or "Gemini tuning report"), "meta": meta, "word": decision.upper(),
             "cls": decision if decision in ("promote", "delete") else "unknown",
             "action": data.get("action_taken") or None, "summary": gate.get("summary") or None}
