@@ -444,3 +444,16 @@ def test_the_report_needs_no_matplotlib():
                          env={"PYTHONPATH": f"{root / 'plugins'}:{root}", "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_header_traces_the_decision_to_the_pipeline_file_and_the_verdict():
+    gate = {"decision": "promote", "summary": "all rules passed", "rules": [], "verdict_id": "v-1f2e",
+            "policy_hash": "sha256:gatepolicy", "pipeline": {"id": "router", "file": "pipelines/router.yaml",
+                                                             "revision": "sha256:rev<1>", "policy_hash": "sha256:pp"}}
+    html = render_report({"title": "T", "run_id": "r1", "gate": gate})
+    for text in ("router", "pipelines/router.yaml", "sha256:rev&lt;1&gt;", "sha256:pp", "v-1f2e", "sha256:gatepolicy"):
+        assert text in html, text
+    assert "sha256:rev<1>" not in html   # escaped like every other input
+    # a run not built from a pipeline file: no empty provenance rows
+    plain = render_report({"title": "T", "run_id": "r1", "gate": {"decision": "delete", "rules": []}})
+    assert "Pipeline file" not in plain and "File revision" not in plain
