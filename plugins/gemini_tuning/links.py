@@ -6,6 +6,8 @@ from __future__ import annotations
 from airflow.sdk import BaseOperatorLink
 from airflow.sdk.execution_time.xcom import XCom
 
+from .core.constants import UI_PREFIX
+
 XCOM_KEY = "gemini_tuning_job"
 
 
@@ -35,4 +37,4 @@ class ReportLink(BaseOperatorLink):
         value = XCom.get_value(key="return_value", ti_key=ti_key)
         if not isinstance(value, dict) or not value.get("report_uri"):
             return ""
-        return f"/gemini-tuning/report/{quote(ti_key.dag_id, safe='')}/{quote(ti_key.run_id, safe='')}"
+        return f"{UI_PREFIX}/report/{quote(ti_key.dag_id, safe='')}/{quote(ti_key.run_id, safe='')}"

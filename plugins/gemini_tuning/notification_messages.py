@@ -14,9 +14,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from .core.constants import UI_PREFIX
+
 EVENTS = ("promote", "delete", "approval_needed", "failure")
 DECISIONS = ("promote", "delete", "no_decision", "rejected")
-UI_PREFIX = "/gemini-tuning"   # plugin.UI_PREFIX (not imported: the plugin module mounts the UI app)
 
 _NAME = re.compile(r"^[A-Za-z0-9_:.\-]{1,80}$")            # a gate rule's name
 _RESOURCE = re.compile(r"^[A-Za-z0-9_./@:\-]{1,300}$")      # a model resource name, a checkpoint id

@@ -20,9 +20,8 @@ import logging
 
 from airflow.plugins_manager import AirflowPlugin
 
+from .core.constants import UI_PREFIX
 from .links import ReportLink, TuningJobLink
-
-UI_PREFIX = "/gemini-tuning"
 
 #: What this package's tasks import at run time, beyond what parsing the DAG file imports.
 PRELOAD_MODULES = (

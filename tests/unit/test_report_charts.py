@@ -26,6 +26,7 @@ def x_ticks(svg: str) -> list[int]:
 @settings(max_examples=200, deadline=None)
 @given(lo=st.floats(-1e6, 1e6), span=st.floats(0, 1e6), target=st.integers(1, 20))
 @example(lo=5e-324, span=2.0, target=1)  # lo / step underflowed to 0, a tick below the range (CI, stop 24)
+@example(lo=0.0, span=5e-324, target=1)   # a subnormal span: the step's magnitude underflowed (StopIteration)
 def test_integer_ticks_are_integers_inside_the_range_evenly_spaced(lo, span, target):
     hi = lo + span
     ticks = charts.integer_ticks(lo, hi, target)

@@ -8,6 +8,7 @@ from datetime import timedelta
 from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from ..core.constants import UI_PREFIX
 from ..services.evaluation import read_verdict
 from .base import optional
 
@@ -96,8 +97,8 @@ class GeminiApprovalOperator(ApprovalOperator):
 
     def __init__(self, *, verdict_uri: str, gate=None, required=True, candidate=None, timeout_hours=None,
                  promote_task_id: str = "promote", reject_task_id: str = "delete_rejected",
-                 report_path: str = "/gemini-tuning/report/{{ dag.dag_id | urlencode }}/{{ run_id | urlencode }}",
-                 run_path: str = "/gemini-tuning/runs/{{ dag.dag_id | urlencode }}/{{ run_id | urlencode }}",
+                 report_path: str = UI_PREFIX + "/report/{{ dag.dag_id | urlencode }}/{{ run_id | urlencode }}",
+                 run_path: str = UI_PREFIX + "/runs/{{ dag.dag_id | urlencode }}/{{ run_id | urlencode }}",
                  subject: str = "Promote the tuned model of {{ run_id }}?",
                  gcp_conn_id: str = "google_cloud_default", impersonation_chain=None, **kwargs):
         kwargs.setdefault("defaults", ApprovalOperator.REJECT)   # a timeout answers Reject: no promotion, deleted

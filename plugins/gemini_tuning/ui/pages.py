@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from ..core.constants import UI_PREFIX
 from ..core.vocabulary import METRIC_TITLES
 from ..services.report import charts
 from ..services.report.render import render
@@ -21,7 +22,7 @@ from ..services.report.render import render
 __all__ = ["PREFIX", "REFRESH_SECONDS", "error_page", "overview_page", "pill_class", "report_url", "run_page",
            "run_url"]
 
-PREFIX = "/gemini-tuning"
+PREFIX = UI_PREFIX
 #: a page of an active run reloads itself this often
 REFRESH_SECONDS = 10
 STATE_CLASS = {"success": "ok", "failed": "bad", "upstream_failed": "bad", "skipped": "muted", "running": "run",

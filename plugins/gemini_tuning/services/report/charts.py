@@ -113,7 +113,8 @@ def _nice_step(span: float, target: int) -> float:
     if raw <= 0 or not math.isfinite(raw):
         return 1.0
     mag = 10.0 ** math.floor(math.log10(raw))
-    return next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw * (1 - 1e-9))
+    # a subnormal span: 10 ** floor(log10(raw)) underflows to 0, and no multiple of it reaches raw
+    return next((m * mag for m in (1, 2, 5, 10) if m * mag >= raw * (1 - 1e-9)), raw)
 
 
 def integer_ticks(lo: float, hi: float, target: int = 8) -> list[int]:
