@@ -91,8 +91,6 @@ from .champion_pointer import (  # noqa: F401 - re-exported
     MAX_POINTER_BYTES,
     POINTER_FIELDS,
     VIA_ROLLBACK,
-    _model_key,
-    _now,
     _strip,
     build_pointer,
     build_rollback_pointer,
