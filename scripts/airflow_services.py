@@ -266,7 +266,10 @@ class AirflowServices:
                 "AIRFLOW_HOME": str(self.home),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.plugins_folder),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home}/airflow.db",
+                # SQLite's lock wait is 5 s by default; four components and the LocalExecutor's tasks write
+                # the one file, and under CI load a writer waited longer (the api-server answered 500 "Database
+                # error" to POST dagRuns). 30 s, for the sync and the aiosqlite (api-server) engines alike.
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home}/airflow.db?timeout=30",
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",

@@ -301,7 +301,8 @@ def test_race_concurrent_threads_exactly_one_wins(emulator, gcs_client, small_tr
         t.start()
     for t in threads:
         t.join(60)
-    outcomes = {k: type(v).__name__ for k, v in results.items()}
+    # the whole exception (type and message), so a loser that failed for another reason says why
+    outcomes = {k: v if isinstance(v, dict) else f"{type(v).__name__}: {v}" for k, v in results.items()}
     winners = [k for k, v in results.items() if isinstance(v, dict)]
     losers = [k for k, v in results.items() if isinstance(v, ch.ChampionChanged)]
     assert len(winners) == 1 and len(losers) == 1, outcomes
@@ -662,7 +663,8 @@ def test_rollback_racing_a_promotion_threads_exactly_one_champion(emulator, gcs_
         t.start()
     for t in threads:
         t.join(60)
-    outcomes = {k: type(v).__name__ for k, v in results.items()}
+    # the whole exception (type and message), so a loser that failed for another reason says why
+    outcomes = {k: v if isinstance(v, dict) else f"{type(v).__name__}: {v}" for k, v in results.items()}
     winners = [k for k, v in results.items() if isinstance(v, dict)]
     losers = [k for k, v in results.items() if isinstance(v, ch.ChampionChanged)]
     assert len(winners) == 1 and len(losers) == 1, outcomes
