@@ -32,6 +32,8 @@ from airflow.sdk import DAG, Asset, Param
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
+from gemini_tuning.core.constants import GATE_XCOM
+from gemini_tuning.core.gcs_uri import GCS_PREFIX_PATTERN
 from gemini_tuning.core.names import LOCATION_PATTERN, PROJECT_PATTERN
 from gemini_tuning.core.tuning import BACKENDS
 from gemini_tuning.core.vocabulary import GATE_METRIC_NAMES
@@ -51,7 +53,7 @@ RAW_TRAINING_DATA = Asset(name="gemini_tuning_raw_training_data")   # emitted by
 RUN_DIR = "{{ params.gcs_prefix }}/runs/{{ run_id | replace(':', '-') | replace('+', '-') }}"
 TUNED = "{{ ti.xcom_pull(task_ids='tune') }}"
 EVALUATION = "{{ ti.xcom_pull(task_ids='evaluate') }}"
-GATE = "{{ ti.xcom_pull(task_ids='gate', key='gate') }}"
+GATE = "{{ ti.xcom_pull(task_ids='gate', key='" + GATE_XCOM + "') }}"
 GOOGLE = {"project_id": "{{ params.project_id }}", "location": "{{ params.location }}"}
 VERDICT = RUN_DIR + "/verdict.json"
 POINTER = "{{ params.gcs_prefix }}/champion.json"
@@ -84,7 +86,7 @@ PARAMS = {
                         examples=["gemini-3.5-flash", "gemini-3.5-flash-lite", "gemini-3.1-flash-lite",
                                   "models/gemini-1.5-flash-001-tuning"]),
     "gcs_prefix": Param("gs://gemini-tuning-demo/pipeline", type="string",
-                        pattern=r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$", title="GCS prefix",
+                        pattern=GCS_PREFIX_PATTERN, title="GCS prefix",
                         description="Datasets, job state, evaluation results, reports and the champion pointer"),
     # --- data
     "training_data": Param(os.path.join(DEMO, "train.jsonl"), type="string", title="Training data",

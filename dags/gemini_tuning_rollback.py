@@ -18,6 +18,7 @@ import pendulum
 from airflow.configuration import conf
 from airflow.sdk import DAG, Param
 
+from gemini_tuning.core.gcs_uri import GCS_OBJECT_PATTERN
 from gemini_tuning.core.names import LOCATION_PATTERN, PROJECT_PATTERN
 from gemini_tuning.operators.rollback import GeminiRollbackOperator
 from gemini_tuning.team_dag import team_dag
@@ -28,7 +29,7 @@ TO = Param(None, type=["null", "string"], title="Expected model to restore (opti
 
 OPEN_PARAMS = {
     "pointer_uri": Param("gs://gemini-tuning-demo/pipeline/champion.json", type="string",
-                         pattern=r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/.+$", title="Champion pointer",
+                         pattern=GCS_OBJECT_PATTERN, title="Champion pointer",
                          description="<gcs_prefix>/champion.json of the pipeline to roll back"),
     "project_id": Param(None, type=["null", "string"], pattern=PROJECT_PATTERN, title="Project",
                         description="Google Cloud project; empty = the connection's project"),

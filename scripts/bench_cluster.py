@@ -1,5 +1,5 @@
 """What a deployment costs per pipeline run: N pipelines (N = 1, 8) on the local cluster (CeleryExecutor, PostgreSQL,
-two triggerers; ``scripts/cluster.py``) beside the same runs under ``dag.test()``, in one script run.
+two triggerers; ``tests/harness/cluster.py``) beside the same runs under ``dag.test()``, in one script run.
 
 Per run: wall time (run start -> end), time queued (sum over its tasks of start - queued), the tuning job's own
 duration (the emulator's create -> end), the evaluate task's duration, and what is left: the part of the wall time
@@ -22,11 +22,11 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
+from bench_common import code_state, load, plugins_on_path, table
 
-from bench_common import code_state, load, table  # noqa: E402
-from cluster import BUCKET, Cluster  # noqa: E402
+from harness.cluster import BUCKET, Cluster
+
+ROOT = Path(__file__).resolve().parents[1]
 
 DAG_ID = "gemini_tuning_pipeline"
 CONF = {"eval_rpm": 12000, "eval_concurrency": 32, "epochs": 1,
@@ -107,7 +107,7 @@ def child_dag_test(n: int, time_scale: float) -> None:
             "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": json.dumps({"conn_type": "google_cloud_platform", "extra": {
                 "is_anonymous": True, "project": "demo-project"}}),
             "GEMINI_TUNING_EMULATOR_URL": info["url"], "STORAGE_EMULATOR_HOST": info["gcs_url"]})
-        sys.path[:0] = [str(ROOT / "plugins")]
+        plugins_on_path()
         subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
         from airflow.dag_processing.dagbag import DagBag
 

@@ -32,6 +32,14 @@ def table(title: str, header: list[str], rows: list[list]) -> str:
     return "\n".join([f"\n{title}", line(header), sep, *(line(r) for r in cells[1:])])
 
 
+def plugins_on_path() -> None:
+    """The project's imports for a script: ``plugins/`` (``gemini_tuning``) and the repository root (``emulator``;
+    ``tests/``, with ``harness``, is on the venv's path through ``scripts/setup.sh``'s ``.pth`` file)."""
+    for p in (str(ROOT), str(ROOT / "plugins")):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+
+
 def offline_env(*, pycache: bool = True) -> None:
     """Project imports on sys.path, google-auth kept offline, no ambient Google credentials; with ``pycache``,
     bytecode cached under $TMPDIR (some environments set PYTHONDONTWRITEBYTECODE and ship no .pyc files)."""
@@ -40,9 +48,7 @@ def offline_env(*, pycache: bool = True) -> None:
         sys.pycache_prefix, sys.dont_write_bytecode = prefix, False
         os.environ["PYTHONPYCACHEPREFIX"] = prefix
         os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    for p in (str(ROOT), str(ROOT / "plugins")):
-        if p not in sys.path:
-            sys.path.insert(0, p)
+    plugins_on_path()
     os.environ["NO_GCE_CHECK"] = "true"
     os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
     for var in ("GOOGLE_CLOUD_PROJECT", "GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI"):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -28,7 +27,6 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
 from bench_common import code_state, load, offline_env, table  # noqa: E402
 
 PROJECT, LOCATION, BUCKET = "bench-project", "us-central1", "bench-continuous"

@@ -18,16 +18,17 @@ import hashlib
 import os
 import random
 import resource
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "plugins"))
+from bench_common import plugins_on_path
 
-import msgspec
+plugins_on_path()
 
-from gemini_tuning.core.dataset import DatasetOptions, iter_lines, prepare_dataset
-from gemini_tuning.core.issues import DataValidationError
+import msgspec  # noqa: E402
+
+from gemini_tuning.core.dataset import DatasetOptions, iter_lines, prepare_dataset  # noqa: E402
+from gemini_tuning.core.issues import DataValidationError  # noqa: E402
 
 _VOCABULARY = """
     the a customer order invoice refund shipping delay product review quality support ticket account

@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
 from bench_common import code_state, load, offline_env, table  # noqa: E402
 
 PROJECT, LOCATION, MODEL = "bench-project", "us-central1", "gemini-2.5-flash"

@@ -13,7 +13,7 @@ Builds, in a temp dir at run time (nothing is committed):
    so its memory is not counted).
 
 Each case runs in a fresh child process (so each peak RSS, ``VmHWM``, is its own): (1)-(3) through what
-``PrepareTuningDatasetOperator._prepare`` runs (``gcs.open_source`` -> ``gcs.CountingReader`` -> ``iter_lines`` with
+``services.prepare.prepare_file`` runs (``gcs.open_source`` -> ``gcs.CountingReader`` -> ``iter_lines`` with
 the default bounds -> ``prepare_dataset``), (4) through what the api-server's UI page runs
 (``services.champion.read_champion`` -> ``backends.gcs.read_json``). It prints the error message users see, the
 peak RSS (goal: <= 150 MB each) and the child's RSS right after its imports. ``--no-contrast`` skips the
@@ -68,7 +68,7 @@ def child(mode: str, target: str) -> dict:
                 def write(self, data):
                     return len(data)
 
-            with gcs.open_source(target, None) as raw:             # as PrepareTuningDatasetOperator._prepare
+            with gcs.open_source(target, None) as raw:             # as services.prepare.prepare_file
                 counted = gcs.CountingReader(raw, None)
                 prepare_dataset(iter_lines(counted), source_name=target, options=DatasetOptions(), train_sink=Null())
             out["error"] = None

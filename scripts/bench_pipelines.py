@@ -22,7 +22,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import code_state, load, table
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -32,8 +32,10 @@ import sys
 import tempfile
 import time
 
+from bench_common import plugins_on_path
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "plugins"))
+plugins_on_path()
 
 BUCKET = "bench-bucket"
 WORDS = (

@@ -3,7 +3,7 @@
 
 Usage: .venv/bin/python scripts/bench_task_startup.py [--runs 3]
 
-Starts the services harness twice, one stack after the other, against the emulator (``tests/integration/
+Starts the services harness twice, one stack after the other, against the emulator (``tests/harness/
 ui_stack.py``), and triggers ``--runs`` pipeline runs at once on each:
 
 * ``lazy``: Airflow's defaults (``[core] lazy_load_plugins = True``): every task process imports the Google
@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from bench_common import ROOT, code_state, load, table
 
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
-from ui_stack import ui_stack, upload
+from harness.ui_stack import ui_stack, upload
 
 FAST = {"poll_policy": {"initial_seconds": 1, "min_seconds": 1, "max_seconds": 3, "fallback_max_seconds": 2},
         "eval_rpm": 12000, "eval_concurrency": 32, "epochs": 1, "gate_min_prompts": 5, "gate_min_score": 0.0}

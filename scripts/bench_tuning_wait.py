@@ -43,7 +43,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
 from bench_common import code_state, load, offline_env, table  # noqa: E402
 
 DEMO = ROOT / "include" / "demo"

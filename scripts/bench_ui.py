@@ -13,8 +13,8 @@ Goals (issue):
       ``--viewers`` concurrent viewers.
 
 What runs: ``python -m emulator`` in its own session / process group (Vertex AI + GCS), and ONLY the Airflow
-api-server (``scripts/airflow_services.py``, SQLite, SimpleAuthManager admin/admin, the plugin from ROOT/plugins,
-the emulator env as in ``tests/integration/ui_stack.py``) -- no dag-processor, so nothing parses (or deactivates)
+api-server (``tests/harness/airflow_services.py``, SQLite, SimpleAuthManager admin/admin, the plugin from ROOT/plugins,
+the emulator env as in ``tests/harness/ui_stack.py``) -- no dag-processor, so nothing parses (or deactivates)
 the DAGs this script writes straight into the metadata DB, and no scheduler / triggerer, so the deferred tune
 tasks stay deferred. After ``airflow db migrate`` a child process with the services' environment (``--populate``)
 writes, with the Airflow ORM tables:
@@ -79,7 +79,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
 from bench_common import code_state, load, offline_env, table  # noqa: E402
 
 PROJECT, LOCATION, BUCKET = "bench-project", "us-central1", "gemini-tuning-bench"
@@ -160,7 +159,7 @@ class Emulator:
 
 
 def _group_alive(pgid: int) -> list[int]:
-    from airflow_services import group_pids
+    from harness.airflow_services import group_pids
 
     return group_pids(pgid)
 
@@ -490,6 +489,7 @@ def status_requests(emu: Emulator) -> dict[str, list[float]]:
 
 # ================================================================================================ main
 def main(argv=None) -> int:
+    global N_PIPELINES   # --pipelines sets it (its default is the module's value)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--requests", type=int, default=20, help="sequential overview requests for (1)")
     p.add_argument("--viewers", type=int, default=10)
@@ -503,7 +503,6 @@ def main(argv=None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--populate", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    global N_PIPELINES
     N_PIPELINES = args.pipelines
     os.environ["BENCH_UI_PIPELINES"] = str(args.pipelines)
     if args.populate:                                   # the child process
@@ -512,7 +511,7 @@ def main(argv=None) -> int:
         return 0
 
     offline_env()
-    from airflow_services import AirflowServices, Component
+    from harness.airflow_services import AirflowServices, Component
 
     print(f"bench_ui: python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load()}; "
           f"code {code_state()}", flush=True)

@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec .venv/bin/python scripts/cluster.py "$@"
+exec .venv/bin/python -m harness.cluster "$@"   # tests/harness/cluster.py

@@ -20,3 +20,8 @@ if [ ! -f .venv/.compiled ]; then
   .venv/bin/python -m compileall -q -j 0 .venv/lib >/dev/null 2>&1 || true
   touch .venv/.compiled
 fi
+# The repository root (``emulator``) and tests/ (the ``harness`` package, for the scripts) on the venv's path, by
+# absolute path: rewritten on every run, so it stays right after the repository moves. Not plugins/: the packaging
+# test checks the installed wheel, not the source tree (pytest and the scripts put plugins/ on the path themselves).
+purelib=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+printf '%s\n%s\n' "$PWD" "$PWD/tests" > "$purelib/gemini_tuning_dev.pth"

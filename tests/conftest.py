@@ -1,4 +1,7 @@
-"""Shared test setup. Runs before anything imports Airflow or a Google client."""
+"""Shared test setup and the fixtures. Runs before anything imports Airflow or a Google client.
+
+Helpers that are not fixtures (paths, the test project and bucket, clients of the emulator, waits, the services
+harness) are in the ``harness`` package (``tests/harness/``, on pytest's ``pythonpath``): import them from there."""
 
 from __future__ import annotations
 
@@ -6,15 +9,15 @@ import atexit
 import json
 import os
 import shutil
-import sys
 import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "include" / "demo"
+from harness.clients import BUCKET, PROJECT, TEST_TIME_SCALE
+from harness.data import demo_rows
+from harness.paths import ROOT
 
 # Offline by construction: google-auth never probes the metadata server, no real credentials are picked up.
 os.environ["NO_GCE_CHECK"] = "true"
@@ -41,10 +44,6 @@ os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_AF_HO
 # Inputs of in-process runs: the repository's include/ (the default) and the temp dir holding tmp_path files
 os.environ.setdefault("AIRFLOW__GEMINI_TUNING__INPUT_ROOTS", os.pathsep.join([str(ROOT / "include"),
                                                                                tempfile.gettempdir()]))
-
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-sys.path.insert(1, str(ROOT / "scripts"))   # airflow_services (the real-services harness) and the cluster
 
 TIERS = ("fast", "full")
 
@@ -84,11 +83,6 @@ def pytest_collection_modifyitems(config, items):
 
 from emulator.app import EmulatorConfig  # noqa: E402
 from emulator.server import EmulatorServer  # noqa: E402
-
-PROJECT, LOCATION, BUCKET = "test-project", "us-central1", "gemini-tuning-test"
-
-# Fast jobs for tests: pending 120 s × 0.004 = 0.5 s, each step 15 s × 0.004 = 0.06 s.
-TEST_TIME_SCALE = 0.004
 
 
 @pytest.fixture(scope="module")
@@ -144,62 +138,7 @@ def upload(gcs_client):
     return _upload
 
 
-def demo_rows(name: str, n: int | None = None) -> list[dict]:
-    rows = [json.loads(line) for line in (DEMO / name).read_text().splitlines() if line.strip()]
-    return rows[:n] if n else rows
-
-
 @pytest.fixture
 def small_train_uri(upload):
     """A small Vertex training file (24 examples: 3 steps per epoch) for fast job lifecycles."""
     return upload("".join(json.dumps(r) + "\n" for r in demo_rows("train.jsonl", 24)))
-
-
-def genai_vertex_client(url: str, *, attempts: int | None = None):
-    import google.oauth2.credentials
-    from google import genai
-    from google.genai import types
-
-    http = types.HttpOptions(base_url=url)
-    if attempts:
-        http = types.HttpOptions(base_url=url, retry_options=types.HttpRetryOptions(
-            attempts=attempts, initial_delay=0.05, max_delay=0.2))
-    return genai.Client(vertexai=True, project=PROJECT, location=LOCATION,
-                        credentials=google.oauth2.credentials.Credentials(token="test-token"), http_options=http)
-
-
-def gapic_kwargs(url: str) -> dict:
-    from google.api_core.client_options import ClientOptions
-    from google.auth.credentials import AnonymousCredentials
-
-    return dict(credentials=AnonymousCredentials(), transport="rest", client_options=ClientOptions(api_endpoint=url))
-
-
-def wait_until(get, done, timeout: float = 60.0, interval: float = 0.2):
-    """Polls ``get()`` until ``done(value)``; fails the test with the last value on timeout."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        obj = get()
-        if done(obj):
-            return obj
-        assert time.monotonic() < deadline, f"timed out waiting; last: {obj}"
-        time.sleep(interval)
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
-    """Polls ``predicate()`` until it returns something truthy (returned); fails the test naming ``what``."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def unique(prefix: str = "t") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"

@@ -6,9 +6,7 @@ from __future__ import annotations
 from airflow.sdk import BaseOperatorLink
 from airflow.sdk.execution_time.xcom import XCom
 
-from .core.constants import UI_PREFIX
-
-XCOM_KEY = "gemini_tuning_job"
+from .core.constants import JOB_XCOM, UI_PREFIX
 
 
 def _url(key: str, ti_key) -> str:
@@ -22,7 +20,7 @@ class TuningJobLink(BaseOperatorLink):
     name = "Tuning job"
 
     def get_link(self, operator, *, ti_key) -> str:
-        return _url(XCOM_KEY, ti_key)
+        return _url(JOB_XCOM, ti_key)
 
 
 class ReportLink(BaseOperatorLink):

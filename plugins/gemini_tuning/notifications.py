@@ -68,6 +68,7 @@ from collections.abc import Mapping, Sequence
 
 from airflow.sdk import BaseNotifier
 
+from .core.constants import GATE_XCOM
 from .notification_messages import EVENTS, _candidate, _decision, _one_line, compose, run_links, verdict_lines
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ class GeminiTuningNotifier(BaseNotifier):
         errors = []
         if ti is not None:
             try:
-                gate = ti.xcom_pull(task_ids=self.gate_task_id, key="gate")
+                gate = ti.xcom_pull(task_ids=self.gate_task_id, key=GATE_XCOM)
                 return dict(gate) if isinstance(gate, Mapping) else None
             except Exception as exc:  # noqa: BLE001 - a message without the verdict is better than none
                 errors.append(type(exc).__name__)
@@ -188,7 +189,7 @@ class GeminiTuningNotifier(BaseNotifier):
             from airflow.utils.session import create_session
 
             with create_session() as session:
-                row = session.scalars(XComModel.get_many(run_id=run_id, key="gate", task_ids=self.gate_task_id,
+                row = session.scalars(XComModel.get_many(run_id=run_id, key=GATE_XCOM, task_ids=self.gate_task_id,
                                                          dag_ids=dag_id, limit=1)).first()
                 gate = XComModel.deserialize_value(row) if row is not None else None
             return dict(gate) if isinstance(gate, Mapping) else None

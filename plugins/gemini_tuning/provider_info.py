@@ -31,6 +31,10 @@ CONFIG = {
                 "Import the modules this package's tasks use when the plugin loads (with [core] "
                 "lazy_load_plugins = False, forked task processes inherit them: about 1.2 s of CPU less per task).",
                 "False", "True", "boolean"),
+            "model_lifecycle_table": _option(
+                "A JSON model lifecycle table (base-model retirement dates) replacing the shipped one "
+                "(gemini_tuning/data/model_lifecycle.json; same shape). Default: the shipped table.", None,
+                "/opt/airflow/include/model_lifecycle.json"),
             "ui_gcp_conn_id": _option("The Google connection the UI page uses for live job status.",
                                       "google_cloud_default"),
             "ui_cache_dir": _option("Where the UI page caches job status (one file per job, shared by the "

@@ -7,8 +7,9 @@ from datetime import timedelta
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException
 
+from .core.constants import JOB_XCOM
 from .core.states import JobStatus
-from .links import XCOM_KEY, TuningJobLink
+from .links import TuningJobLink
 from .operators.base import GeminiBaseOperator
 from .operators.tune import job_result
 from .triggers import TuningJobTrigger
@@ -44,7 +45,7 @@ class GeminiTuningJobSensor(GeminiBaseOperator, BaseSensorOperator):
     def poke(self, context) -> PokeReturnValue:
         backend = self.tuning_backend(self.backend)
         status = backend.get(self.job_name)
-        context["ti"].xcom_push(key=XCOM_KEY, value={"name": status.name, "backend": self.backend,
+        context["ti"].xcom_push(key=JOB_XCOM, value={"name": status.name, "backend": self.backend,
                                                      "url": backend.console_url(status.name)})
         self.log.info("%s: %s", self.job_name, status.describe())
         return PokeReturnValue(is_done=status.terminal, xcom_value=job_result(status) if status.terminal else None)

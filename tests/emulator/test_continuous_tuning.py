@@ -12,9 +12,12 @@ import warnings
 
 import pytest
 import requests
-from conftest import BUCKET, DEMO, LOCATION, PROJECT, gapic_kwargs, genai_vertex_client, unique, wait_until
 
 from emulator import learner
+from harness.clients import BUCKET, LOCATION, PROJECT, gapic_kwargs, genai_vertex_client
+from harness.data import unique
+from harness.paths import DEMO
+from harness.waits import wait_until
 
 pytestmark = pytest.mark.fast
 

@@ -9,11 +9,11 @@ import json
 
 import pytest
 import requests
-from conftest import LOCATION, PROJECT, gapic_kwargs
 from google.protobuf import json_format
 from test_strict_protos import check_error_envelope, strict_parse
 
 from emulator import evaluation
+from harness.clients import LOCATION, PROJECT, gapic_kwargs
 
 pytestmark = pytest.mark.fast
 

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import LOCATION, PROJECT, ROOT, demo_rows
+
+from harness.clients import LOCATION, PROJECT
+from harness.data import demo_rows
+from harness.paths import ROOT
 
 pytestmark = pytest.mark.fast
 

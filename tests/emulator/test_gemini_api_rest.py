@@ -6,7 +6,8 @@ import time
 
 import pytest
 import requests
-from conftest import demo_rows
+
+from harness.data import demo_rows
 
 pytestmark = pytest.mark.fast
 

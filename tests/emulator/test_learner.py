@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import json
 import math
-import pathlib
 
 import numpy as np
 import pytest
 
 from emulator import learner as L
+from harness.paths import DEMO
 
 pytestmark = pytest.mark.fast
 
-DEMO = pathlib.Path(__file__).resolve().parents[2] / "include" / "demo"
 LABELS = ("billing", "shipping", "technical", "account", "refund", "other")
 
 
@@ -113,13 +112,9 @@ def test_seed_numbers_file():
 
 
 def test_demo_generator_is_deterministic(tmp_path):
-    import importlib.util
+    from scripts import make_demo_data
 
-    spec = importlib.util.spec_from_file_location(
-        "make_demo_data", DEMO.parents[1] / "scripts" / "make_demo_data.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    mod.write(tmp_path)
+    make_demo_data.write(tmp_path)
     for name in ("train.jsonl", "train_shuffled.jsonl", "eval_prompts.jsonl", "seeds_numbers.jsonl",
                  "system_instruction.txt", "README.md"):
         assert (tmp_path / name).read_bytes() == (DEMO / name).read_bytes(), name
@@ -502,13 +497,9 @@ REPLY_FILES = ("train.jsonl", "train_corrupted.jsonl", "eval_prompts.jsonl", "sy
 
 
 def _demo_generator():
-    import importlib.util
+    from scripts import make_demo_data
 
-    spec = importlib.util.spec_from_file_location(
-        "make_demo_data", DEMO.parents[1] / "scripts" / "make_demo_data.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return make_demo_data
 
 
 def _replies_jsonl(name: str) -> list[dict]:

@@ -7,9 +7,9 @@ import datetime as dt
 
 import pytest
 import requests
-from conftest import LOCATION, PROJECT, gapic_kwargs
 
 from emulator import models
+from harness.clients import LOCATION, PROJECT, gapic_kwargs
 
 pytestmark = pytest.mark.fast
 

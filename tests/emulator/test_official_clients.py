@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import BUCKET, LOCATION, PROJECT, demo_rows, gapic_kwargs, genai_vertex_client, unique, wait_until
+
+from harness.clients import BUCKET, LOCATION, PROJECT, gapic_kwargs, genai_vertex_client
+from harness.data import demo_rows, unique
+from harness.waits import wait_until
 
 pytestmark = pytest.mark.fast
 

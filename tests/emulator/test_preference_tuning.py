@@ -8,9 +8,11 @@ import random
 
 import pytest
 import requests
-from conftest import LOCATION, PROJECT, unique, wait_until
 
 from emulator import learner as L
+from harness.clients import LOCATION, PROJECT
+from harness.data import unique
+from harness.waits import wait_until
 
 pytestmark = pytest.mark.fast
 
@@ -183,8 +185,9 @@ def sub(a: float, b: float) -> float:
 
 def test_preference_on_base_model_with_official_client(emulator, upload):
     """google-genai's PREFERENCE_TUNING method maps to preferenceOptimizationSpec; the emulator accepts it."""
-    from conftest import genai_vertex_client
     from google.genai import types
+
+    from harness.clients import genai_vertex_client
 
     train, _ = _prompts()
     client = genai_vertex_client(emulator.endpoints.url)

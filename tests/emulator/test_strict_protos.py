@@ -22,7 +22,6 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from conftest import BUCKET, LOCATION, PROJECT, demo_rows, wait_until
 from google.ai import generativelanguage_v1, generativelanguage_v1beta
 from google.cloud import aiplatform_v1, aiplatform_v1beta1
 from google.longrunning import operations_pb2
@@ -30,6 +29,9 @@ from google.protobuf import any_pb2, descriptor_pool, empty_pb2, json_format
 from google.rpc import code_pb2, error_details_pb2, status_pb2  # noqa: F401  (registers google.rpc.* for Any)
 
 from emulator.proto_gaps import KNOWN_EXTRA_FIELDS
+from harness.clients import BUCKET, LOCATION, PROJECT
+from harness.data import demo_rows
+from harness.waits import wait_until
 
 pytestmark = pytest.mark.fast
 

@@ -7,9 +7,11 @@ import json
 
 import pytest
 import requests
-from conftest import LOCATION, PROJECT, demo_rows, gapic_kwargs, wait_until
 
 from emulator import jobs
+from harness.clients import LOCATION, PROJECT, gapic_kwargs
+from harness.data import demo_rows
+from harness.waits import wait_until
 
 pytestmark = pytest.mark.fast
 

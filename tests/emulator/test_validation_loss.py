@@ -9,7 +9,10 @@ import json
 import math
 
 import pytest
-from conftest import BUCKET, PROJECT, demo_rows, genai_vertex_client, wait_for, wait_until
+
+from harness.clients import BUCKET, PROJECT, genai_vertex_client
+from harness.data import demo_rows
+from harness.waits import wait_for, wait_until
 
 pytestmark = pytest.mark.fast
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import requests
-from conftest import LOCATION, PROJECT
+
+from harness.clients import LOCATION, PROJECT
 
 pytestmark = pytest.mark.fast
 

@@ -7,10 +7,12 @@ import json
 
 import pytest
 import requests
-from conftest import LOCATION, PROJECT, demo_rows, unique, wait_until
 
 from emulator import wire
 from emulator.errors import ApiError
+from harness.clients import LOCATION, PROJECT
+from harness.data import demo_rows, unique
+from harness.waits import wait_until
 
 pytestmark = pytest.mark.fast
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from airflow_services import AirflowServices
+
+from harness.airflow_services import AirflowServices
+from harness.paths import TOY_DAGS
 
 pytestmark = [
     pytest.mark.services,
@@ -22,7 +23,6 @@ pytestmark = [
     pytest.mark.full,
 ]
 
-TOY_DAGS = Path(__file__).parent / "toy_dags"
 DAG = "toy_defer"
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+from harness.paths import DEMO
+
 DAG = "gemini_tuning_pipeline"
 FAST = {"poll_policy": {"initial_seconds": 1, "min_seconds": 1, "max_seconds": 3, "fallback_max_seconds": 2},
         "eval_rpm": 12000, "eval_concurrency": 32}
@@ -24,12 +24,12 @@ pytestmark = [pytest.mark.services, pytest.mark.timeout(900), pytest.mark.full]
 
 
 def demo(name: str, n: int) -> list[dict]:
-    return [json.loads(x) for x in (ROOT / "include" / "demo" / name).read_text().splitlines() if x.strip()][:n]
+    return [json.loads(x) for x in (DEMO / name).read_text().splitlines() if x.strip()][:n]
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    from ui_stack import ui_stack, upload
+    from harness.ui_stack import ui_stack, upload
 
     tmp = tmp_path_factory.mktemp("approval")
     with ui_stack(tmp, time_scale=0.01, extra_env={"GEMINI_TUNING_MAX_ACTIVE_RUNS": "4"}) as (af, info):
@@ -46,7 +46,7 @@ def hitl_path(run_id: str) -> str:
 
 
 def pointer(info: dict, prefix: str) -> dict | None:
-    from ui_stack import BUCKET
+    from harness.ui_stack import BUCKET
 
     name = quote(prefix[len(f"gs://{BUCKET}/"):] + "/champion.json", safe="")
     r = requests.get(f"{info['gcs_url']}/storage/v1/b/{BUCKET}/o/{name}", params={"alt": "media"}, timeout=10)
@@ -81,7 +81,7 @@ def states(af, run_id: str) -> dict:
 
 
 def test_approve_promotes_reject_and_timeout_delete_and_no_approval_does_not_wait(stack):
-    from ui_stack import BUCKET
+    from harness.ui_stack import BUCKET
 
     af, info, base = stack
     url = info["url"]

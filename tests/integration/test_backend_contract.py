@@ -8,11 +8,12 @@ import asyncio
 import json
 
 import pytest
-from conftest import PROJECT, demo_rows, unique
 
 from gemini_tuning.backends.contract import JobIdentity, TuningBackend
 from gemini_tuning.core.tuning import TuningSpec
 from gemini_tuning.hooks import GeminiTuningHook
+from harness.clients import PROJECT
+from harness.data import demo_rows, unique
 
 pytestmark = pytest.mark.fast
 

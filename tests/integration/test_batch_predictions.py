@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import BUCKET, unique
 
 from gemini_tuning.core.promptset import Prompt
 from gemini_tuning.services.eval_batch import read_predictions
+from harness.clients import BUCKET
+from harness.data import unique
 
 pytestmark = pytest.mark.fast
 

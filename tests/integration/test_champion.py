@@ -7,7 +7,6 @@ import threading
 
 import pytest
 import requests
-from conftest import BUCKET, LOCATION, PROJECT, demo_rows, genai_vertex_client, unique, wait_until
 
 from gemini_tuning.backends.errors import NotFoundError, TuningApiError
 from gemini_tuning.backends.gcs import read_json, write_json
@@ -15,6 +14,9 @@ from gemini_tuning.backends.gemini_api import GeminiApiTuningBackend
 from gemini_tuning.backends.retry import RetryPolicy
 from gemini_tuning.backends.vertex_registry import VertexRegistry, split_version
 from gemini_tuning.services import champion as ch
+from harness.clients import BUCKET, LOCATION, PROJECT, genai_vertex_client
+from harness.data import demo_rows, unique
+from harness.waits import wait_until
 
 pytestmark = pytest.mark.fast
 

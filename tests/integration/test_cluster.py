@@ -1,4 +1,4 @@
-"""The pipeline on a distributed Airflow (``scripts/cluster.py``: PostgreSQL, Redis, CeleryExecutor with two
+"""The pipeline on a distributed Airflow (``tests/harness/cluster.py``: PostgreSQL, Redis, CeleryExecutor with two
 workers, two triggerers) and the faults that deployment adds. One cluster for the module.
 
 The triggerer that holds a trigger is always found by asking the REST API (the TI's ``trigger.triggerer_id`` ->
@@ -11,17 +11,15 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 import requests
-from cluster import BUCKET, TRIGGERERS, WORKERS, Cluster, component_of
-from conftest import wait_for
 
 from gemini_tuning.core.identity import identity_key
+from harness.cluster import BUCKET, TRIGGERERS, WORKERS, Cluster, component_of
+from harness.paths import DAGS, DEMO, SERVICE_DAGS
+from harness.waits import wait_for
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
 PIPELINE, DEFERRED = "gemini_tuning_pipeline", "gemini_tune_deferred"
 FAST = {"poll_policy": {"initial_seconds": 1, "min_seconds": 1, "max_seconds": 3, "fallback_max_seconds": 2},
         "eval_rpm": 12000, "eval_concurrency": 32}
@@ -35,8 +33,8 @@ def cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cluster")
     dags = tmp / "dags"
     dags.mkdir()
-    (dags / "gemini_tuning_pipeline.py").symlink_to(ROOT / "dags" / "gemini_tuning_pipeline.py")
-    (dags / "tune_dags.py").symlink_to(HERE / "service_dags" / "tune_dags.py")
+    (dags / "gemini_tuning_pipeline.py").symlink_to(DAGS / "gemini_tuning_pipeline.py")
+    (dags / "tune_dags.py").symlink_to(SERVICE_DAGS / "tune_dags.py")
     c = Cluster(tmp / "cluster", dags_folder=dags, time_scale=0.02,
                 extra_env={"GEMINI_TUNING_MAX_ACTIVE_RUNS": "8"})
     c.start()
@@ -126,7 +124,7 @@ def small_training_file(cluster):
 
     gcs = storage.Client(credentials=AnonymousCredentials(), project="demo-project",
                          client_options={"api_endpoint": cluster.state.emulator["gcs_url"]})
-    rows = (ROOT / "include/demo/train.jsonl").read_text().splitlines()[:24]
+    rows = (DEMO / "train.jsonl").read_text().splitlines()[:24]
     gcs.bucket(BUCKET).blob("svc/train.jsonl").upload_from_string("\n".join(rows) + "\n")
     return gcs
 
@@ -207,7 +205,7 @@ def test_c_rolling_restart_of_the_holding_triggerer_does_not_cancel(cluster):
 def test_d_eight_concurrent_pipelines_make_exactly_eight_jobs(cluster, small_training_file, tmp_path):
     s = cluster.services
     emu(cluster, time_scale=0.02)
-    rows = (ROOT / "include/demo/train.jsonl").read_text().splitlines()
+    rows = (DEMO / "train.jsonl").read_text().splitlines()
     runs = {}
     for i in range(8):
         data = tmp_path / f"train-{i}.jsonl"

@@ -7,7 +7,9 @@ import uuid
 
 import pytest
 import requests
-from conftest import BUCKET, DEMO, ROOT
+
+from harness.clients import BUCKET
+from harness.paths import DEMO, ROOT
 
 pytestmark = pytest.mark.fast
 

@@ -9,7 +9,6 @@ import json
 import google.oauth2.credentials
 import pytest
 import requests
-from conftest import DEMO, LOCATION, PROJECT
 
 from gemini_tuning.backends.gemini_api import GeminiApiTuningBackend
 from gemini_tuning.backends.vertex import VertexTuningBackend
@@ -17,6 +16,8 @@ from gemini_tuning.core.generation import GenerationSettings
 from gemini_tuning.core.metrics import summarize
 from gemini_tuning.core.promptset import parse_prompt_set
 from gemini_tuning.services.eval_engine import EngineConfig, Target, result_rows, run_online
+from harness.clients import LOCATION, PROJECT
+from harness.paths import DEMO
 
 pytestmark = pytest.mark.fast
 

@@ -25,7 +25,8 @@ from urllib.parse import quote
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+from harness.paths import DEMO, FAULT_DAGS
+
 DAG, LEAKY = "gemini_tuning_pipeline", "gemini_tuning_pipeline_leaky"
 FAST = {"poll_policy": {"initial_seconds": 1, "min_seconds": 1, "max_seconds": 3, "fallback_max_seconds": 2},
         "eval_rpm": 12000, "eval_concurrency": 32}
@@ -37,21 +38,20 @@ pytestmark = [pytest.mark.services, pytest.mark.timeout(1800), pytest.mark.full]
 
 
 def demo(name: str, n: int) -> list[dict]:
-    return [json.loads(x) for x in (ROOT / "include" / "demo" / name).read_text().splitlines() if x.strip()][:n]
+    return [json.loads(x) for x in (DEMO / name).read_text().splitlines() if x.strip()][:n]
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    from ui_stack import ui_stack, upload
+    from harness.ui_stack import ui_stack, upload
 
     tmp = tmp_path_factory.mktemp("gate-faults")
     faults = tmp / "faults"
     faults.mkdir()
-    with ui_stack(tmp, time_scale=0.01, dag_files=(ROOT / "tests" / "integration" / "fault_dags" /
-                                                   "pipeline_with_faults.py",),
+    with ui_stack(tmp, time_scale=0.01, dag_files=(FAULT_DAGS / "pipeline_with_faults.py",),
                   dag_ids=(DAG, LEAKY),
-                  extra_env={"GEMINI_TUNING_MAX_ACTIVE_RUNS": "16", "GEMINI_TUNING_FAULTS_DIR": str(faults),
-                             "GEMINI_TUNING_ROOT": str(ROOT)}) as (af, info):
+                  extra_env={"GEMINI_TUNING_MAX_ACTIVE_RUNS": "16", "GEMINI_TUNING_FAULTS_DIR": str(faults)}
+                  ) as (af, info):
         train = upload(info, "faults/train.jsonl",
                        "".join(json.dumps(r) + "\n" for r in demo("train.jsonl", 24)).encode())
         prompts = tmp / "prompts.jsonl"

@@ -9,8 +9,10 @@ import uuid
 
 import pytest
 import requests
-from conftest import BUCKET, DEMO
 from test_dag_e2e import FAST, pipeline, xcom  # noqa: F401  (pipeline: the fixture)
+
+from harness.clients import BUCKET
+from harness.paths import DEMO
 
 pytestmark = pytest.mark.fast
 

@@ -12,7 +12,8 @@ import pytest
 from gemini_tuning.backends import gcs
 from gemini_tuning.core.issues import DataValidationError
 from gemini_tuning.operators.prepare import PrepareTuningDatasetOperator
-from tests.conftest import BUCKET, DEMO, ROOT
+from harness.clients import BUCKET
+from harness.paths import DEMO, ROOT
 
 pytestmark = pytest.mark.fast
 

@@ -19,7 +19,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import BUCKET, ROOT
+
+from harness.clients import BUCKET
+from harness.paths import ROOT
 
 pytestmark = pytest.mark.fast
 

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from conftest import BUCKET, DEMO, ROOT
+
+from harness.clients import BUCKET
+from harness.paths import DEMO, PIPELINE_FILES, ROOT
 
 pytestmark = pytest.mark.fast
 
@@ -176,7 +178,7 @@ def test_a_hostile_conf_is_refused_before_any_upload_or_create(factory, emulator
 
 def test_ten_broken_files_are_one_import_error_naming_each_and_the_others_load(factory, tmp_path):
     folder, load = factory
-    shutil.copytree(ROOT / "tests" / "unit" / "pipeline_files" / "broken", folder, dirs_exist_ok=True)
+    shutil.copytree(PIPELINE_FILES / "broken", folder, dirs_exist_ok=True)
     pipeline_file(folder, "healthy", f"gs://{BUCKET}/healthy")
     from gemini_tuning.pipelines.loader import load_folder
 

@@ -14,7 +14,7 @@ from airflow.sdk.execution_time.context import OutletEventAccessors
 from gemini_tuning.backends import gcs
 from gemini_tuning.core.issues import DataValidationError
 from gemini_tuning.operators.prepare import PrepareTuningDatasetOperator
-from tests.conftest import BUCKET
+from harness.clients import BUCKET
 
 pytestmark = pytest.mark.fast
 

@@ -20,7 +20,6 @@ another binary). Set ``REPORT_SCREENSHOT=/some/path.png`` to keep the screenshot
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 from pathlib import Path
@@ -36,6 +35,7 @@ from gemini_tuning.services.reporting import (
     PROMOTE_COLOR,
     render_report,
 )
+from harness.report_data import build_data
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 WIDTH, HEIGHT = 1280, 3000
@@ -65,15 +65,6 @@ pytestmark = [
 ]
 
 
-def _unit_fixtures():
-    """The unit tests' data builder (real summarize()/decide() on the demo prompt set)."""
-    path = Path(__file__).resolve().parents[1] / "unit" / "test_report.py"
-    spec = importlib.util.spec_from_file_location("_report_test_data", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def _near(rgb: np.ndarray, hex_colour: str, tol: float = 0.06) -> int:
     """Pixels of ``rgb`` (floats in 0..1) within ``tol`` of ``hex_colour`` on every channel."""
     target = np.array([int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
@@ -82,7 +73,7 @@ def _near(rgb: np.ndarray, hex_colour: str, tol: float = 0.06) -> int:
 
 @pytest.fixture(scope="module")
 def report_file(tmp_path_factory):
-    data = _unit_fixtures().build_data()
+    data = build_data()
     assert data["decision"] == "promote"
     path = tmp_path_factory.mktemp("report") / "index.html"
     path.write_text(render_report(data), encoding="utf-8")

@@ -1,20 +1,20 @@
 """The report still renders under the report route's Content-Security-Policy (with ``sandbox``), in Debian's
 Chromium driven by Playwright: the app's own route (TestClient, auth manager of ``test_ui_auth``) serves a real
-report (demo-scale data of ``tests/unit/test_report.py``, with a ``<script>`` smuggled in), and the browser gets
+report (demo-scale data of ``harness.report_data``, with a ``<script>`` smuggled in), and the browser gets
 exactly those bytes and headers. The three inline SVG charts render (non-zero boxes, drawing the challenger's and
 the champion's colours), the page is not blank, the title is there, and the smuggled script never runs. Skipped
 without Chromium (``apt-get install -y chromium``)."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 from test_ui_auth import full_record, make_ui
+
+from harness.report_data import build_data
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 pytestmark = [pytest.mark.timeout(240),
@@ -29,11 +29,7 @@ N_CHARTS = 3
 def _report_html() -> str:
     from gemini_tuning.services.reporting import render_report
 
-    path = Path(__file__).resolve().parents[1] / "unit" / "test_report.py"
-    spec = importlib.util.spec_from_file_location("_report_test_data", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return render_report(mod.build_data()).replace("</body>", SMUGGLED + "</body>")
+    return render_report(build_data()).replace("</body>", SMUGGLED + "</body>")
 
 
 def _pixels(png: bytes, colour: str) -> int:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import BUCKET, LOCATION, PROJECT, ROOT, unique
 from test_champion import FAST, assert_one_champion, run, tune_vertex
 
 from gemini_tuning.backends.vertex_registry import VertexRegistry
 from gemini_tuning.services import champion as ch
+from harness.clients import BUCKET, LOCATION, PROJECT
+from harness.data import unique
+from harness.paths import ROOT
 
 pytestmark = pytest.mark.fast
 

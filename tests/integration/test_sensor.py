@@ -4,15 +4,16 @@ that fails, one cancelled elsewhere. The sensor never cancels what it watches.""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import requests
-from conftest import genai_vertex_client, unique
+
+from harness.clients import genai_vertex_client
+from harness.data import unique
+from harness.paths import SENSOR_DAGS
 
 pytestmark = pytest.mark.fast
 
-SENSOR_DAGS = Path(__file__).parent / "sensor_dags"
 FAST_POLL = {"initial_seconds": 0.2, "min_seconds": 0.2, "max_seconds": 1, "fallback_max_seconds": 0.5}
 
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import sys
-from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import pytest
 
 from gemini_tuning.pipelines.access import role_permissions
+from harness.paths import PLUGINS, TOY_DAGS
 
 pytestmark = [
     pytest.mark.services,
@@ -29,8 +29,7 @@ pytestmark = [
     pytest.mark.full,
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
-TOY = Path(__file__).resolve().parent / "toy_dags" / "team_access.py"
+TOY = TOY_DAGS / "team_access.py"
 DAG_A, DAG_B = "gemini_tuning__team_a_demo", "gemini_tuning__team_b_demo"
 USERS = {"alice": ("alice-pw", "team_a"), "bob": ("bob-pw", "team_b")}
 PAGE = "/gemini-tuning"
@@ -39,11 +38,11 @@ PAGE = "/gemini-tuning"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     pytest.importorskip("airflow.providers.fab", reason="apache-airflow-providers-fab is not installed")
-    from airflow_services import AirflowServices, Component, fab_auth_env
+    from harness.airflow_services import AirflowServices, Component, fab_auth_env
 
     dags = tmp_path_factory.mktemp("team_dags")
     shutil.copy(TOY, dags / TOY.name)        # only these two DAGs (the other toy DAGs have no access_control)
-    af = AirflowServices(dags_folder=dags, plugins_folder=ROOT / "plugins", home=tmp_path_factory.mktemp("home"),
+    af = AirflowServices(dags_folder=dags, plugins_folder=PLUGINS, home=tmp_path_factory.mktemp("home"),
                          extra_env=fab_auth_env(),
                          components=[Component("api-server", ("api-server",)),
                                      Component("dag-processor", ("dag-processor",))])

@@ -4,21 +4,16 @@ SQLite, LocalExecutor, parallelism 4), each in its own process group, with the e
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
-from airflow_services import AirflowServices
-from conftest import wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "plugins"))
-from gemini_tuning.core.identity import identity_key  # noqa: E402
+from gemini_tuning.core.identity import identity_key
+from harness.airflow_services import AirflowServices
+from harness.emulator_process import start_emulator, stop_emulator
+from harness.paths import DAGS, DEMO, PLUGINS, SERVICE_DAGS
+from harness.waits import wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(900), pytest.mark.full]
 BUCKET, PROJECT = "gemini-tuning-svc", "test-project"
@@ -30,15 +25,11 @@ FAST = {"poll_policy": {"initial_seconds": 1, "min_seconds": 1, "max_seconds": 3
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("svc")
-    emu = subprocess.Popen([sys.executable, "-m", "emulator", "--port", "0", "--gcs-port", "0", "--data-dir",
-                            str(tmp / "emu"), "--default-bucket", BUCKET, "--time-scale", "0.12", "--log-level",
-                            "WARNING"], cwd=ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True,
-                           env={**os.environ, "PYTHONPATH": str(ROOT)})
-    info = json.loads(emu.stdout.readline())
+    emu, info = start_emulator(tmp / "emu", bucket=BUCKET, time_scale=0.12)
     dags = tmp / "dags"
     dags.mkdir()
-    (dags / "gemini_tuning_pipeline.py").symlink_to(ROOT / "dags" / "gemini_tuning_pipeline.py")
-    (dags / "tune_dags.py").symlink_to(Path(__file__).parent / "service_dags" / "tune_dags.py")
+    (dags / "gemini_tuning_pipeline.py").symlink_to(DAGS / "gemini_tuning_pipeline.py")
+    (dags / "tune_dags.py").symlink_to(SERVICE_DAGS / "tune_dags.py")
     env = {"GEMINI_TUNING_EMULATOR_URL": info["url"], "STORAGE_EMULATOR_HOST": info["gcs_url"],
            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",   # no cron runs: the tests trigger their own
            "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": json.dumps({"conn_type": "google_cloud_platform",
@@ -48,9 +39,9 @@ def stack(tmp_path_factory):
 
     gcs = storage.Client(credentials=AnonymousCredentials(), project=PROJECT,
                          client_options={"api_endpoint": info["gcs_url"]})
-    rows = [json.loads(x) for x in (ROOT / "include/demo/train.jsonl").read_text().splitlines()[:24]]
+    rows = [json.loads(x) for x in (DEMO / "train.jsonl").read_text().splitlines()[:24]]
     gcs.bucket(BUCKET).blob("train.jsonl").upload_from_string("".join(json.dumps(r) + "\n" for r in rows))
-    services = AirflowServices(dags_folder=dags, plugins_folder=ROOT / "plugins", extra_env=env)
+    services = AirflowServices(dags_folder=dags, plugins_folder=PLUGINS, extra_env=env)
     try:
         services.start()
         for dag_id in ("gemini_tune_deferred", "gemini_tune_on_worker", "gemini_tuning_pipeline"):
@@ -58,8 +49,7 @@ def stack(tmp_path_factory):
         yield services, info, gcs
     finally:
         services.stop()
-        os.killpg(emu.pid, signal.SIGKILL)
-        emu.wait(10)
+        stop_emulator(emu)
 
 
 def emu_config(info, **values):

@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-from conftest import wait_for
 from fastapi.routing import APIRoute
 
-ROOT = Path(__file__).resolve().parents[2]
+from harness.paths import DEMO
+from harness.waits import wait_for
+
 DAG = "gemini_tuning_pipeline"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
@@ -40,7 +41,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    from ui_stack import ui_stack
+    from harness.ui_stack import ui_stack
 
     tmp = tmp_path_factory.mktemp("ui")
     # short cache TTL so two looks a few seconds apart see new progress (the 30 s bound: scripts/bench_ui.py)
@@ -57,7 +58,7 @@ def shots():
 
 
 def demo(name: str) -> list[dict]:
-    return [json.loads(x) for x in (ROOT / "include" / "demo" / name).read_text().splitlines() if x.strip()]
+    return [json.loads(x) for x in (DEMO / name).read_text().splitlines() if x.strip()]
 
 
 SCRIPT = "<script>window.pwned=1</script> I was charged twice for my order"
@@ -85,9 +86,10 @@ def blue_pixels(png: bytes) -> int:
 
 
 def test_the_page_follows_a_run_triggered_from_the_form(stack, shots, tmp_path):
-    from airflow_ui import login, open_run_tab, trigger_with_form
     from playwright.sync_api import sync_playwright
-    from ui_stack import BUCKET
+
+    from harness.airflow_ui import login, open_run_tab, trigger_with_form
+    from harness.ui_stack import BUCKET
 
     af, emu = stack
     train, prompts = inputs(tmp_path)

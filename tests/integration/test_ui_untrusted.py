@@ -218,7 +218,7 @@ def test_a_malformed_live_status_is_unreadable_not_a_500(ui, monkeypatch):
 @pytest.fixture
 def gcs(ui, gcs_client, monkeypatch):
     """The real pointer/examples readers over the emulator's GCS."""
-    from conftest import BUCKET
+    from harness.clients import BUCKET
 
     monkeypatch.setattr(ui_data, "pointer", REAL_POINTER)
     monkeypatch.setattr(ui_data, "storage", lambda: gcs_client)

@@ -173,6 +173,19 @@ def test_discontinued_messages_match(message):
         raise create_error(400, message)
 
 
+def test_todays_404_for_create_tuned_model_points_to_vertex():
+    """Google's answer today (reference §6; the emulator's ``gemini_api_tuning_not_found``): a 404 that the base
+    model "is not supported for createTunedModel". Not a "discontinued" text, but it means the same."""
+    message = ("models/gemini-1.5-flash-001-tuning is not found for API version v1beta, or is not supported for "
+               "createTunedModel. Call ListModels to see the list of available models and their supported methods.")
+    assert not g.is_tuning_discontinued(message)
+    with pytest.raises(TuningDiscontinuedError, match=r"createTunedModel\. .*use backend='vertex'"):
+        raise create_error(404, message)
+    with pytest.raises(TuningApiError) as info:           # the same text on a 400 stays the service's own error
+        raise create_error(400, message)
+    assert not isinstance(info.value, TuningDiscontinuedError)
+
+
 @pytest.mark.parametrize("message", [
     "Base model models/gemini-2.0-pro is not supported for tuning.",                # an unsupported base model
     "learning_rate is not supported together with learning_rate_multiplier.",

@@ -124,11 +124,18 @@ def raise_for(status: int, text: str, headers) -> None:
     raise google_api_error(status, text, headers)
 
 
+def _no_tunable_model(exc: TuningApiError) -> bool:
+    """Google's answer today (reference §6, inferred from the documented ``generateContent`` reply; unverified): a
+    404 saying the base model "is not found for API version v1beta, or is not supported for createTunedModel".
+    No Gemini API model supports that method since May 2025, so it means the same as a refusal of tuning."""
+    return exc.code == 404 and "createtunedmodel" in (exc.message or "").lower()
+
+
 def create_error(exc: TuningApiError) -> TuningApiError:
     """An error of the create call: Google's refusal of tuning on the Gemini API (a 400, 403 or 404 that says so,
     :func:`is_tuning_discontinued`) becomes :class:`TuningDiscontinuedError`; any other error is ``exc``."""
     if type(exc) in (TuningApiError, NotFoundError) and exc.code in (400, 403, 404) \
-            and is_tuning_discontinued(exc.message):
+            and (is_tuning_discontinued(exc.message) or _no_tunable_model(exc)):
         return TuningDiscontinuedError(exc.code, f"Google refused Gemini API tuning: {exc.message} Google stopped "
                                                  "offering tuning on the Gemini API in 2025; use backend='vertex' "
                                                  "(Vertex AI supervised tuning) instead.", status=exc.status)

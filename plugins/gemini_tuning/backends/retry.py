@@ -67,9 +67,12 @@ def _kwargs(policy: RetryPolicy, on_retry: OnRetry | None) -> dict:
     return dict(stop=stop, wait=wait, retry=retry_if_exception(is_transient), reraise=True, before_sleep=before_sleep)
 
 
-def call(policy: RetryPolicy, fn, *args, on_retry: OnRetry | None = None, **kwargs):
-    """``fn(*args, **kwargs)`` with retries. ``on_retry`` replaces the warning logged before each pause."""
-    return Retrying(**_kwargs(policy, on_retry))(fn, *args, **kwargs)
+def call(policy: RetryPolicy, fn, *args, on_retry: OnRetry | None = None, sleep: Callable[[float], None] | None = None,
+         **kwargs):
+    """``fn(*args, **kwargs)`` with retries. ``on_retry`` replaces the warning logged before each pause; ``sleep``
+    replaces ``time.sleep`` for the pauses (tests pass a no-op or a fake clock's)."""
+    extra = {"sleep": sleep} if sleep is not None else {}
+    return Retrying(**_kwargs(policy, on_retry), **extra)(fn, *args, **kwargs)
 
 
 async def acall(policy: RetryPolicy, fn, *args, on_retry: OnRetry | None = None, **kwargs):

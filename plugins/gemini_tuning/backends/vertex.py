@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 from datetime import datetime
 from functools import cached_property
 
@@ -71,7 +72,18 @@ def job_status(job) -> JobStatus:
         checkpoints=tuple(Checkpoint(str(c.checkpoint_id), _int(c.epoch), _int(c.step), c.endpoint)
                           for c in (getattr(tuned, "checkpoints", None) or ())),
         continued_from=_source(getattr(pre, "tuned_model_name", None), getattr(pre, "checkpoint_id", None)),
+        billable_tokens=_int(getattr(stats, "total_billable_token_count", None)) if stats else None,
+        dropped_count=_int(getattr(stats, "total_truncated_example_count", None)) if stats else None,
+        dropped=_dropped(getattr(stats, "truncated_example_indices", None) if stats else None,
+                         getattr(stats, "dropped_example_reasons", None) if stats else None),
     )
+
+
+def _dropped(indices, reasons) -> tuple[tuple[int, str], ...]:
+    """``truncatedExampleIndices`` (1-based, "a partial sample") paired with ``droppedExampleReasons`` ("for each
+    index in truncated_example_indices"); a missing reason is empty."""
+    reasons = list(reasons or ())
+    return tuple((int(i), str(reasons[n]) if n < len(reasons) else "") for n, i in enumerate(indices or ()))
 
 
 def _source(model: str | None, checkpoint: str | None) -> str | None:
@@ -106,7 +118,10 @@ def parse_job(body: dict) -> JobStatus:
         checkpoints=tuple(Checkpoint(str(c["checkpointId"]), _int(c.get("epoch")), _int(c.get("step")),
                                      c.get("endpoint")) for c in tuned.get("checkpoints") or ()),
         continued_from=_source((body.get("preTunedModel") or {}).get("tunedModelName"),
-                               (body.get("preTunedModel") or {}).get("checkpointId")))
+                               (body.get("preTunedModel") or {}).get("checkpointId")),
+        billable_tokens=_int(stats.get("totalBillableTokenCount")),
+        dropped_count=_int(stats.get("totalTruncatedExampleCount")),
+        dropped=_dropped(stats.get("truncatedExampleIndices"), stats.get("droppedExampleReasons")))
 
 
 def _rfc3339(value: str | None) -> str | None:
@@ -146,6 +161,29 @@ def get_job_request(name: str) -> Request:
 
 def cancel_job_request(name: str) -> Request:
     return Request("POST", f"/{API_VERSION}/{name}:cancel", json={})
+
+
+_BASE_MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9.-]{0,127}(?:@[A-Za-z0-9._-]{1,64})?$")
+
+
+def base_model_id(model: str) -> str:
+    """The bare publisher model id of ``model`` (``gemini-3.5-flash`` from ``publishers/google/models/…``,
+    ``projects/…/publishers/google/models/…`` or ``models/…``); it goes into a URL path, so anything but a model
+    id's characters is a ``ValueError`` naming the value."""
+    name = str(model or "").strip()
+    if "/models/" in name:
+        name = name.rsplit("/models/", 1)[1]
+    name = name.removeprefix("models/")
+    if not _BASE_MODEL_ID.match(name):
+        raise ValueError(f"base_model {model!r} is not a Gemini model id (e.g. gemini-3.5-flash)")
+    return name
+
+
+def base_model_request(model: str) -> Request:
+    """``publishers.models.get`` of a Google base model (``aiplatform.publishers.models.get``): 200 with the
+    PublisherModel while it is served, 404 once retired ("API requests referencing a retired model ID typically
+    returns a 404 error", reference §5; the exact body is unverified)."""
+    return Request("GET", f"/{API_VERSION}/publishers/google/models/{base_model_id(model)}")
 
 
 def raise_for(status: int, text: str, headers) -> None:
@@ -364,6 +402,11 @@ class VertexTuningBackend(GenaiBackend):
     def get(self, name: str) -> JobStatus:
         job_name(name)
         return retry.call(self.retry_policy, lambda: self.rest.run(single(get_job_request(name), parse_job)))
+
+    def base_model(self, model: str) -> dict:
+        """The PublisherModel of ``model`` (:func:`base_model_request`); :class:`NotFoundError` when the service
+        does not serve it (retired, or not offered here). Retried like every idempotent read."""
+        return retry.call(self.retry_policy, lambda: self.rest.run(single(base_model_request(model))))
 
     def cancel(self, name: str) -> None:
         job_name(name)

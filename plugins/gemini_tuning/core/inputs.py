@@ -26,6 +26,8 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .gcs_uri import split_gs_uri
+
 __all__ = ["InputNotAllowed", "InputPolicy", "check_input_location", "split_setting"]
 
 SETTINGS_HINT = "settings [gemini_tuning] input_roots and allowed_buckets"
@@ -62,7 +64,10 @@ def check_input_location(value: str, *, field: str, roots: Iterable[str], bucket
     if "\x00" in value:
         raise refuse("the path holds a NUL byte")
     if value.startswith("gs://"):
-        bucket = value[5:].split("/", 1)[0]
+        try:
+            bucket, _ = split_gs_uri(value)
+        except ValueError as exc:
+            raise refuse(str(exc)) from None
         if bucket not in buckets:
             raise refuse(f"the bucket gs://{bucket} is not allowed")
         return value

@@ -29,10 +29,12 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["DEFAULT_TABLE_PATH", "BaseStatus", "LifecycleTable", "ModelLifecycle", "base_status", "load_table",
-           "rebase_decision", "resolve_model", "retirement_of"]
+__all__ = ["DEFAULT_BASE_MODEL", "DEFAULT_TABLE_PATH", "BaseStatus", "LifecycleTable", "ModelLifecycle", "base_status",
+           "load_table", "rebase_decision", "resolve_model", "retirement_of"]
 
 DEFAULT_TABLE_PATH = Path(__file__).resolve().parent.parent / "data" / "model_lifecycle.json"
+# what the messages suggest when the table lists no replacement: a documented SFT base (reference §5)
+DEFAULT_BASE_MODEL = "gemini-3.5-flash"
 
 State = Literal["ok", "warn", "blocked", "retired", "unknown"]
 Decision = Literal["continue", "rebase", "fail"]

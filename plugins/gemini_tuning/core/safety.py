@@ -33,6 +33,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .gcs_uri import bucket_of
+
 DEMO_BUCKET = "gemini-tuning-demo"
 #: The repository's demo data directory (the package lives in ``<repo>/plugins/gemini_tuning``).
 _HERE = Path(__file__).resolve()
@@ -59,7 +61,7 @@ def is_demo_location(value: object, demo_roots: Iterable[str] = (REPO_DEMO_DIR,)
     if not isinstance(value, str) or value in ("", "None"):
         return None
     if value.startswith("gs://"):
-        bucket = value[5:].split("/", 1)[0]
+        bucket = bucket_of(value)   # the bucket only: a demo-bucket URI with a bad object name is still demo data
         return f"the demo bucket gs://{DEMO_BUCKET}" if bucket == DEMO_BUCKET else None
     if "://" in value or "\n" in value:  # another scheme, or inline text (a system instruction)
         return None

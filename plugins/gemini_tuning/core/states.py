@@ -87,6 +87,10 @@ class JobStatus:
     output_uri: str | None = None     # Vertex batch prediction: the folder holding predictions.jsonl
     checkpoints: tuple[Checkpoint, ...] = ()   # Vertex: one per epoch unless exportLastCheckpointOnly
     continued_from: str | None = None  # Vertex continuous tuning: the pre-tuned model version it started from
+    # Vertex tuningDataStats.supervisedTuningDataStats (reference §3): what the service counted and dropped
+    billable_tokens: int | None = None         # totalBillableTokenCount
+    dropped_count: int | None = None           # totalTruncatedExampleCount ("dropped": too many tokens, …)
+    dropped: tuple[tuple[int, str], ...] = ()  # (1-based index in the training file, reason): "a partial sample"
 
     @property
     def terminal(self) -> bool:
@@ -128,6 +132,7 @@ class JobStatus:
         d["validation_history"] = _thin(self.validation_history, max_loss_points)
         d["latest_loss"] = self.latest_loss
         d["checkpoints"] = [asdict(c) for c in self.checkpoints]
+        d["dropped"] = [[i, r] for i, r in self.dropped]
         return d
 
     @classmethod
@@ -136,6 +141,7 @@ class JobStatus:
         d["loss_history"] = tuple(LossPoint(*p) for p in d.get("loss_history") or ())
         d["validation_history"] = tuple(LossPoint(*p) for p in d.get("validation_history") or ())  # older: none
         d["checkpoints"] = tuple(Checkpoint(**c) for c in d.get("checkpoints") or ())
+        d["dropped"] = tuple((int(i), str(r)) for i, r in d.get("dropped") or ())
         return cls(**d)
 
 

@@ -9,14 +9,9 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOper
 from airflow.sdk.exceptions import AirflowFailException
 
 from ..core.constants import UI_PREFIX
+from ..core.templated import parse_bool
 from ..services.evaluation import read_verdict
 from .base import optional
-
-
-def _truthy(value) -> bool:
-    """A templated boolean: ``True``/``"True"``/``"true"``/``1`` (Jinja renders a bool as text without native
-    rendering)."""
-    return str(value).strip().lower() in ("true", "1", "yes", "on")
 
 
 def _cell(value) -> str:
@@ -79,7 +74,8 @@ class GeminiApprovalOperator(ApprovalOperator):
 
     :param verdict_uri: ``gs://`` URI of the gate's verdict record (templated). Required.
     :param gate: the gate's decision (XCom key ``gate``) (templated; optional: the body is built from the verdict).
-    :param required: whether a human must answer (templated: a DAG Param).
+    :param required: whether a human must answer (templated: a DAG Param; ``core.templated.parse_bool``'s words,
+        empty means True, any other value fails the task).
     :param candidate: the tuning task's result, to name the model in the body (templated; optional).
     :param timeout_hours: how long to wait for an answer (templated; empty: no limit). Sets ``response_timeout``.
     :param promote_task_id: followed on Approve.
@@ -140,7 +136,11 @@ class GeminiApprovalOperator(ApprovalOperator):
     def execute(self, context):
         ti = context["ti"]
         verdict = self._verdict(context)
-        if not _truthy(self.required):
+        try:   # core.templated's words; empty: required (ask a human); a typo fails, it never skips the human
+            required = parse_bool(self.required, "required", default=True)
+        except ValueError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        if not required:
             self.log.info("approval not required: verdict %s says promote; following %s", verdict["verdict_id"],
                           self.promote_task_id)
             ti.xcom_push(key="return_value", value={"approved": True, "required": False, "chosen": self.APPROVE,

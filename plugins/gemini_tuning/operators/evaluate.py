@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowException
 from ..core.generation import GenerationSettings
 from ..core.identity import identity_key
 from ..core.polling import PollPolicy
+from ..core.templated import parse_bool
 from ..core.vocabulary import DEFAULT_PRIMARY_METRIC, GATE_METRIC_NAMES, JUDGED_METRICS
 from .base import GeminiBaseOperator, optional
 from .gate import GeminiGateOperator
@@ -44,7 +45,8 @@ class GeminiEvaluateOperator(GeminiBaseOperator):
     :param poll_policy: ``core.polling.PollPolicy`` fields for the batch jobs' deferred wait (templated).
     :param evaluate_checkpoints: evaluate every checkpoint of the challenger (one per epoch, each on its own
         endpoint; same engine, one rate limit for all) and make the best by ``checkpoint_metric`` the challenger
-        (ties: the earlier checkpoint). Online mode only (templated).
+        (ties: the earlier checkpoint). Online mode only (templated: ``core.templated.parse_bool``'s words, empty
+        means False, any other value fails the task).
     :param checkpoint_metric: the metric that picks the checkpoint; give the gate's primary metric (templated).
     :param judge: model-based evaluation through Vertex's evaluation service (``services.eval_judge``):
         ``none`` (default), ``pointwise`` (a 1-5 rubric score per answer: metric ``judge_score``), ``pairwise``
@@ -114,8 +116,10 @@ class GeminiEvaluateOperator(GeminiBaseOperator):
             raise AirflowException(str(exc)) from exc
 
     def _checkpoints_wanted(self) -> bool:
-        wanted = self.evaluate_checkpoints
-        return wanted.strip().lower() in ("1", "true", "yes") if isinstance(wanted, str) else bool(wanted)
+        try:   # core.templated's words; empty: False; any other value fails the task before any call
+            return parse_bool(self.evaluate_checkpoints, "evaluate_checkpoints", default=False)
+        except ValueError as exc:
+            raise AirflowException(str(exc)) from exc
 
     def _judge_config(self):
         from ..services.eval_judge import JudgeConfig

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from airflow.providers.standard.operators.branch import BaseBranchOperator
 
+from ..core.constants import GATE_XCOM
 from .base import GeminiBaseOperator, optional
 
 
@@ -62,7 +63,7 @@ class GeminiGateOperator(GeminiBaseOperator, BaseBranchOperator):
         gated = gate_evaluation(self.hook.storage(), ev, candidate=self.candidate, gate_config=self.gate_config,
                                 verdict_uri=optional(self.verdict_uri), dag_id=ti.dag_id, run_id=ti.run_id,
                                 pipeline=self.pipeline)
-        ti.xcom_push(key="gate", value=gated.result)
+        ti.xcom_push(key=GATE_XCOM, value=gated.result)
         decision = gated.decision
         if decision.decision == NO_DECISION:
             raise AirflowFailException(f"{decision.summary}. Candidate {gated.verdict['candidate']['tuned_model']} "

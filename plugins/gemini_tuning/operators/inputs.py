@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
+from ..core.gcs_uri import bucket_of
 from ..core.inputs import InputPolicy, split_setting
 from ..core.safety import REPO_DEMO_DIR
 
@@ -44,6 +45,7 @@ def input_policy(run_uris: Iterable[str | None] = ()) -> InputPolicy:
     """The roots and buckets a task may read inputs from: the settings, plus the buckets of ``run_uris`` (the
     task's own destination, results prefix, champion pointer)."""
     roots = split_setting(_setting("input_roots"), paths=True) or default_input_roots()
-    own = [uri[5:].split("/", 1)[0] for uri in run_uris if isinstance(uri, str) and uri.startswith("gs://")]
+    # a run URI with an invalid bucket name adds no bucket (the task's own read or write of it fails anyway)
+    own = [bucket for uri in run_uris if (bucket := bucket_of(uri))]
     buckets = tuple(dict.fromkeys([*own, *split_setting(_setting("allowed_buckets"), paths=False)]))
     return InputPolicy(roots=tuple(roots), buckets=buckets)

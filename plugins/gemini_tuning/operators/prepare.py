@@ -1,27 +1,17 @@
 """Step 1 of the pipeline: validate a JSONL training set, convert it for the target, upload it create-only to GCS.
 
-A thin layer: the rules live in ``core.dataset`` (and ``core.promptset``), every GCS call in ``backends.gcs``.
+A thin layer: the rules live in ``core.dataset`` (and ``core.promptset``), the reading, staging and uploading in
+``services.prepare``.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
-from dataclasses import replace
 
 from airflow.sdk import Asset, AssetAlias
 
-from ..backends import gcs
-from ..core.dataset import (
-    MAX_DECOMPRESSED_BYTES,
-    MAX_LINE_BYTES,
-    DatasetOptions,
-    check_validation_target,
-    iter_lines,
-    prepare_dataset,
-    prepare_validation_dataset,
-)
-from ..core.promptset import parse_prompt_set
+from ..core.dataset import MAX_DECOMPRESSED_BYTES, MAX_LINE_BYTES, DatasetOptions, check_validation_target
+from ..core.gcs_uri import split_gs_uri
 from .base import GeminiBaseOperator, optional
 from .guards import guard_demo_configuration
 from .inputs import input_policy
@@ -118,28 +108,10 @@ class PrepareTuningDatasetOperator(GeminiBaseOperator):
         self.max_line_bytes = int(max_line_bytes)
         self.max_decompressed_bytes = int(max_decompressed_bytes)
 
-    def _lines(self, fh):
-        return iter_lines(fh, max_line_bytes=self.max_line_bytes, max_decompressed_bytes=self.max_decompressed_bytes)
+    def _limits(self):
+        from ..services.prepare import LineLimits
 
-    def _prepare(self, client, source: str, options: DatasetOptions, train, validation=None, eval_prompts=None,
-                 name: str | None = None, train_count: int | None = None):
-        """``source``: the checked location to read; ``name``: how the issues name it (the value as given).
-        ``train_count``: None for the training set; for a separate validation set the number of training examples
-        it goes with (it is then validated with the validation rules and written to ``validation``)."""
-        name = name or source
-        role = "training" if train_count is None else "validation"
-        self.log.info("validating %s (%s) for %s (%s)", name, role, options.target, options)
-        progress = gcs.ProgressLog(f"read {name}", logger=self.log)
-        with gcs.open_source(source, client) as raw:
-            counted = gcs.CountingReader(raw, progress)
-            if train_count is None:
-                result = prepare_dataset(self._lines(counted), source_name=name, options=options, train_sink=train,
-                                         validation_sink=validation, eval_prompts=eval_prompts)
-            else:
-                result = prepare_validation_dataset(self._lines(counted), source_name=name, options=options,
-                                                    validation_sink=validation, train_count=train_count)
-        progress(counted.count, final=True)
-        return result
+        return LineLimits(self.max_line_bytes, self.max_decompressed_bytes)
 
     def execute(self, context):
         guard_demo_configuration(self, context, {
@@ -153,9 +125,8 @@ class PrepareTuningDatasetOperator(GeminiBaseOperator):
             raise ValueError("give either validation_source or validation_fraction, not both")
         if validation_source:  # the Gemini API takes no validation data: say so before anything is read
             check_validation_target(options, validation_source)
-        bucket, prefix = gcs.parse_gs_uri(self.destination)
-        prefix = prefix.strip("/")
-        from ..services.eval_results import MAX_PROMPT_SET_BYTES
+        split_gs_uri(self.destination)      # a bad destination fails first (ValueError), before any input check
+        from ..services.prepare import prepare_and_upload, read_leakage_prompts
 
         # every input is checked before anything is read or uploaded: local paths under the input roots, gs://
         # objects in the destination's bucket or an allowed one (core.inputs); the resolved location is read
@@ -166,30 +137,14 @@ class PrepareTuningDatasetOperator(GeminiBaseOperator):
         client = self.hook.storage()
         evals = None
         if eval_location and options.leakage != "off":
-            with gcs.open_source(eval_location, client, max_bytes=MAX_PROMPT_SET_BYTES, what="a prompt set") as fh:
-                lines = iter_lines(fh, max_line_bytes=self.max_line_bytes,
-                                   max_decompressed_bytes=min(self.max_decompressed_bytes, MAX_PROMPT_SET_BYTES))
-                evals = [p.prompt for p in parse_prompt_set(lines, source_name=self.eval_prompts)]
+            evals = read_leakage_prompts(client, eval_location, source_name=self.eval_prompts, limits=self._limits())
             self.log.info("leakage check (%s) against %d prompts of %s", options.leakage, len(evals), self.eval_prompts)
-
-        def path(*parts):
-            return gcs.gs_uri(bucket, "/".join(p for p in (prefix, *parts) if p))
-
-        staging = path("_staging", uuid.uuid4().hex)  # parts uploaded while validating; deleted on every exit
-        progress = gcs.ProgressLog("uploaded train.jsonl", logger=self.log)
-        with gcs.StagedUpload(client, f"{staging}/train.jsonl", progress=progress) as t_up, \
-                gcs.StagedUpload(client, f"{staging}/validation.jsonl") as v_up:
-            split = v_up if options.validation_fraction else None
-            res = self._prepare(client, source, options, t_up, split, evals, name=self.source)
-            val_sha, val_count, warnings = res.validation_sha256, res.validation_count, list(res.warnings)
-            if validation_source:
-                vres = self._prepare(client, validation_location, replace(options, leakage="off"), None, v_up,
-                                     name=validation_source, train_count=res.train_count)
-                val_sha, val_count = vres.validation_sha256, vres.validation_count
-                warnings += list(vres.warnings)
-            key = res.train_sha256[:16]
-            train = t_up.finish(path(key, "train.jsonl"), sha256=res.train_sha256)
-            val = v_up.finish(path(key, f"validation-{val_sha[:16]}.jsonl"), sha256=val_sha) if val_count else None
+        done = prepare_and_upload(client, self.destination, source=(source, self.source), options=options,
+                                  limits=self._limits(), eval_prompts=evals, logger=self.log,
+                                  validation_source=(validation_location, validation_source) if validation_source
+                                  else None)
+        res, train, val = done.result, done.train, done.validation
+        val_sha, val_count, warnings = done.validation_sha256, done.validation_count, done.warnings
 
         ex_tokens = res.stats.get("roles", {}).get("example", {}).get("tokens", {})
         self.log.info("formats %s; %d train + %d validation examples, %d duplicates dropped; tokens per example "

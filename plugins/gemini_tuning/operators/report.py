@@ -35,9 +35,8 @@ class GeminiTuningReportOperator(GeminiBaseOperator):
         self.decision_task_ids = decision_task_ids
 
     def execute(self, context):
-        from ..backends import gcs
         from ..services.eval_results import differing_examples, read_rows
-        from ..services.reporting import render_report, report_data
+        from ..services.reporting import report_data, write_report
 
         storage = self.hook.storage()
         ev = self.evaluation if isinstance(self.evaluation, dict) else {}
@@ -54,8 +53,7 @@ class GeminiTuningReportOperator(GeminiBaseOperator):
         data = report_data(dag_id=ti.dag_id, run_id=ti.run_id, generated_at=context.get("ts"),
                            tuning=self.tuning or {}, evaluation=ev, gate=gate, action_taken=action,
                            examples=differing_examples(rows))
-        gcs.write_bytes(storage, self.report_uri, render_report(data).encode("utf-8"), "text/html; charset=utf-8")
-        url = gcs.browser_url(self.report_uri)
+        url = write_report(storage, self.report_uri, data)
         self.log.info("report: %s (%s)", self.report_uri, url)
         return {"report_uri": self.report_uri, "url": url, "decision": gate.get("decision")}
 

@@ -39,8 +39,7 @@ class GeminiRollbackOperator(GeminiBaseOperator):
         self.alias = alias
 
     def execute(self, context):
-        from ..backends.errors import NotFoundError
-        from ..services.champion import ChampionChanged, read_champion, rollback
+        from ..services.champion import ROLLBACK_REFUSED, read_champion, rollback
 
         storage = self.hook.storage()
         current, _ = read_champion(storage, self.pointer_uri)
@@ -54,7 +53,7 @@ class GeminiRollbackOperator(GeminiBaseOperator):
             result = rollback(storage, self.pointer_uri, registry=registry, gemini_api=gemini_api,
                               run={"dag_id": ti.dag_id, "run_id": ti.run_id}, to=optional(self.to),
                               expected_generation=optional(self.expected_generation, int), alias=self.alias)
-        except (ChampionChanged, ValueError, NotFoundError) as exc:
+        except ROLLBACK_REFUSED as exc:
             raise AirflowFailException(str(exc)) from exc
         champ = result["champion"]
         self.log.info("%s: champion %s (rolled back: %s; pointer %s generation %s)", result["status"],

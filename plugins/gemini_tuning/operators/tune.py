@@ -8,10 +8,11 @@ from datetime import timedelta
 from airflow.sdk import conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from ..core.constants import JOB_XCOM
 from ..core.polling import PollPolicy
 from ..core.states import JobStatus
 from ..core.tuning import TuningSpec
-from ..links import XCOM_KEY, TuningJobLink
+from ..links import TuningJobLink
 from ..services.tuning.wait import JobWait
 from ..triggers import TuningJobTrigger
 from .base import GeminiBaseOperator, optional
@@ -49,7 +50,9 @@ class GeminiTuningOperator(GeminiBaseOperator):
     ``loss_history``, progress, example count, and ``substates``: the Vertex sub-state timeline
     ``[{"state", "since", "seconds"}]``, empty without sub-states) or raises with the service's message.
 
-    :param base_model: the model to tune, e.g. ``gemini-2.5-flash`` (templated).
+    :param base_model: the model to tune, e.g. ``gemini-3.5-flash`` (templated). On Vertex AI it is asked of the
+        service (``publishers/google/models/{id}``) before anything is created: one the service does not serve
+        (retired, or not offered in ``location``) fails the task, naming the model, the location and what to do.
     :param training_uri: ``gs://`` JSONL of training examples in the backend's format (templated).
     :param backend: ``vertex`` (default) or ``gemini_api`` (templated).
     :param validation_uri: ``gs://`` JSONL of validation examples, Vertex only (templated).
@@ -94,6 +97,10 @@ class GeminiTuningOperator(GeminiBaseOperator):
         price is built in; templated).
     :param dataset_stats: the dataset step's ``stats`` (``train_tokens``: the per-epoch token estimate of the
         training examples), e.g. ``{{ ti.xcom_pull(task_ids='prepare_dataset')['stats'] }}`` (templated).
+    :param retirement_warn_days: warn (XCom ``base_model``, the task log) this many days before the base model's
+        tuning block or retirement, per the lifecycle table (templated).
+    :param lifecycle_table: a deployment's model lifecycle table (JSON like ``gemini_tuning/data/
+        model_lifecycle.json``); default ``[gemini_tuning] model_lifecycle_table``, else the shipped table.
 
     The orchestration is ``services.tuning.run.TuningRun`` (no Airflow); this class renders and types the arguments,
     maps a refusal to ``AirflowFailException``, pushes XCom, defers, and cancels on kill. Before anything is read,
@@ -112,7 +119,7 @@ class GeminiTuningOperator(GeminiBaseOperator):
                        "description", "labels", "project_id", "location", "state_uri", "job_timeout", "max_queue_hours",
                        "poll_policy",
                        "on_fingerprint_change", "continue_from", "champion_pointer_uri", "max_training_tokens",
-                       "max_cost", "price_per_million_training_tokens", "dataset_stats")
+                       "max_cost", "price_per_million_training_tokens", "dataset_stats", "retirement_warn_days")
     operator_extra_links = (TuningJobLink(),)
     ui_color = "#d6e4ff"
 
@@ -128,7 +135,8 @@ class GeminiTuningOperator(GeminiBaseOperator):
                  on_fingerprint_change: str = "cancel_and_resubmit", error_budget_seconds: float = 1800.0,
                  continue_from: str | None = None, champion_pointer_uri: str | None = None,
                  max_training_tokens=None, max_cost=None, price_per_million_training_tokens=None,
-                 dataset_stats: dict | str | None = None, **kwargs):
+                 dataset_stats: dict | str | None = None, retirement_warn_days: int | str = 60,
+                 lifecycle_table: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.backend = backend
         self.base_model = base_model
@@ -158,6 +166,8 @@ class GeminiTuningOperator(GeminiBaseOperator):
         self.max_cost = max_cost
         self.price_per_million_training_tokens = price_per_million_training_tokens
         self.dataset_stats = dataset_stats
+        self.retirement_warn_days = retirement_warn_days
+        self.lifecycle_table = lifecycle_table or conf.get("gemini_tuning", "model_lifecycle_table", fallback=None)
         self._job_ref: str | None = None
 
     # ---------------------------------------------------------------------------------------------- inputs
@@ -184,7 +194,18 @@ class GeminiTuningOperator(GeminiBaseOperator):
             state_uri=optional(self.state_uri), continue_from=optional(self.continue_from),
             champion_pointer_uri=optional(self.champion_pointer_uri), on_fingerprint_change=self.on_fingerprint_change,
             limits=limits, dataset_stats=optional(self.dataset_stats), job_timeout_seconds=self._timeout_seconds(),
-            run_type=run_type_of(context), api_base_url=self.hook.api_base_url)
+            run_type=run_type_of(context), api_base_url=self.hook.api_base_url,
+            lifecycle_table=self.lifecycle_table or None, retirement_warn_days=self._warn_days())
+
+    def _warn_days(self) -> int:
+        try:
+            days = int(self.retirement_warn_days)
+        except (TypeError, ValueError):
+            days = -1
+        if days < 0:
+            raise AirflowFailException(f"retirement_warn_days must be a whole number of days >= 0, got "
+                                       f"{self.retirement_warn_days!r}")
+        return days
 
     def _timeout_seconds(self) -> float:
         t = self.job_timeout
@@ -216,7 +237,7 @@ class GeminiTuningOperator(GeminiBaseOperator):
             raise AirflowFailException(str(exc)) from exc
         status, backend = started.status, started.backend
         self._job_ref = status.poll_name
-        ti.xcom_push(key=XCOM_KEY, value={"name": status.name, "ref": self._job_ref, "backend": self.backend,
+        ti.xcom_push(key=JOB_XCOM, value={"name": status.name, "ref": self._job_ref, "backend": self.backend,
                                           "url": backend.console_url(status.name), "decision": started.action})
         self.log.info("%s %s: %s", started.action, status.name, status.describe())
         if status.terminal:

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
+from ..core.gcs_uri import split_gs_uri
 from ..core.names import LOCATION_PATTERN, PROJECT_PATTERN, RESOURCE_KINDS
 from ..core.tuning import BACKENDS
 from .spec_base import (
@@ -116,6 +117,7 @@ class StorageSpec(_Model):
     def _prefix(cls, value: str) -> str:
         if _has_dot_segment(value) or "//" in value[len("gs://"):]:
             raise ValueError("a GCS prefix has no '.', '..' or empty path segment")
+        split_gs_uri(value)        # the bucket rule the GCS backend applies (no '..' in the name): ValueError
         return value.rstrip("/")
 
 

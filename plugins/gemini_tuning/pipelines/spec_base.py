@@ -7,19 +7,17 @@ Pure: pydantic, the standard library and ``gemini_tuning.core`` only.
 from __future__ import annotations
 
 import os
-import re
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo
 
+from ..core.gcs_uri import GCS_PREFIX_PATTERN
 from ..core.names import LOCATION_PATTERN, PROJECT_PATTERN
 
 __all__ = ["GCS_PREFIX_PATTERN", "Location", "NonEmpty", "Project", "is_instruction_path", "is_under",
            "resolve_path", "validate_cron"]
 
-#: the same rule as the ``gcs_prefix`` run Param
-GCS_PREFIX_PATTERN = r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$"
-_GCS_PREFIX_RE = re.compile(GCS_PREFIX_PATTERN)
+# GCS_PREFIX_PATTERN (re-exported): core.gcs_uri's, the same rule as the ``gcs_prefix`` run Param
 
 Location = Annotated[str, Field(pattern=LOCATION_PATTERN)]
 Project = Annotated[str, Field(pattern=PROJECT_PATTERN)]

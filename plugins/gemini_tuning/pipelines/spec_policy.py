@@ -10,11 +10,21 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from ..core.gcs_uri import split_gs_uri
 from ..core.vocabulary import GATE_METRIC_NAMES
-from .spec_base import _GCS_PREFIX_RE, Location, NonEmpty, Project, _has_dot_segment, _Model, _resolve
+from .spec_base import Location, NonEmpty, Project, _has_dot_segment, _Model, _resolve
 
 __all__ = ["BudgetSpec", "GateSpec", "PolicySpec"]
 
+
+
+def _is_gcs_prefix(root: str) -> bool:
+    """``gs://bucket[/path]`` by the one parser (``core.gcs_uri.split_gs_uri``: the bucket rule, no ``..``)."""
+    try:
+        split_gs_uri(root)
+    except ValueError:
+        return False
+    return True
 
 class GateSpec(_Model):
     """The promotion gate's thresholds (``core.gate``).
@@ -81,8 +91,7 @@ class PolicySpec(_Model):
     def _roots(cls, value: list[str], info: ValidationInfo) -> list[str]:
         out = []
         for root in value:
-            if root.startswith("gs://") and (not _GCS_PREFIX_RE.fullmatch(root.rstrip("/"))
-                                             or _has_dot_segment(root)):
+            if root.startswith("gs://") and (not _is_gcs_prefix(root.rstrip("/")) or _has_dot_segment(root)):
                 raise ValueError(f"{root!r} is not a gs://bucket[/path] prefix")
             out.append(_resolve(root, info))
         return out

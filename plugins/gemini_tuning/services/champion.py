@@ -94,6 +94,7 @@ from .champion_pointer import (  # noqa: F401 - re-exported
     _strip,
     build_pointer,
     build_rollback_pointer,
+    check_pointer_size,
     normalize_candidate,
     read_champion,
     same_model,
@@ -232,6 +233,7 @@ def promote(storage_client, pointer_uri: str, candidate: dict, *, expected_gener
     else:
         pointer = build_pointer(cand, run, current, now=now)
         try:
+            check_pointer_size(pointer_uri, pointer)
             generation = write_json(storage_client, pointer_uri, pointer, if_generation_match=expected_generation)
         except GenerationMismatch as exc:
             latest, latest_gen = read_champion(storage_client, pointer_uri)
@@ -349,6 +351,11 @@ def _check_restorable(target: dict, registry: VertexRegistry | None,
 
 
 
+#: What a refused rollback raises (a moved pointer, a request that does not fit the pointer, a restored model that
+#: no longer exists): no retry helps, the caller fails for good (``operators.rollback``).
+ROLLBACK_REFUSED: tuple[type[Exception], ...] = (ChampionChanged, ValueError, NotFoundError)
+
+
 def rollback(storage_client, pointer_uri: str, *, registry: VertexRegistry | None, run: dict, to=None,
              expected_generation: int | None = None, alias: str = CHAMPION_ALIAS, now: str | None = None,
              gemini_api: GeminiApiTuningBackend | None = None) -> dict:
@@ -402,6 +409,7 @@ def rollback(storage_client, pointer_uri: str, *, registry: VertexRegistry | Non
             _check_restorable(normalize_candidate(previous), registry, gemini_api)
             pointer = build_rollback_pointer(current, run, now=now)
             try:
+                check_pointer_size(pointer_uri, pointer)
                 generation = write_json(storage_client, pointer_uri, pointer, if_generation_match=generation)
             except GenerationMismatch as exc:
                 latest, latest_gen = read_champion(storage_client, pointer_uri)

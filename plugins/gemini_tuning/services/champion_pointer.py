@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from ..backends.gcs import MAX_JSON_BYTES, read_json
+from ..backends.gcs import ObjectTooLarge, json_size, read_json
+from ..core.constants import MAX_POINTER_BYTES
 from ..core.names import InvalidName, validate_resource_name
 from ..core.tuning import BACKENDS
 
 POINTER_FIELDS = ("backend", "tuned_model", "endpoint", "checkpoint_id", "display_name", "promoted_at", "run_id",
                   "dag_id", "metrics", "verdict_id", "policy_hash", "previous")
-MAX_POINTER_BYTES = MAX_JSON_BYTES  # 1 MiB: a pointer (with one previous champion inside) is a few KB
+# MAX_POINTER_BYTES (re-exported): core.constants', 64 KiB, the bound of every read and of the writes
+# (services.champion.promote / rollback refuse a larger pointer); a pointer is a few KB
 VIA_ROLLBACK = "rollback"
 
 
@@ -99,6 +101,15 @@ def validate_pointer(obj: dict, uri: str = "pointer") -> dict:
         raise ValueError(f"{uri} is not a champion pointer (needs backend in {BACKENDS} and tuned_model): "
                          f"{sorted(obj)}")
     return obj
+
+
+def check_pointer_size(pointer_uri: str, pointer: dict) -> None:
+    """Raise ``backends.gcs.ObjectTooLarge`` when ``pointer`` would be written larger than ``MAX_POINTER_BYTES``
+    (``core.constants``): every reader (the services, the UI) refuses a larger one, so the writer refuses it first,
+    before anything is written."""
+    size = json_size(pointer)
+    if size > MAX_POINTER_BYTES:
+        raise ObjectTooLarge(pointer_uri, size, MAX_POINTER_BYTES, "a champion pointer")
 
 
 # ----------------------------------------------------------------------------------------------- read

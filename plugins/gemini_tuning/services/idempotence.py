@@ -27,16 +27,21 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
-from ..backends import gcs
+from ..backends import gcs, retry
 from ..backends.contract import JobIdentity, TuningBackend
-from ..backends.errors import AlreadyExistsError, NotFoundError, is_transient
+from ..backends.errors import AlreadyExistsError, NotFoundError
 from ..core.identity import Decision, decide_launch
 from ..core.states import JobStatus
 from ..core.tuning import TuningSpec
 
 log = logging.getLogger(__name__)
+
+#: The paid create's retries (``backends.retry``, the package's one retry implementation): 3 calls at most, pauses
+#: drawn below 2 s then 4 s (a Retry-After honoured up to 30 s), no time bound; before each retry the job is looked
+#: up (:meth:`JobLauncher._create`), so an ambiguous failure whose create went through is never paid twice.
+CREATE_RETRY = retry.RetryPolicy(attempts=3, initial_delay=2.0, max_delay=30.0, total_seconds=None)
 
 
 class FingerprintChanged(RuntimeError):
@@ -107,8 +112,11 @@ class JobLauncher:
     :param policy: ``cancel_and_resubmit`` or ``fail``: what to do when a retry finds a live job with other inputs.
     :param task: dag_id, task_id, run_id, map_index, stored in the record for people reading it.
     :param create_grace_seconds: how long an intent without a job name may be a create still in flight.
-    :param create_attempts: create calls at most, each after looking the job up first.
-    :param sleep: the sleep function (tests pass a no-op).
+    :param create_attempts: create calls at most, each retry after looking the job up first (sets the attempts of
+        ``create_retry``).
+    :param create_retry: the create call's :class:`~gemini_tuning.backends.retry.RetryPolicy` (default
+        :data:`CREATE_RETRY`); only transient errors (``backends.errors.is_transient``) are retried.
+    :param sleep: the sleep function (tests pass a no-op): the grace wait and the create's retry pauses.
     :param continuation: ``{"raw", "model_version", "checkpoint_id"}`` kept in the record, so that a retry or a clear
         of the task reuses what the first try resolved ``continue_from`` to (a promotion in between must not
         make it a different job).
@@ -116,7 +124,8 @@ class JobLauncher:
 
     def __init__(self, backend: TuningBackend, store: IntentStore, *, key: str, fingerprint: str,
                  policy: str = "cancel_and_resubmit", task: dict | None = None, create_grace_seconds: float = 120.0,
-                 create_attempts: int = 3, sleep=time.sleep, continuation: dict | None = None):
+                 create_attempts: int | None = None, create_retry: retry.RetryPolicy | None = None, sleep=time.sleep,
+                 continuation: dict | None = None):
         self.continuation = continuation
         self.backend = backend
         self.store = store
@@ -125,7 +134,12 @@ class JobLauncher:
         self.policy = policy
         self.task = task or {}
         self.create_grace_seconds = create_grace_seconds
-        self.create_attempts = create_attempts
+        policy = create_retry or CREATE_RETRY
+        if create_attempts is not None:
+            policy = replace(policy, attempts=int(create_attempts))
+        if policy.attempts < 1:
+            raise ValueError(f"create_attempts must be >= 1, got {policy.attempts}")
+        self.create_retry = policy
         self.sleep = sleep
 
     def _identity(self, attempt: int | None) -> JobIdentity:
@@ -157,8 +171,21 @@ class JobLauncher:
             self.sleep(min(10.0, max(1.0, deadline - time.time())))
 
     def _create(self, spec: TuningSpec, attempt: int) -> JobStatus:
+        """Create the job, through ``backends.retry.call`` with :attr:`create_retry`: a transient failure is
+        retried after the pause, and each retry first looks the job up (an ambiguous failure - reset, timeout,
+        5xx - may have created it: then that job is returned, nothing is paid twice). A create refused as already
+        existing returns the job found under this identity."""
         identity = self._identity(attempt)
-        for n in range(1, self.create_attempts + 1):
+        calls = 0
+
+        def once() -> JobStatus:
+            nonlocal calls
+            calls += 1
+            if calls > 1:                       # the previous create failed ambiguously: did it go through?
+                job = self.backend.find(identity)
+                if job is not None:
+                    log.info("found %s created by the create call that failed", job.name)
+                    return job
             try:
                 return self.backend.create(spec, identity)
             except AlreadyExistsError:
@@ -166,15 +193,12 @@ class JobLauncher:
                 if job is not None:
                     return job
                 raise
-            except Exception as exc:
-                if not is_transient(exc) or n == self.create_attempts:
-                    raise
-                log.warning("create failed ambiguously (%s); checking whether the job exists before retrying", exc)
-                self.sleep(min(30.0, 2.0 ** n))
-                job = self.backend.find(identity)
-                if job is not None:
-                    return job
-        raise RuntimeError("create_attempts must be >= 1")
+
+        def on_retry(n: int, exc: BaseException, pause: float) -> None:
+            log.warning("create failed ambiguously (attempt %d: %s); checking whether the job exists before "
+                        "retrying in %.1fs", n, exc, pause)
+
+        return retry.call(self.create_retry, once, on_retry=on_retry, sleep=self.sleep)
 
     def launch(self, spec: TuningSpec) -> Launch:
         """Decide, record and (only when the decision says so) create. Returns the job and the decision."""

@@ -23,6 +23,8 @@ import time
 from functools import lru_cache
 
 from ..core.bounded_cache import byte_bounded_cache
+from ..core.constants import MAX_POINTER_BYTES
+from ..core.gcs_uri import gs_uri_matches
 from .fields import Undecodable, Unreadable
 from .status_cache import StatusCache
 from .views import ROLES, XCOM_KEYS, RunRecord, is_ours, job_ref, live_job
@@ -35,9 +37,10 @@ _SERDE_MARKERS = ("__classname__", "__type", "__var", "__data__")
 log = logging.getLogger(__name__)
 POINTER_TTL = 30.0
 MAX_REPORT_BYTES = 32 * 1024 * 1024
-MAX_POINTER_BYTES = 64 * 1024          # a champion pointer is about 1 KB
 MAX_RESULTS_BYTES = 64 * 1024 * 1024   # a results file the run page reads its examples from
 MAX_EXAMPLES = 20
+#: the object name of a report the UI serves: ``…/report/NAME.html`` (the bucket and the URI: ``core.gcs_uri``)
+_REPORT_OBJECT = re.compile(r"(.+/)?report/[^/]+\.html")
 MAX_BACKENDS = 32                      # status backends kept per process (one per allowed project and location)
 #: the examples cache keeps at most this many bytes of examples (by their JSON size), and 256 results files
 EXAMPLES_CACHE_BYTES = 32 * 1024 * 1024
@@ -352,7 +355,7 @@ def report_html(report_uri: str) -> bytes:
     the api-server must never serve one of its own files."""
     from ..backends import gcs
 
-    if not re.match(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/(.+/)?report/[^/]+\.html$", str(report_uri)):
+    if not gs_uri_matches(report_uri, _REPORT_OBJECT):
         raise ValueError(f"not a report in GCS: {report_uri!r}")
 
     with gcs.open_source(report_uri, storage()) as f:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ..core.constants import GATE_XCOM, JOB_XCOM
+from ..core.gcs_uri import gs_uri_matches
 from ..core.tuning import BACKENDS
 from . import fields as F
 from .fields import Unreadable
@@ -27,14 +29,14 @@ ROLES = {
     "GeminiTuningReportOperator": "report",
 }
 STEP_ORDER = ("prepare", "tune", "evaluate", "gate", "approval", "promote", "delete", "rollback", "report")
-JOB_XCOM = "gemini_tuning_job"
-XCOM_KEYS = ("return_value", "gate", JOB_XCOM)
+XCOM_KEYS = ("return_value", GATE_XCOM, JOB_XCOM)
 #: where a "tuning job in the console" link may point (the backends' ``console_url``); any other URL is not linked
 CONSOLE_PREFIXES = ("https://console.cloud.google.com/", "https://aistudio.google.com/")
 ACTIVE_TASK_STATES = ("running", "deferred", "up_for_retry", "queued", "scheduled")
-#: a champion pointer (or a prefix it is derived from) named by XCom or conf: gs://BUCKET/…/NAME.json
-_POINTER_URI = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^\s?#\x00-\x1f]{1,900}\.json$")
-_PREFIX_URI = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^\s?#\x00-\x1f]{0,900})?$")
+#: the object name of a champion pointer (or a prefix it is derived from) named by XCom or conf: gs://BUCKET/…/NAME.json
+#: (the bucket and the URI itself: ``core.gcs_uri``)
+_POINTER_OBJECT = re.compile(r"[^\s?#\x00-\x1f]{1,900}\.json")
+_PREFIX_OBJECT = re.compile(r"[^\s?#\x00-\x1f]{0,900}")
 
 
 @dataclass
@@ -76,7 +78,7 @@ def is_ours(rec: RunRecord) -> bool:
 def _pointer_uri(value, where: str) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or ".." in value or not _POINTER_URI.match(value):
+    if not isinstance(value, str) or ".." in value or not gs_uri_matches(value, _POINTER_OBJECT):
         raise Unreadable(where, f"is {F.kind(value)}, expected a gs://BUCKET/…/NAME.json champion pointer URI")
     return value
 

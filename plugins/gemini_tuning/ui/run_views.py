@@ -9,13 +9,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from ..core.constants import GATE_XCOM
+from ..core.gcs_uri import gs_uri_matches
 from ..core.states import JobStatus
-from ..core.vocabulary import DEFAULT_PRIMARY_METRIC
+from ..core.vocabulary import DEFAULT_PRIMARY_METRIC, SUMMARY_METRIC_NAMES
 from . import fields as F
 from .fields import Unreadable
-from .records import _PREFIX_URI, STEP_ORDER, RunRecord, _job, pipeline_key
+from .records import _PREFIX_OBJECT, STEP_ORDER, RunRecord, _job, pipeline_key
 
-SUMMARY_METRICS = ("normalized_match", "exact_match", "rouge_l_f1", "label_accuracy", "macro_f1")
+#: the metrics of the run page's chart: everything a summary may hold, in the report's order (the gate's primary
+#: metric may be any of them, e.g. ``contains`` or ``item_metric``: the chart must show what the gate decided on)
+SUMMARY_METRICS = SUMMARY_METRIC_NAMES
 #: the gate's decisions (``core.gate.DECISIONS``; a unit test checks they agree) and how the page says them
 GATE_DECISIONS = ("promote", "delete", "no_decision")
 DECISION_LABELS = {"promote": "promote", "delete": "delete", "no_decision": "no decision"}
@@ -176,7 +180,7 @@ def evaluation_view(rec: RunRecord) -> dict | None:
 # ------------------------------------------------------------------------------------------------ gate, decision
 def gate_view(rec: RunRecord) -> dict | None:
     """The gate's XCom: decision (one of :data:`GATE_DECISIONS`), summary and rules, checked."""
-    value = rec.value("gate", "gate")
+    value = rec.value("gate", GATE_XCOM)
     if value is None:
         return None
     w = "gate"
@@ -237,7 +241,8 @@ def _params(rec: RunRecord) -> dict:
 
 def _gcs_prefix(rec: RunRecord) -> str | None:
     prefix = rec.conf.get("gcs_prefix")
-    return prefix if isinstance(prefix, str) and ".." not in prefix and _PREFIX_URI.match(prefix) else None
+    return prefix if isinstance(prefix, str) and ".." not in prefix and gs_uri_matches(prefix, _PREFIX_OBJECT) \
+        else None
 
 
 # ------------------------------------------------------------------------------------------------ one run

@@ -21,8 +21,9 @@ the client from an Airflow connection with ``GCSHook(...).get_conn()``). Import 
 
 Every read that holds a whole object in memory first compares the object's size (its metadata, or the local
 file's) with a ``max_bytes`` argument and raises :class:`ObjectTooLarge` (naming the object, its size and the limit)
-before downloading: JSON records (pointer, intent, verdict) :data:`MAX_JSON_BYTES` (1 MiB), training-metrics files
-:data:`MAX_METRICS_BYTES` (32 MiB); the callers pass their own for larger data (evaluation results, prompt sets).
+before downloading: JSON records (intent, verdict) :data:`MAX_JSON_BYTES` (1 MiB; a champion pointer
+``core.constants.MAX_POINTER_BYTES``), training-metrics files :data:`MAX_METRICS_BYTES` (32 MiB); the callers
+pass their own for larger data (evaluation results, prompt sets).
 
 :data:`DEFAULT_PART_SIZE` is read from this package whenever a :class:`StagedUpload` is made without a
 ``part_size``, so setting ``gcs.DEFAULT_PART_SIZE`` here takes effect.
@@ -31,7 +32,7 @@ before downloading: JSON records (pointer, intent, verdict) :data:`MAX_JSON_BYTE
 from __future__ import annotations
 
 from .errors import ContentMismatch, GenerationMismatch, ObjectTooLarge
-from .records import MAX_JSON_BYTES, MAX_METRICS_BYTES, read_json, read_texts_plan, write_bytes, write_json
+from .records import MAX_JSON_BYTES, MAX_METRICS_BYTES, json_size, read_json, read_texts_plan, write_bytes, write_json
 from .streams import READ_CHUNK_SIZE, CountingReader, ProgressLog, open_source, read_bytes, read_jsonl
 from .upload import DEFAULT_PART_SIZE, MAX_COMPOSE_SOURCES, SHA256_KEY, StagedUpload, UploadResult, upload_create_only
 from .uris import browser_url, gs_uri, parse_gs_uri, rest_base_url
@@ -52,6 +53,7 @@ __all__ = [
     "UploadResult",
     "browser_url",
     "gs_uri",
+    "json_size",
     "open_source",
     "parse_gs_uri",
     "read_bytes",

@@ -22,7 +22,8 @@ class ContentMismatch(Exception):
 
 
 class ObjectTooLarge(ValueError):
-    """An object or local file is larger than a read allows; raised before it is downloaded."""
+    """An object or local file is larger than a read allows (raised before it is downloaded), or a record larger
+    than its readers allow (raised by its writer before it is uploaded: ``services.champion_pointer``)."""
 
     def __init__(self, uri: str, size: int, max_bytes: int, what: str = "this read"):
         self.uri, self.size, self.max_bytes = uri, size, max_bytes

@@ -2,7 +2,8 @@
 derived objects written whole (:func:`write_bytes`), and the triggerer's REST reads of training-metrics files.
 
 A failed swap raises :class:`~.errors.GenerationMismatch`. Record reads are bounded: :data:`MAX_JSON_BYTES`
-(1 MiB) for a pointer, intent or verdict, :data:`MAX_METRICS_BYTES` (32 MiB) for one training-metrics file.
+(1 MiB) by default for an intent or verdict (a champion pointer: ``core.constants.MAX_POINTER_BYTES``, which its
+writer checks first with :func:`json_size`), :data:`MAX_METRICS_BYTES` (32 MiB) for one training-metrics file.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ def read_json(client: Client, uri: str, *, max_bytes: int = MAX_JSON_BYTES,
 
 def _dump(obj: dict) -> bytes:
     return json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=False).encode() + b"\n"
+
+
+def json_size(obj: dict) -> int:
+    """How many bytes :func:`write_json` writes for ``obj`` (a writer checks its readers' bound with it first)."""
+    return len(_dump(obj))
 
 
 def write_json(client: Client, uri: str, obj: dict, *, if_generation_match: int) -> int:

@@ -3,31 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
 from urllib.parse import quote
 
-# Bucket names: 3-63 chars per dot-separated name (up to 222 in all), lowercase letters, digits, - _ .
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+from ...core.gcs_uri import split_gs_uri
 
-
-def parse_gs_uri(uri: str, *, object_required: bool = False) -> tuple[str, str]:
-    """Split ``gs://bucket/name`` into ``("bucket", "name")``; the name is returned as written.
-
-    A bare bucket or a prefix (``gs://bucket``, ``gs://bucket/dir/``) is accepted unless ``object_required``,
-    which demands an object name (not empty, not ending in ``/``).
-    """
-    if not isinstance(uri, str):
-        raise ValueError(f"expected a gs:// URI string, got {type(uri).__name__}: {uri!r}")
-    if not uri.startswith("gs://"):
-        raise ValueError(f"not a gs:// URI: {uri!r} (expected gs://bucket/object)")
-    bucket, _, name = uri[5:].partition("/")
-    if not _BUCKET_RE.match(bucket) or ".." in bucket:
-        raise ValueError(f"invalid bucket name {bucket!r} in {uri!r} (3-63 characters: a-z 0-9 - _ .)")
-    if object_required and (not name or name.endswith("/")):
-        raise ValueError(f"{uri!r} names no object (expected gs://bucket/path/to/object)")
-    if "\n" in name or "\r" in name or len(name.encode()) > 1024:
-        raise ValueError(f"invalid object name in {uri!r} (a line break, or longer than 1024 bytes)")
-    return bucket, name
+#: ``gs://bucket/name`` -> ``("bucket", "name")`` with clear errors: the core's one parser
+#: (``core.gcs_uri.split_gs_uri``; the bucket-name rule is ``core.gcs_uri.BUCKET_PATTERN``).
+parse_gs_uri = split_gs_uri
 
 
 def gs_uri(bucket: str, name: str) -> str:

@@ -133,7 +133,7 @@ from .limits import (
 )
 from .lines import DecompressedTooLarge, LongLine, iter_lines
 from .options import DatasetOptions
-from .prepare import PrepareResult, prepare_dataset, prepare_validation_dataset
+from .prepare import PrepareResult, line_ranges, prepare_dataset, prepare_validation_dataset, source_lines
 from .targets import check_validation_target
 
 __all__ = [
@@ -158,6 +158,8 @@ __all__ = [
     "check_validation_target",
     "iter_lines",
     "normalize_prompt",
+    "line_ranges",
     "prepare_dataset",
+    "source_lines",
     "prepare_validation_dataset",
 ]

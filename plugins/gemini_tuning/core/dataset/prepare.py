@@ -8,6 +8,7 @@ path's bookkeeping lives in :class:`~gemini_tuning.core.dataset.run._Run`.
 
 from __future__ import annotations
 
+import bisect
 import gzip
 import hashlib
 import zlib
@@ -27,7 +28,7 @@ from .schema import _encode, _typed_decode, _vertex_decode
 from .stats import _distribution
 from .targets import _file_rules, _validation_file_rules, check_validation_target
 
-__all__ = ["PrepareResult", "prepare_dataset", "prepare_validation_dataset"]
+__all__ = ["PrepareResult", "line_ranges", "prepare_dataset", "prepare_validation_dataset", "source_lines"]
 
 _BOM = b"\xef\xbb\xbf"
 # 256 KiB for writes, like the reads of iter_lines: small enough to stay in the L2 cache, big enough to make
@@ -50,6 +51,9 @@ class PrepareResult:
     :param warnings: warning-severity issues, at most ``max_errors`` listed per rule plus one summary each.
     :param leaked_lines: lines whose user prompt equals an evaluation prompt.
     :param formats: detected input format -> number of lines.
+    :param train_lines: the source file's line (1-based) of each training example written, in order: the service
+        reports dropped examples by their index in the written file, and :func:`source_lines` maps them back.
+        Not in :meth:`to_dict` (one number per example); :func:`line_ranges` is its compact form.
     """
 
     train_count: int
@@ -63,10 +67,43 @@ class PrepareResult:
     warnings: list[Issue] = field(default_factory=list)
     leaked_lines: list[int] = field(default_factory=list)
     formats: dict[str, int] = field(default_factory=dict)
+    train_lines: array = field(default_factory=lambda: array("I"), repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        """JSON-able form (for XCom or a report)."""
-        return asdict(self)
+        """JSON-able form (for XCom or a report), without ``train_lines``."""
+        return {k: v for k, v in asdict(self).items() if k != "train_lines"}
+
+
+def line_ranges(lines: Iterable[int]) -> list[list[int]]:
+    """Source lines as ``[[first, count], ...]`` runs of consecutive lines (a file with few lines left out or split
+    off is a handful of runs)."""
+    out: list[list[int]] = []
+    for ln in lines:
+        if out and out[-1][0] + out[-1][1] == ln:
+            out[-1][1] += 1
+        else:
+            out.append([int(ln), 1])
+    return out
+
+
+def source_lines(ranges: list, indices: Iterable[int]) -> dict[int, int | None]:
+    """1-based indices into the written training file -> the source file's line (None past its end), from
+    :func:`line_ranges`' runs."""
+    starts, firsts = [], []
+    n = 0
+    for first, count in ranges:
+        starts.append(n)
+        firsts.append(int(first))
+        n += int(count)
+    out: dict[int, int | None] = {}
+    for i in indices:
+        k = int(i) - 1
+        if not 0 <= k < n:
+            out[int(i)] = None
+            continue
+        r = bisect.bisect_right(starts, k) - 1
+        out[int(i)] = firsts[r] + (k - starts[r])
+    return out
 
 
 def prepare_dataset(
@@ -166,6 +203,8 @@ def _prepare(lines: Iterable[bytes], source_name: str, options: DatasetOptions, 
     train_count = val_count = dropped = duplicates = 0
     train_tokens = 0
     leaked = array("I")
+    train_lines = array("I")
+    train_line = train_lines.append
     blank_start = 0
     nonblank = 0
     ln = 0
@@ -252,6 +291,7 @@ def _prepare(lines: Iterable[bytes], source_name: str, options: DatasetOptions, 
                     add(ln, "file-too-large", f"the validation file exceeds {VERTEX_MAX_FILE_BYTES:,} bytes here")
                 continue
             train_count += 1
+            train_line(ln)
             train_tokens += (total_c + 3) >> 2  # ceil(total_c / CHARS_PER_TOKEN)
             train_bytes += len(out) + 1
             if eval_set is not None:
@@ -336,5 +376,6 @@ def _prepare(lines: Iterable[bytes], source_name: str, options: DatasetOptions, 
         warnings=warnings,
         leaked_lines=list(leaked),
         formats=dict(run.formats),
+        train_lines=train_lines,
     )
 

@@ -14,7 +14,13 @@ How it works
        can fail; above a limit the try is refused;
     4. ``continue_from`` resolved to an exact model version and checkpoint (``services.continuation``), or what an
        earlier try of the same task instance resolved it to (kept in its intent record);
-    5. the spec validated, then the launcher (``services.idempotence``): reattach, return, or create.
+    5. the base model (Vertex AI, a fresh tuning that no earlier try has started a job for): asked of the service
+       (``publishers/google/models/{id}``); one it does not serve (404: retired, or not offered in this location)
+       is refused, naming the model, the location and what to do. The shipped lifecycle table
+       (``core.lifecycle``) adds the retirement date: published as ``base_model`` and logged as a warning within
+       ``retirement_warn_days`` of the tuning block (the table may be out of date, the service is not: only the
+       service's answer refuses);
+    6. the spec validated, then the launcher (``services.idempotence``): reattach, return, or create.
 
     A refusal raises :class:`Refused` (nothing was created, and a retry would not change that). The job's deadline
     is its own clock: created + timeout, the same for every retry that reattaches to it.
@@ -30,7 +36,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timezone
 from typing import Any
 
 from ...backends import gcs
@@ -131,6 +137,9 @@ class TuningRequest:
     :param job_timeout_seconds: how long the job may run, from its create time.
     :param run_type: the DAG run's type, for the guard.
     :param api_base_url: the endpoint in use (None: Google's), for the guard.
+    :param lifecycle_table: a deployment's model lifecycle table (JSON, ``core.lifecycle``); None: the shipped one.
+    :param retirement_warn_days: warn this many days before the base model's tuning block (or retirement).
+    :param today: the day the lifecycle table is read for (None: today, UTC).
     """
 
     spec: TuningSpec
@@ -145,6 +154,9 @@ class TuningRequest:
     job_timeout_seconds: float = 86400.0
     run_type: str | None = None
     api_base_url: str | None = None
+    lifecycle_table: str | None = None
+    retirement_warn_days: int = 60
+    today: date | None = None
 
 
 @dataclass(frozen=True)
@@ -203,9 +215,73 @@ class TuningRun:
                                    checkpoint_id=continuation.checkpoint_id if continuation else None)
         spec.validate()
         backend = self._backend(spec.backend)
+        if continuation is None:
+            self.check_base_model(backend, spec, state_uri, publish)
         launch = self._launcher(spec, backend, state_uri, continuation).launch(spec)
         return Started(launch.status, launch.decision.action, backend,
                        deadline_of(launch.status, req.job_timeout_seconds), estimate)
+
+    def check_base_model(self, backend, spec: TuningSpec, state_uri: str,
+                         publish: Callable[[str, Any], None]) -> dict | None:
+        """Step 5 of the module docstring: the base model, with the service and the lifecycle table.
+
+        Skipped for a backend without ``base_model`` (the Gemini API: it lists no tunable model today) and when an
+        earlier try of this task instance recorded a job (a retry reattaches to it whatever the base's state now;
+        refusing would orphan a running job). Publishes ``("base_model", {model, location, served, retirement,
+        days_left, state, message, table_as_of})``.
+
+        :raises Refused: the service does not serve the model (nothing was created).
+        """
+        from ...backends.errors import NotFoundError
+        from ...core import lifecycle
+
+        ask = getattr(backend, "base_model", None)
+        if ask is None or self._job_recorded(state_uri):
+            return None
+        req, model = self.request, spec.base_model
+        location = getattr(backend, "location", None) or req.location
+        try:
+            table = lifecycle.load_table(req.lifecycle_table)
+        except (OSError, ValueError) as exc:
+            raise Refused(f"nothing was created: the model lifecycle table cannot be read: {exc}") from exc
+        status = lifecycle.base_status(model, req.today or datetime.now(timezone.utc).date(), table,
+                                       warn_days=int(req.retirement_warn_days))
+        info = {"model": model, "location": location, "state": status.state, "message": status.message,
+                "retirement": status.retirement.isoformat() if status.retirement else None,
+                "tuning_blocked_from": status.tuning_blocked_from.isoformat() if status.tuning_blocked_from else None,
+                "days_left": status.days_left, "table_as_of": table.as_of.isoformat(), "served": None}
+        try:
+            ask(model)
+        except NotFoundError as exc:
+            info["served"] = False
+            publish("base_model", info)
+            row = lifecycle.resolve_model(model, table)
+            tunable = [r for r in (row.replacements if row else ()) if getattr(table.models.get(r), "tunable", None)]
+            instead = (f"{' or '.join(tunable)} (Google's listed replacements that the table lists as tunable)"
+                       if tunable else f"a currently tunable model such as {lifecycle.DEFAULT_BASE_MODEL}")
+            known = f"; the lifecycle table (as of {table.as_of}) says: {status.message}" \
+                if status.state != "unknown" else ""
+            raise Refused(f"nothing was created: base model {model} is not served in {location} (Vertex AI "
+                          f"answered {exc.code} {exc.status or ''}: {exc.message}). It is retired, not yet released "
+                          f"or not offered in this location{known}. Set base_model to {instead}, or choose a "
+                          "location that offers it.") from exc
+        info["served"] = True
+        publish("base_model", info)
+        if status.state in ("warn", "blocked", "retired"):
+            self.log.warning("base model %s (%s): %s", model, location, status.message)
+        else:
+            self.log.info("base model %s is served in %s; %s", model, location, status.message)
+        return info
+
+    def _job_recorded(self, state_uri: str) -> bool:
+        from ..idempotence import IntentStore
+
+        try:
+            intent, _ = IntentStore(self._storage(), state_uri).read(self.request.task.key)
+        except Exception as exc:  # noqa: BLE001 - the launcher reads it again and raises what is wrong
+            self.log.debug("intent record not readable before the base-model check: %s", exc)
+            return False
+        return intent is not None and bool(intent.job_name)
 
     def budget(self, publish: Callable[[str, Any], None]) -> BudgetEstimate | None:
         """The budget limits against the estimate; publishes the estimate.

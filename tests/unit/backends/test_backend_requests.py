@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -19,6 +18,7 @@ from gemini_tuning.backends.errors import (
 from gemini_tuning.backends.vertex import VertexTuningBackend, job_status, parse_metrics
 from gemini_tuning.core.states import JobStatus
 from gemini_tuning.core.tuning import TuningSpec
+from harness.paths import UNIT_DATA
 
 pytestmark = pytest.mark.fast
 
@@ -172,7 +172,7 @@ async def test_async_retry_awaits_what_a_lambda_returns_and_retries_it():
 
 
 # ---------------------------------------------------------------------------------------------- REST poll parity
-JOBS_JSON = Path(__file__).parent / "data" / "vertex_tuning_jobs.json"
+JOBS_JSON = UNIT_DATA / "vertex_tuning_jobs.json"
 
 
 def genai_parse(body: dict):
@@ -201,6 +201,10 @@ def test_rest_parse_reads_every_field_it_needs():
     assert (running.completed_steps, running.total_steps, running.progress_percent) == (46, 135, 34.1)
     assert running.sub_state == "TUNING_JOB_STATE_TUNING" and running.metrics_uri == "gs://b/metrics/112/"
     assert running.example_count == 360 and running.create_time == "2026-11-30T10:00:00+00:00"
+    assert running.billable_tokens == 91234 and running.dropped_count == 2
+    assert [i for i, _ in running.dropped] == [7, 311] and "140000 tokens" in running.dropped[0][1]
+    assert JobStatus.from_summary(running.summary()).dropped == running.dropped
+    assert succeeded.dropped == () and succeeded.dropped_count is None
     assert succeeded.completed_steps == 135 and succeeded.endpoint.endswith("/endpoints/7")
     assert succeeded.tuned_model.endswith("/models/9@1")
     continued = parse_job(json.loads(JOBS_JSON.read_text())[-1])

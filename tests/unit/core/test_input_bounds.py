@@ -18,7 +18,7 @@ from gemini_tuning.core import dataset as D
 from gemini_tuning.core.dataset import DatasetOptions, iter_lines, prepare_dataset
 from gemini_tuning.core.issues import DataValidationError
 from gemini_tuning.core.promptset import parse_prompt_set
-from tests.conftest import BUCKET
+from harness.clients import BUCKET
 
 pytestmark = pytest.mark.fast
 
@@ -140,10 +140,10 @@ def test_read_json_and_the_champion_pointer_refuse_large_objects(gcs_client, upl
     with pytest.raises(gcs.ObjectTooLarge, match=r"has 2,\d{3} bytes, more than the 1,000 allowed for a JSON"):
         gcs.read_json(gcs_client, big, max_bytes=1000)
     assert gcs.read_json(gcs_client, big, max_bytes=5000)[0]["tuned_model"] == "m"
-    huge = upload(b'{"backend": "vertex", "tuned_model": "m", "pad": "' + b"x" * (1 << 20) + b'"}')
+    huge = upload(b'{"backend": "vertex", "tuned_model": "m", "pad": "' + b"x" * (1 << 16) + b'"}')
     with pytest.raises(gcs.ObjectTooLarge) as info:
         read_champion(gcs_client, huge)
-    assert str(info.value) == f"{huge} has 1,048,628 bytes, more than the 1,048,576 allowed for a champion pointer " \
+    assert str(info.value) == f"{huge} has 65,588 bytes, more than the 65,536 allowed for a champion pointer " \
                               "(max_bytes)"
 
 

@@ -1,4 +1,4 @@
-"""Real Airflow 3.3 services, for the integration tests and the local cluster (``scripts/cluster.py``).
+"""Real Airflow 3.3 services, for the integration tests and the local cluster (:mod:`harness.cluster`).
 
 ``AirflowServices`` starts, by default, the four components of a LocalExecutor deployment on SQLite --
 ``api-server``, ``scheduler`` (parallelism 4), ``dag-processor`` and ``triggerer`` -- each as its own ``airflow``
@@ -71,8 +71,8 @@ from urllib.parse import quote
 import httpx
 import psutil
 
-ROOT = Path(__file__).resolve().parents[1]
-TESTS_INTEGRATION = ROOT / "tests" / "integration"   # helper modules the test DAGs import by bare name
+from harness.paths import ROOT, TESTS
+
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 # Key of each component in GET /api/v2/monitor/health (the api-server is healthy when it answers). Components named
 # "triggerer-N" report under "triggerer" (the health endpoint shows the newest heartbeat of all triggerers).
@@ -255,10 +255,10 @@ class AirflowServices:
             for k, v in os.environ.items()
             if not k.startswith(("AIRFLOW", "_AIRFLOW", "PYTEST_"))
         }
-        # The project root (``emulator``, ``plugins``-independent helpers) and this directory (helper modules
-        # next to the tests import by bare name, as under pytest). NB ``tests.*`` itself is NOT importable:
-        # looker_sdk installs a regular ``tests`` package in site-packages that shadows our namespace dir.
-        pythonpath = [str(ROOT), str(TESTS_INTEGRATION), *self.extra_pythonpath]
+        # The project root (``emulator``) and ``tests/`` (the ``harness`` package: e.g. the cluster's
+        # ``hostname_callable``), as under pytest. NB ``tests.*`` itself is NOT importable: looker_sdk installs
+        # a regular ``tests`` package in site-packages that shadows our namespace dir.
+        pythonpath = [str(ROOT), str(TESTS), *self.extra_pythonpath]
         pythonpath += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         secret = uuid.uuid4().hex + uuid.uuid4().hex
         env.update(

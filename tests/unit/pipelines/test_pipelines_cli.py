@@ -7,14 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from harness.paths import PIPELINE_FILES, ROOT
+
 pytestmark = pytest.mark.fast
 
-ROOT = Path(__file__).resolve().parents[2]
-FILES = Path(__file__).resolve().parent / "pipeline_files"
+FILES = PIPELINE_FILES
 
 
 def check(*args: str) -> subprocess.CompletedProcess:

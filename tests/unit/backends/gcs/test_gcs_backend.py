@@ -13,7 +13,7 @@ import pytest
 from google.api_core.exceptions import Forbidden, InternalServerError, NotFound
 
 from gemini_tuning.backends import gcs
-from tests.conftest import BUCKET
+from harness.clients import BUCKET
 
 pytestmark = pytest.mark.fast
 

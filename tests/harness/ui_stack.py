@@ -1,8 +1,8 @@
 """A real Airflow (api-server, scheduler, dag-processor, triggerer) with this package's plugin and the pipeline
 DAG, against an emulator in its own process: what the UI tests drive with Chromium.
 
-``python tests/integration/ui_stack.py`` starts one and prints its URLs and a login token, for poking at the page
-by hand (Ctrl-C stops it).
+``python -m harness.ui_stack`` starts one and prints its URLs and a login token, for poking at the page by hand
+(Ctrl-C stops it).
 """
 
 from __future__ import annotations
@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-from airflow_services import AirflowServices  # noqa: E402
+from harness.airflow_services import AirflowServices
+from harness.emulator_process import start_emulator, stop_emulator
+from harness.paths import DAGS, PLUGINS
 
 PROJECT, BUCKET = "ui-project", "gemini-tuning-ui"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -25,16 +23,12 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 @contextmanager
 def ui_stack(tmp: Path, *, time_scale: float = 0.12, extra_env: dict | None = None,
-             dag_files: tuple[Path, ...] = (ROOT / "dags" / "gemini_tuning_pipeline.py",),
+             dag_files: tuple[Path, ...] = (DAGS / "gemini_tuning_pipeline.py",),
              dag_ids: tuple[str, ...] = ("gemini_tuning_pipeline",)):
     """Yields ``(services, emulator_info)``; everything is stopped by process group afterwards. ``dag_files`` are
     linked into the stack's DAG folder; ``dag_ids`` are awaited."""
-    emu = subprocess.Popen([sys.executable, "-m", "emulator", "--port", "0", "--gcs-port", "0", "--data-dir",
-                            str(tmp / "emu"), "--default-bucket", BUCKET, "--time-scale", str(time_scale),
-                            "--log-level", "WARNING"], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                           start_new_session=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    emu, info = start_emulator(tmp / "emu", bucket=BUCKET, time_scale=time_scale)
     try:
-        info = json.loads(emu.stdout.readline())
         dags = tmp / "dags"
         dags.mkdir(exist_ok=True)
         for path in dag_files:
@@ -47,7 +41,7 @@ def ui_stack(tmp: Path, *, time_scale: float = 0.12, extra_env: dict | None = No
                "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": json.dumps({"conn_type": "google_cloud_platform",
                                                                 "extra": {"is_anonymous": True, "project": PROJECT}}),
                **(extra_env or {})}
-        services = AirflowServices(dags_folder=dags, plugins_folder=ROOT / "plugins", extra_env=env,
+        services = AirflowServices(dags_folder=dags, plugins_folder=PLUGINS, extra_env=env,
                                    home=tmp / "airflow")
         try:
             services.start()
@@ -57,8 +51,7 @@ def ui_stack(tmp: Path, *, time_scale: float = 0.12, extra_env: dict | None = No
         finally:
             services.stop()
     finally:
-        os.killpg(emu.pid, signal.SIGKILL)
-        emu.wait(10)
+        stop_emulator(emu)
 
 
 def upload(info: dict, name: str, data: bytes) -> str:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from gemini_tuning.pipelines.loader import load_file
 from gemini_tuning.pipelines.policy import RUN_FIELDS, PolicyViolation, check_conf, run_param_schemas
+from harness.paths import ROOT
 
 pytestmark = pytest.mark.fast
 
-ROOT = Path(__file__).resolve().parents[2]
 INCLUDE = ROOT / "include"
 
 

@@ -8,7 +8,8 @@ import sys
 
 import psutil
 import pytest
-from cluster import Cluster, ClusterState, _boot_id
+
+from harness.cluster import Cluster, ClusterState, _boot_id
 
 pytestmark = pytest.mark.fast
 

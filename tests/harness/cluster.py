@@ -32,10 +32,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from airflow_services import AirflowServices, Component, free_port, session_pids  # noqa: E402
+from harness.airflow_services import AirflowServices, Component, free_port, session_pids
+from harness.emulator_process import start_emulator
+from harness.paths import DAGS, PLUGINS, ROOT
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 DEFAULT_DIR = ROOT / ".cluster"
@@ -137,7 +136,7 @@ class Cluster:
     def __init__(self, directory: Path = DEFAULT_DIR, *, dags_folder: Path | None = None, time_scale: float = 0.02,
                  extra_env: dict[str, str] | None = None, persistent: bool = False):
         self.dir = Path(directory).resolve()
-        self.dags_folder = Path(dags_folder or ROOT / "dags").resolve()
+        self.dags_folder = Path(dags_folder or DAGS).resolve()
         self.time_scale = time_scale
         self.extra_env = extra_env or {}
         self.persistent = persistent
@@ -281,12 +280,8 @@ class Cluster:
 
     def _start_emulator(self) -> None:
         log = open(self.dir / "emulator.log", "ab")  # noqa: SIM115 - the emulator writes it until it stops
-        self.emulator_proc = subprocess.Popen(
-            [sys.executable, "-m", "emulator", "--port", "0", "--gcs-port", "0", "--data-dir",
-             str(self.dir / "emulator"), "--default-bucket", BUCKET, "--time-scale", str(self.time_scale),
-             "--log-level", "WARNING"], cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True,
-            start_new_session=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-        self.state.emulator = json.loads(self.emulator_proc.stdout.readline())
+        self.emulator_proc, self.state.emulator = start_emulator(self.dir / "emulator", bucket=BUCKET,
+                                                                 time_scale=self.time_scale, stderr=log)
         self.state.sessions["emulator"] = [self.emulator_proc.pid]
         self._save()
 
@@ -317,7 +312,7 @@ class Cluster:
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://airflow:airflow@127.0.0.1:{self.state.pg_port}/airflow",
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",
             "AIRFLOW__CORE__PARALLELISM": "16",
-            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "cluster_hostname.hostname",
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "harness.cluster_hostname.hostname",
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",    # no cron runs: runs are triggered
             "GEMINI_TUNING_EMULATOR_URL": emu["url"], "STORAGE_EMULATOR_HOST": emu["gcs_url"],
             "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": json.dumps({"conn_type": "google_cloud_platform",
@@ -327,10 +322,9 @@ class Cluster:
         }
 
     def _start_airflow(self) -> None:
-        self.services = AirflowServices(dags_folder=self.dags_folder, plugins_folder=ROOT / "plugins",
+        self.services = AirflowServices(dags_folder=self.dags_folder, plugins_folder=PLUGINS,
                                         home=self.dir / "airflow", extra_env=self._airflow_env(),
-                                        components=self._components(), startup_timeout=240.0,
-                                        extra_pythonpath=[ROOT / "scripts"])
+                                        components=self._components(), startup_timeout=240.0)
         self.state.airflow_home = str(self.services.home)
         self.state.api_port = self.services.api_port
         try:

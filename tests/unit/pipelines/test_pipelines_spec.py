@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from gemini_tuning.pipelines.loader import Pipeline, PipelineFileError, load_file, load_folder
+from harness.paths import PIPELINE_FILES, ROOT
 
 pytestmark = pytest.mark.fast
 
-ROOT = Path(__file__).resolve().parents[2]
-BROKEN = Path(__file__).resolve().parent / "pipeline_files" / "broken"
+BROKEN = PIPELINE_FILES / "broken"
 
 # file name -> (field path, a fragment of the rule, line or None)
 EXPECTED = {

@@ -3,96 +3,25 @@
 from __future__ import annotations
 
 import json
-import random
+import os
 import re
 import subprocess
 import sys
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 
-from gemini_tuning.core.gate import GateConfig, decide
-from gemini_tuning.core.metrics import Answer, score_all, summarize
-from gemini_tuning.core.promptset import Prompt
 from gemini_tuning.services import reporting as report
 from gemini_tuning.services.report.examples import classify
 from gemini_tuning.services.reporting import MAX_EXAMPLE_ROWS, render_report
+from harness.page_text import x_tick_labels
+from harness.paths import PLUGINS, ROOT, TESTS
+from harness.report_data import MALICIOUS, build_data
 
 pytestmark = pytest.mark.fast
 
-DEMO = Path(__file__).resolve().parents[2] / "include" / "demo"
 CHART_RE = re.compile(r'<svg class="chart[^"]*" role="img" aria-label="([^"]*)" width="(\d+)" height="(\d+)"'
                       r'.*?</svg>', re.S)
-MALICIOUS = "<script>alert(1)</script>"
-LABELS = ("billing", "shipping", "technical", "account", "refund", "other")
-
-
-# ------------------------------------------------------------------------------------------ data
-
-def _answers(prompts, rng, p_right, p_error, who):
-    out = {}
-    for p in prompts:
-        if rng.random() < p_error:
-            out[p.id] = Answer(p.id, None, "503 UNAVAILABLE: backend overloaded", None)
-            continue
-        hard = "hard" in p.tags or "ambiguous" in p.tags
-        right = rng.random() < (p_right - (0.2 if hard else 0))
-        text = p.reference if right else rng.choice([x for x in LABELS if x != p.reference])
-        if who == "champion" and right and rng.random() < 0.3:
-            text = p.reference.capitalize() + "."  # normalized match, not exact
-        out[p.id] = Answer(p.id, text, None, rng.uniform(0.3, 1.6))
-    return out
-
-
-def build_data(*, n_prompts=120, champion=True, malicious=False, seed=7, p_challenger=0.95, p_champion=0.75,
-               challenger_error_rate=0.01) -> dict:
-    """Report input made by the real metrics and gate from the demo prompt set and simulated answers."""
-    rows = [json.loads(x) for x in (DEMO / "eval_prompts.jsonl").read_text().splitlines() if x.strip()][:n_prompts]
-    prompts = [Prompt(f"p{i:03d}", r["prompt"], r["reference"], None, tuple(r["tags"])) for i, r in enumerate(rows)]
-    if malicious:
-        prompts[0] = Prompt("p000", MALICIOUS + " & \"quotes\"", prompts[0].reference, None, ("<b>tag</b>",))
-    rng = random.Random(seed)
-    ans_ch = _answers(prompts, rng, p_challenger, challenger_error_rate, "challenger")
-    ans_cp = _answers(prompts, rng, p_champion, 0.02, "champion") if champion else None
-    if malicious:
-        ans_ch["p000"] = Answer("p000", "<img src=x onerror=alert(2)>", None, 0.5)
-    sum_ch = summarize(prompts, ans_ch)
-    sum_cp = summarize(prompts, ans_cp) if champion else None
-    sc_ch = {s.prompt_id: s for s in score_all(prompts, ans_ch)}
-    sc_cp = {s.prompt_id: s for s in score_all(prompts, ans_cp)} if champion else {}
-    gate = decide(list(sc_ch.values()), list(sc_cp.values()) if champion else None,
-                  GateConfig(min_prompts=20, thresholds={"normalized_match": 0.6, "macro_f1": 0.5}),
-                  challenger_summary=sum_ch).to_dict()
-    examples = []
-    for p in prompts:
-        a, b = ans_ch[p.id], (ans_cp or {}).get(p.id)
-        sa, sb = sc_ch[p.id], sc_cp.get(p.id)
-        examples.append({
-            "prompt_id": p.id, "prompt": p.prompt, "reference": p.reference, "tags": list(p.tags),
-            "challenger": a.text, "champion": b.text if b else None,
-            "challenger_score": sa.scores["normalized_match"] if sa.scores else None,
-            "champion_score": sb.scores["normalized_match"] if sb and sb.scores else None,
-            "challenger_error": a.error, "champion_error": b.error if b else None})
-    loss = [[s, 1 + (s - 1) // 15, 2.4 * 0.93 ** s + 0.15 + 0.05 * rng.random()] for s in range(1, 46)]
-    return {
-        "title": "Gemini tuning: support-ticket router",
-        "dag_id": "gemini_tune_evaluate_promote", "run_id": "manual__2025-06-01T12:00:00+00:00",
-        "generated_at": "2025-06-01T13:05:42+00:00",
-        "tuning": {"backend": "vertex", "job_name": "projects/p/locations/us-central1/tuningJobs/123",
-                   "base_model": "gemini-2.0-flash-001", "tuned_model": "projects/p/locations/us-central1/models/9@1",
-                   "endpoint": "projects/p/locations/us-central1/endpoints/42", "loss_history": loss,
-                   "hyperparameters": {"epoch_count": 3, "learning_rate_multiplier": 1.0, "adapter_size": 4},
-                   "example_count": 360},
-        "evaluation": {"n_prompts": len(prompts), "results_uri": "gs://bucket/runs/r1/eval/results.jsonl",
-                       "models": {"challenger": "projects/p/locations/us-central1/models/9@1",
-                                  "champion": "projects/p/locations/us-central1/models/7@1" if champion else None},
-                       "summary": {"challenger": sum_ch, "champion": sum_cp}},
-        "gate": gate,
-        "decision": gate["decision"],
-        "action_taken": "promoted to champion" if gate["decision"] == "promote" else "deleted model and endpoint",
-        "examples": examples,
-    }
 
 
 @pytest.fixture(scope="module")
@@ -416,8 +345,6 @@ def test_report_data_passes_the_validation_history():
 
 def test_the_loss_chart_has_integer_step_ticks_and_marks_the_checkpoints(full):
     """Defect: the loss chart's x-axis ticks fell on fractional steps (8.8, 16.6, ...): integer steps only."""
-    from test_ui_pages import x_tick_labels
-
     data = json.loads(json.dumps(full))
     data["tuning"]["checkpoints"] = [{"checkpoint_id": str(k), "epoch": k, "step": 15 * k} for k in (1, 2, 3)]
     data["evaluation"]["best_checkpoint"] = {"checkpoint_id": "2", "metric": "normalized_match", "score": 0.81,
@@ -433,15 +360,12 @@ def test_the_loss_chart_has_integer_step_ticks_and_marks_the_checkpoints(full):
 
 def test_the_report_needs_no_matplotlib():
     """The charts are SVG drawn by ``services.report.charts``: rendering a full report imports no plotting library."""
-    probe = ("import sys, importlib.util; sys.path.insert(0, 'tests/unit'); "
-             "spec = importlib.util.spec_from_file_location('t', 'tests/unit/test_report.py'); "
-             "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
+    probe = ("import sys; from harness.report_data import build_data; "
              "from gemini_tuning.services.reporting import render_report; "
-             "assert render_report(m.build_data()).count('<svg') == 3; "
+             "assert render_report(build_data()).count('<svg') == 3; "
              "print(sorted(k for k in sys.modules if k.split('.')[0] in ('matplotlib', 'PIL')))")
-    root = Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=120,
-                         env={"PYTHONPATH": f"{root / 'plugins'}:{root}", "PATH": "/usr/bin:/bin"})
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": os.pathsep.join(map(str, (PLUGINS, ROOT, TESTS))), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
 

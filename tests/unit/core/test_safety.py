@@ -9,9 +9,9 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
-from conftest import DEMO, ROOT
 
 from gemini_tuning.core.safety import DEMO_BUCKET, REPO_DEMO_DIR, decide, is_demo_location, load_pipeline_config
+from harness.paths import DEMO, ROOT
 
 pytestmark = pytest.mark.fast
 
