@@ -56,6 +56,7 @@ EVALUATION = "{{ ti.xcom_pull(task_ids='evaluate') }}"
 GATE = "{{ ti.xcom_pull(task_ids='gate', key='" + GATE_XCOM + "') }}"
 GOOGLE = {"project_id": "{{ params.project_id }}", "location": "{{ params.location }}"}
 VERDICT = RUN_DIR + "/verdict.json"
+PREPARED = "{{ ti.xcom_pull(task_ids='prepare_dataset') }}"
 POINTER = "{{ params.gcs_prefix }}/champion.json"
 # the policy: the gate judges by it and promote checks the verdict was judged by it
 GATE_CONFIG = {"min_prompts": "{{ params.gate_min_prompts }}",
@@ -66,7 +67,8 @@ GATE_CONFIG = {"min_prompts": "{{ params.gate_min_prompts }}",
                "min_margin": "{{ params.gate_min_margin }}",
                "confidence": "{{ params.gate_confidence }}",
                "pairwise_min_decisive": "{{ params.gate_pairwise_min_decisive }}",
-               "pairwise_margin": "{{ params.gate_pairwise_margin }}"}
+               "pairwise_margin": "{{ params.gate_pairwise_margin }}",
+               "max_dropped_fraction": "{{ params.gate_max_dropped_fraction }}"}
 
 # the run Params and their demo defaults
 PARAMS = {
@@ -103,7 +105,18 @@ PARAMS = {
     "adapter_size": Param(4, enum=[1, 2, 4, 8, 16], title="Adapter size (Vertex)"),
     "batch_size": Param(None, type=["null", "integer"], minimum=1, maximum=64, title="Batch size (Gemini API)"),
     "display_name": Param("support-router", type="string", maxLength=40, title="Tuned model display name"),
-    "job_timeout_hours": Param(24, type="number", exclusiveMinimum=0, maximum=168, title="Tuning timeout (h)"),
+    "job_timeout_hours": Param(24, type="number", exclusiveMinimum=0, maximum=168, title="Tuning timeout (h)",
+                               description="counted from the job's first TUNING sub-state (Vertex): time waiting "
+                                           "for quota or capacity is not charged to it"),
+    "max_queue_hours": Param(None, type=["null", "number"], exclusiveMinimum=0, maximum=168,
+                             title="Most hours waiting for quota or capacity (Vertex)",
+                             description="past it the run fails and the job is cancelled; empty: no limit"),
+    "retirement_warn_days": Param(60, type="integer", minimum=0, maximum=365,
+                                  title="Warn this many days before the base model retires"),
+    "on_base_retirement": Param("rebase", enum=["rebase", "fail"], title="When the champion's base model retires",
+                                description="continue_from=champion and the champion's base within the warning "
+                                            "window, blocked or retired: rebase = tune the base model afresh "
+                                            "(judged against the champion); fail = stop"),
     "poll_policy": Param({"initial_seconds": 10, "min_seconds": 15, "max_seconds": 300}, type="object",
                          title="Status polling (seconds)",
                          description="initial, min (near the end), max (mid-job); see gemini_tuning.core.polling"),
@@ -158,6 +171,10 @@ PARAMS = {
                              title="Gate: confidence of the paired test against the champion"),
     "gate_pairwise_min_decisive": Param(10, type="integer", minimum=1,
                                         title="Gate: minimum non-tied judged pairs (pairwise judge)"),
+    "gate_max_dropped_fraction": Param(None, type=["null", "number"], minimum=0, maximum=1,
+                                       title="Gate: most of the training examples the service may drop",
+                                       description="Vertex's totalTruncatedExampleCount / tuningDatasetExampleCount; "
+                                                   "above it the candidate is deleted; empty: no rule"),
     "gate_pairwise_margin": Param(0.0, type="number", minimum=0, maximum=0.49,
                                   title="Gate: win rate must beat 0.5 + this (pairwise judge)"),
     # --- approval (after the gate says promote)
@@ -252,6 +269,9 @@ def pipeline_dag(dag_id: str = "gemini_tuning_pipeline", *, params: dict | None 
             labels={"pipeline": "gemini-tuning"},
             state_uri="{{ params.gcs_prefix }}/state",
             job_timeout="{{ params.job_timeout_hours * 3600 }}",
+            max_queue_hours="{{ params.max_queue_hours }}",
+            retirement_warn_days="{{ params.retirement_warn_days }}",
+            on_base_retirement="{{ params.on_base_retirement }}",
             poll_policy="{{ params.poll_policy }}",
             on_fingerprint_change="{{ params.on_fingerprint_change }}",
             continue_from="{{ params.continue_from }}",
@@ -299,7 +319,7 @@ def pipeline_dag(dag_id: str = "gemini_tuning_pipeline", *, params: dict | None 
         # until "report" has written the final one)
         review_report = GeminiTuningReportOperator(task_id="review_report", tuning=TUNED, evaluation=EVALUATION,
                                                    gate=GATE, report_uri=RUN_DIR + "/report/review.html",
-                                                   decision_task_ids=[])
+                                                   decision_task_ids=[], dataset=PREPARED)
         approval = GeminiApprovalOperator(task_id="approval", verdict_uri=VERDICT, candidate=TUNED,
                                           required="{{ params.require_approval }}",
                                           timeout_hours="{{ params.approval_timeout_hours }}",
@@ -328,6 +348,7 @@ def pipeline_dag(dag_id: str = "gemini_tuning_pipeline", *, params: dict | None 
             gate=GATE,
             report_uri=RUN_DIR + "/report/index.html",
             decision_task_ids=["promote", "delete", "delete_rejected", "cleanup_on_failure"],
+            dataset=PREPARED,
         ).as_teardown()
 
         # approval depends on the gate alone (all_success): a failed gate leaves it upstream_failed, a failed review

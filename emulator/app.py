@@ -51,6 +51,10 @@ class EmulatorConfig:
     # dataset is processed, and in TUNING_JOB_STATE_WAITING_FOR_CAPACITY before tuning starts (fixed at create)
     quota_wait_seconds: float = 0.0
     capacity_wait_seconds: float = 0.0
+    # the service's per-example token limit for new Vertex jobs, overriding the catalogue's (None): a stand-in for
+    # Google's tokenizer counting more tokens than the plugin's chars / 4 estimate, so that the service drops
+    # examples the prepare step let through
+    max_example_tokens: int | None = None
 
     def update(self, values: dict) -> None:
         known = {f.name: f.type for f in fields(self)}
@@ -59,6 +63,9 @@ class EmulatorConfig:
                 raise ValueError(f"unknown config key {key!r}")
             if key == "today" and value != "now":
                 models.today(type(self)(today=value))   # ValueError for a malformed date
+            if key == "max_example_tokens" and value is not None and (
+                    isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"max_example_tokens must be an integer >= 1 or null, got {value!r}")
             if key in ("quota_wait_seconds", "capacity_wait_seconds") and (
                     isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
                 raise ValueError(f"{key} must be a number >= 0, got {value!r}")

@@ -537,6 +537,8 @@ def main(argv=None) -> int:
         env = {"GEMINI_TUNING_EMULATOR_URL": emu.url, "STORAGE_EMULATOR_HOST": emu.gcs_url,
                "AIRFLOW__GEMINI_TUNING__UI_CACHE_DIR": str(tmp / "ui-cache"),
                "AIRFLOW__GEMINI_TUNING__UI_STATUS_TTL_SECONDS": str(int(TTL)),
+               # the overview lists every run of the bench (the default [gemini_tuning] ui_max_runs is 200)
+               "AIRFLOW__GEMINI_TUNING__UI_MAX_RUNS": str(max(200, N_PIPELINES * RUNS_PER_PIPELINE)),
                "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": json.dumps({"conn_type": "google_cloud_platform",
                                                                 "extra": {"is_anonymous": True, "project": PROJECT}})}
         dags = tmp / "dags"

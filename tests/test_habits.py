@@ -88,3 +88,70 @@ def test_test_module_names_are_unique():
     for path in sorted((ROOT / "tests").rglob("test_*.py")):
         seen.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
     assert not {k: v for k, v in seen.items() if len(v) > 1}
+
+
+_FIELD_BASES = {"NamedTuple", "TypedDict", "BaseModel", "_Model", "Struct"}  # annotated attributes are fields
+_ENUM_BASES = {"Enum", "IntEnum", "StrEnum", "Flag", "IntFlag"}
+
+
+def _last_name(node: ast.expr) -> str:
+    """``dataclasses.dataclass(frozen=True)`` -> ``dataclass``; ``Generic[T]`` -> ``Generic``."""
+    if isinstance(node, ast.Call):
+        node = node.func
+    if isinstance(node, ast.Subscript):
+        node = node.value
+    return node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", "")
+
+
+def _is_constructor_field(stmt: ast.stmt) -> bool:
+    """A public annotated class attribute that is a constructor argument (not a ClassVar, not ``init=False``)."""
+    if not (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)) or stmt.target.id.startswith("_"):
+        return False
+    if _last_name(stmt.annotation) == "ClassVar":
+        return False
+    value = stmt.value
+    return not (isinstance(value, ast.Call) and _last_name(value) == "field"
+                and any(k.arg == "init" and getattr(k.value, "value", True) is False for k in value.keywords))
+
+
+def test_every_public_class_documents_its_arguments():
+    """Every public top-level class of the package has a docstring, and each of its constructor arguments a
+    ``:param name:`` (or ``:ivar name:``) line in the class or ``__init__`` docstring: the ``__init__`` (else
+    ``__new__``) arguments, or the fields of a dataclass, NamedTuple, TypedDict, pydantic model (``_Model``) or
+    msgspec Struct, subclasses of those included. ``*args`` / ``**kwargs`` are forwarded, not documented here; Enum
+    members and Protocol methods are not arguments."""
+    classes = []
+    for path in sorted((ROOT / "plugins" / "gemini_tuning").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        classes += [(path, node) for node in tree.body if isinstance(node, ast.ClassDef)]
+    field_bases, grown = set(_FIELD_BASES), True
+    while grown:  # a subclass of a model is a model
+        grown = False
+        for _, node in classes:
+            if node.name not in field_bases and any(_last_name(b) in field_bases for b in node.bases):
+                field_bases.add(node.name)
+                grown = True
+    missing = []
+    for path, node in classes:
+        if node.name.startswith("_"):
+            continue
+        where = f"{path.relative_to(ROOT)}:{node.lineno} {node.name}"
+        doc = ast.get_docstring(node) or ""
+        if not doc.strip():
+            missing.append(f"{where}: no docstring")
+        bases = {_last_name(b) for b in node.bases}
+        if bases & _ENUM_BASES or "Protocol" in bases:
+            continue
+        funcs = {n.name: n for n in node.body if isinstance(n, ast.FunctionDef)}
+        ctor = funcs.get("__init__") or funcs.get("__new__")
+        if ctor is not None:
+            doc += "\n" + (ast.get_docstring(ctor) or "")
+            names = [a.arg for a in ctor.args.posonlyargs + ctor.args.args + ctor.args.kwonlyargs][1:]  # no self
+        elif any(_last_name(d) == "dataclass" for d in node.decorator_list) or bases & field_bases:
+            names = [s.target.id for s in node.body if _is_constructor_field(s)]
+        else:
+            names = []
+        missing += [f"{where}.{name}" for name in names
+                    if not re.search(rf":(param|ivar)\s+([^\s:]+\s+)?{re.escape(name)}:", doc)]
+    assert not missing, (f"{len(missing)} public class(es) / argument(s) without a docstring / `:param name:` line "
+                         "(in the class or __init__ docstring):\n" + "\n".join(missing))

@@ -172,7 +172,7 @@ class TuningJobs:
         emu = self.jobs.new_state(hp=hp, display_name=display, now=now)
         scale = self.emu.config.time_scale
         emu.update(kind="vertex", train_uri=train_uri, val_uri=val_uri, ver=ver, method=method, beta=beta,
-                   max_example_tokens=model.max_example_tokens,
+                   max_example_tokens=self.emu.config.max_example_tokens or model.max_example_tokens,
                    quota_s=float(self.emu.config.quota_wait_seconds) * scale,
                    capacity_s=float(self.emu.config.capacity_wait_seconds) * scale)
         if pre:

@@ -74,6 +74,9 @@ PRELOADED = preload_task_modules()
 
 
 class GeminiTuningPlugin(AirflowPlugin):
+    """The provider's Airflow plugin: the operator extra links, the FastAPI UI (when FastAPI is installed) and its
+    two entries: one in the Browse menu and one on each DAG run's page. Airflow makes it; it takes no arguments."""
+
     name = "gemini_tuning"
     operator_extra_links = [TuningJobLink(), ReportLink()]
     fastapi_apps = _fastapi_apps()

@@ -242,7 +242,7 @@ class AirflowServices:
         self._sids: dict[str, set[int]] = {name: set() for name in self.components}  # every session a component had
         self._logs: dict[str, Any] = {}
         self._token: str | None = None
-        self._http = httpx.Client(base_url=self.base_url, timeout=30.0)
+        self._http = httpx.Client(base_url=self.base_url, timeout=60.0)
         self.timings: dict[str, float] = {}
 
     # ------------------------------------------------------------------ environment
@@ -485,7 +485,7 @@ class AirflowServices:
             except ServicesError as e:
                 errors.append(str(e))
         self._http.close()
-        self._http = httpx.Client(base_url=self.base_url, timeout=30.0)
+        self._http = httpx.Client(base_url=self.base_url, timeout=60.0)
         self._token = None
         atexit.unregister(self.stop)
         self.timings["stop"] = time.monotonic() - t0
@@ -695,12 +695,35 @@ class AirflowServices:
             time.sleep(POLL)
         raise ServicesError(f"DAG {dag_id} not parsed after {timeout:.0f}s\n{self.log_tail('dag-processor', 60)}")
 
-    def trigger_dag(self, dag_id: str, conf: dict | None = None, *, run_id: str | None = None) -> str:
-        """POST a manual run (``logical_date: null``, gotcha 7) and return its run_id."""
-        body: dict[str, Any] = {"logical_date": None, "conf": conf or {}}
-        if run_id:
-            body["dag_run_id"] = run_id
-        return self.post(f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns", body)["dag_run_id"]
+    def trigger_dag(self, dag_id: str, conf: dict | None = None, *, run_id: str | None = None,
+                    attempts: int = 4) -> str:
+        """POST a manual run (``logical_date: null``, gotcha 7) and return its run_id.
+
+        The run_id is chosen here (Airflow's own form, ``manual__<now>``, when none is given), so the POST can be
+        repeated: under load on 2 cores the api-server's answer can outlast the client's timeout, or come back 500
+        "Database error" while SQLite is locked; a repeat that answers 409 means the first one went through."""
+        from datetime import datetime, timezone
+
+        run_id = run_id or f"manual__{datetime.now(timezone.utc).isoformat()}"
+        body: dict[str, Any] = {"logical_date": None, "conf": conf or {}, "dag_run_id": run_id}
+        path = f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns"
+        for attempt in range(1, attempts + 1):
+            try:
+                r = self.request("POST", path, json=body, expect=None)
+            except httpx.TransportError:
+                if attempt == attempts:
+                    raise
+                time.sleep(2)
+                continue
+            if r.status_code in (200, 201):
+                return r.json()["dag_run_id"]
+            if r.status_code == 409 and attempt > 1:        # our earlier POST created it
+                return run_id
+            if r.status_code >= 500 and attempt < attempts:
+                time.sleep(2)
+                continue
+            raise ServicesError(f"POST {path} -> {r.status_code}: {r.text[:2000]}")
+        raise AssertionError("unreachable")
 
     def dag_run(self, dag_id: str, run_id: str) -> dict:
         return self.get(self._run_path(dag_id, run_id))

@@ -91,7 +91,8 @@ def test_pointer_shape_and_previous_is_one_level_deep():
     first = ch.build_pointer(a, run(1, accuracy=0.7), None, now="2026-11-01T10:00:00Z")
     assert list(first) == list(ch.POINTER_FIELDS)
     assert first == {"backend": "vertex", "tuned_model": a["tuned_model"], "endpoint": a["endpoint"],
-                     "checkpoint_id": None, "display_name": "a", "promoted_at": "2026-11-01T10:00:00Z",
+                     "checkpoint_id": None, "display_name": "a", "base_model": None,
+                     "promoted_at": "2026-11-01T10:00:00Z",
                      "run_id": "manual__2026-11-01T10:00:00+00:00", "dag_id": "gemini_tuning",
                      "metrics": {"accuracy": 0.7}, "verdict_id": None, "policy_hash": None, "previous": None}
     b = {"backend": "gemini_api", "tuned_model": "tunedModels/b", "endpoint": None, "display_name": None,

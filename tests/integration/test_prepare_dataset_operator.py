@@ -85,7 +85,10 @@ def test_uploads_then_a_rerun_reuses_the_same_object(conn, gcs_client, tmp_path,
     data = blob.download_as_bytes()
     assert hashlib.sha256(data).hexdigest() == sha and blob.metadata["sha256"] == sha
     assert [json.loads(line) for line in data.splitlines()][1] == example(1)  # normalized Vertex lines
-    assert listing(gcs_client, dest) == [gcs.parse_gs_uri(first["train_uri"])[1]]  # no staging leftovers
+    # the training file and its line map (services.prepare.write_line_map), no staging leftovers
+    assert listing(gcs_client, dest) == sorted(gcs.parse_gs_uri(first[k])[1] for k in ("train_uri", "train_lines_uri"))
+    lines = json.loads(blob_of(gcs_client, first["train_lines_uri"]).download_as_bytes())
+    assert lines["ranges"] == [[1, 40]] and lines["train_uri"] == first["train_uri"]
 
     alias_events = events[AssetAlias(ALIAS)].asset_alias_events
     assert len(alias_events) == 1
@@ -96,7 +99,7 @@ def test_uploads_then_a_rerun_reuses_the_same_object(conn, gcs_client, tmp_path,
     again, _ = run(source, dest)
     assert again["train_uri"] == first["train_uri"] and again["created"] == {"train": False, "validation": None}
     assert blob_of(gcs_client, first["train_uri"]).generation == blob.generation
-    assert listing(gcs_client, dest) == [gcs.parse_gs_uri(first["train_uri"])[1]]
+    assert listing(gcs_client, dest) == sorted(gcs.parse_gs_uri(first[k])[1] for k in ("train_uri", "train_lines_uri"))
 
 
 def test_declares_the_asset_alias_outlet():
@@ -252,7 +255,7 @@ def test_staged_upload_through_the_operator(conn, gcs_client, tmp_path, dest, mo
     uploaded = blob_of(gcs_client, result["train_uri"])
     assert uploaded.size > 3 * 256 * 1024 and hashlib.sha256(uploaded.download_as_bytes()).hexdigest() == \
         result["train_sha256"]
-    assert listing(gcs_client, dest) == [gcs.parse_gs_uri(result["train_uri"])[1]]
+    assert listing(gcs_client, dest) == sorted(gcs.parse_gs_uri(result[k])[1] for k in ("train_uri", "train_lines_uri"))
 
 
 def test_leakage_fail_mode(conn, gcs_client, tmp_path, dest, upload):

@@ -24,10 +24,11 @@ import pytest
 import requests
 from fastapi.routing import APIRoute
 
-from harness.paths import DEMO
+from harness.paths import DAGS, DEMO, ROOT
 from harness.waits import wait_for
 
 DAG = "gemini_tuning_pipeline"
+REVIEWED = "gemini_tuning__router"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 pytestmark = [
@@ -44,8 +45,16 @@ def stack(tmp_path_factory):
     from harness.ui_stack import ui_stack
 
     tmp = tmp_path_factory.mktemp("ui")
+    # one reviewed pipeline file besides the open DAG (its trigger form: test_a_reviewed_pipelines_form_...)
+    folder = tmp / "pipelines"
+    folder.mkdir()
+    (folder / "router.yaml").write_text((ROOT / "pipelines" / "router.yaml").read_text())
+    (tmp / "include").symlink_to(ROOT / "include")
     # short cache TTL so two looks a few seconds apart see new progress (the 30 s bound: scripts/bench_ui.py)
-    with ui_stack(tmp, time_scale=0.12, extra_env={"AIRFLOW__GEMINI_TUNING__UI_STATUS_TTL_SECONDS": "4"}) as s:
+    with ui_stack(tmp, time_scale=0.12, extra_env={"AIRFLOW__GEMINI_TUNING__UI_STATUS_TTL_SECONDS": "4",
+                                                   "AIRFLOW__GEMINI_TUNING__PIPELINES_FOLDER": str(folder)},
+                  dag_files=(DAGS / "gemini_tuning_pipeline.py", DAGS / "gemini_tuning_pipelines.py"),
+                  dag_ids=(DAG, REVIEWED)) as s:
         yield s
 
 
@@ -168,6 +177,47 @@ def gcs_json(emu: dict, uri: str) -> dict:
                      params={"alt": "media"}, timeout=10)
     r.raise_for_status()
     return r.json()
+
+
+def test_a_reviewed_pipelines_form_offers_only_what_a_run_may_change(stack, shots):
+    """Issue 20: the trigger form of a pipeline built from a reviewed file shows exactly the run-changeable fields
+    (``pipelines.policy.RUN_FIELDS``), none of the locked ones, and bounds the tighten-only ones by the policy: a
+    loosening value is refused by the form itself (the Trigger button stays disabled), a tightening one is run."""
+    from playwright.sync_api import sync_playwright
+
+    from gemini_tuning.pipelines.policy import RUN_FIELDS, TITLES
+    from harness.airflow_ui import FIELD_ROOT, login, open_trigger_dialog
+
+    af, _ = stack
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            login(page, af.base_url)
+            dialog = open_trigger_dialog(page, af.base_url, REVIEWED)
+            for _ in range(3):                                   # open every collapsed section
+                closed = dialog.locator("[data-part=item-trigger][aria-expanded=false]")
+                if not closed.count():
+                    break
+                closed.first.click()
+            labels = [t.strip().rstrip("*").strip() for t in dialog.locator(f"{FIELD_ROOT} label").all_inner_texts()]
+            shown = {t for t in labels if t}
+            page.screenshot(path=str(shots / "reviewed-trigger-form.png"), full_page=True)
+            assert shown == {TITLES[name] for name in RUN_FIELDS}, sorted(shown ^ {TITLES[n] for n in RUN_FIELDS})
+            for locked in ("GCS prefix", "Backend", "Gate: primary metric", "Model-based evaluation"):
+                assert not any(t.startswith(locked) for t in shown), locked
+            # a loosening value: the form's own schema (bounded by the policy) refuses it
+            field = dialog.locator(FIELD_ROOT).filter(has=page.locator("label", has_text=TITLES["gate_min_score"]))
+            box = field.locator("input").first
+            box.fill("0.1")
+            box.blur()
+            submit = dialog.get_by_role("button", name="Trigger", exact=True)
+            wait_for(lambda: not submit.is_enabled() or None, 20, "the Trigger button disabled for gate_min_score 0.1")
+            box.fill("0.7")                                     # tighter than the policy's 0.6: allowed
+            box.blur()
+            wait_for(lambda: submit.is_enabled() or None, 20, "the Trigger button enabled again for 0.7")
+        finally:
+            browser.close()
 
 
 def test_every_route_refuses_a_caller_without_credentials(stack):

@@ -28,7 +28,12 @@ from ..core.tuning import TuningSpec
 @dataclass(frozen=True)
 class JobIdentity:
     """Who a job belongs to: the run-stable key of one task instance, its input fingerprint, and the attempt
-    (1, 2, … after failed or cancelled jobs). ``attempt`` None in a lookup means "any attempt, the newest"."""
+    (1, 2, … after failed or cancelled jobs). ``attempt`` None in a lookup means "any attempt, the newest".
+
+    :param key: the run-stable identity key of the task instance (``core.identity.identity_key``), a label value.
+    :param fingerprint: the digest of the job's inputs; labelled at create, never filtered on by :meth:`lookup_labels`.
+    :param attempt: 1, 2, … (a new attempt after a failed or cancelled job); None: any attempt, the newest.
+    """
 
     key: str
     fingerprint: str

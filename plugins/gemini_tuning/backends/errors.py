@@ -10,7 +10,13 @@ TRANSIENT_HTTP = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class TuningApiError(Exception):
-    """A service answered with an error. ``code`` is the HTTP status; ``status`` Google's canonical name."""
+    """A service answered with an error. ``code`` is the HTTP status; ``status`` Google's canonical name.
+
+    :param code: the HTTP status (404, 429, …); :attr:`transient` is decided on it.
+    :param message: the service's error message.
+    :param status: Google's canonical status name (``NOT_FOUND``, ``RESOURCE_EXHAUSTED``, …); None when not given.
+    :param retry_after: seconds to wait before a retry, from the ``Retry-After`` header; None when not sent.
+    """
 
     def __init__(self, code: int, message: str, *, status: str | None = None, retry_after: float | None = None):
         super().__init__(f"{code} {status or ''}: {message}".replace("  ", " "))
@@ -25,11 +31,11 @@ class TuningApiError(Exception):
 
 
 class NotFoundError(TuningApiError):
-    pass
+    """The resource does not exist (HTTP 404). Arguments as :class:`TuningApiError`."""
 
 
 class AlreadyExistsError(TuningApiError):
-    pass
+    """The resource already exists (HTTP 409), e.g. a repeated create. Arguments as :class:`TuningApiError`."""
 
 
 class InsufficientScopesError(TuningApiError):

@@ -72,6 +72,7 @@ def job_status(job) -> JobStatus:
         checkpoints=tuple(Checkpoint(str(c.checkpoint_id), _int(c.epoch), _int(c.step), c.endpoint)
                           for c in (getattr(tuned, "checkpoints", None) or ())),
         continued_from=_source(getattr(pre, "tuned_model_name", None), getattr(pre, "checkpoint_id", None)),
+        base_model=getattr(job, "base_model", None) or (getattr(pre, "base_model", None) if pre else None),
         billable_tokens=_int(getattr(stats, "total_billable_token_count", None)) if stats else None,
         dropped_count=_int(getattr(stats, "total_truncated_example_count", None)) if stats else None,
         dropped=_dropped(getattr(stats, "truncated_example_indices", None) if stats else None,
@@ -119,6 +120,7 @@ def parse_job(body: dict) -> JobStatus:
                                      c.get("endpoint")) for c in tuned.get("checkpoints") or ()),
         continued_from=_source((body.get("preTunedModel") or {}).get("tunedModelName"),
                                (body.get("preTunedModel") or {}).get("checkpointId")),
+        base_model=body.get("baseModel") or (body.get("preTunedModel") or {}).get("baseModel"),
         billable_tokens=_int(stats.get("totalBillableTokenCount")),
         dropped_count=_int(stats.get("totalTruncatedExampleCount")),
         dropped=_dropped(stats.get("truncatedExampleIndices"), stats.get("droppedExampleReasons")))
@@ -210,7 +212,11 @@ def normalize_sub_state(value) -> str | None:
 
 class MetricPoints(tuple):
     """What :func:`parse_metrics` returns: the training loss points (a plain tuple of ``LossPoint`` in step order,
-    as before) and, in ``validation``, the validation loss points (empty without a validation dataset)."""
+    as before) and, in ``validation``, the validation loss points (empty without a validation dataset).
+
+    :param train: the training loss points, in step order; they are the tuple's items.
+    :param validation: the validation loss points, kept in :attr:`validation` (empty: no validation dataset).
+    """
 
     validation: tuple[LossPoint, ...]
 

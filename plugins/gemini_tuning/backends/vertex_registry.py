@@ -46,6 +46,13 @@ class VertexRegistry(TunedModelDeletion):
     ``base_url`` (anonymous, for the emulator); real Google needs real credentials, passed in by the caller.
     ``project``, ``location`` and ``base_url`` are checked first (``core.names``: ``https://`` Google or loopback
     only), and every model or endpoint name before its RPC.
+
+    :param project: the Google Cloud project id.
+    :param location: the Vertex AI region (``global`` uses ``aiplatform.googleapis.com``).
+    :param credentials: Google credentials for the GAPIC clients; None only with ``base_url`` (anonymous).
+    :param base_url: the API endpoint instead of Google's (emulator); None: the location's Google endpoint.
+    :param retry_policy: retries of each RPC on transient errors; None: the default :class:`~.retry.RetryPolicy`.
+    :param request_timeout: the per-request timeout in seconds, passed to every RPC (default 60).
     """
 
     alias_re = re.compile(r"^[a-z][a-zA-Z0-9-]{0,126}[a-z0-9]$")

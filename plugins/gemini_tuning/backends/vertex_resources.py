@@ -26,13 +26,29 @@ class OperationTimeoutError(TimeoutError):
 
 @dataclass(frozen=True)
 class DeployedModelRef:
+    """Where a model version is deployed: one deployment on one endpoint.
+
+    :param endpoint: the endpoint's resource name, ``projects/P/locations/L/endpoints/E``.
+    :param deployed_model_id: the deployment's id on that endpoint (what an undeploy names).
+    """
+
     endpoint: str
     deployed_model_id: str
 
 
 @dataclass(frozen=True)
 class ModelVersion:
-    """One version of a Model Registry model (what the registry calls a Model with a ``versionId``)."""
+    """One version of a Model Registry model (what the registry calls a Model with a ``versionId``).
+
+    :param name: the model's resource name without the version, ``projects/P/locations/L/models/M``.
+    :param version_id: the registry's version id (``"1"``, ``"2"``, …); :attr:`resource` appends it.
+    :param display_name: the model's display name ("" when none).
+    :param version_aliases: the aliases on this version (``default``, a champion alias, …).
+    :param labels: the version's labels (key -> value).
+    :param deployed_models: the endpoints this version is deployed to.
+    :param checkpoint_ids: a tuned Gemini model's checkpoints (one per epoch); empty for other models.
+    :param default_checkpoint_id: the checkpoint that serves the version by default; None when not reported.
+    """
 
     name: str  # projects/P/locations/L/models/M (no version)
     version_id: str

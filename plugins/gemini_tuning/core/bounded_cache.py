@@ -23,6 +23,16 @@ __all__ = ["CacheInfo", "byte_bounded_cache", "json_size"]
 
 
 class CacheInfo(NamedTuple):
+    """What a :func:`byte_bounded_cache` wrapper's ``cache_info()`` returns (``functools`` style, plus sizes).
+
+    :param hits: calls answered from the cache.
+    :param misses: calls that ran the function.
+    :param maxsize: the entry-count limit; None: no count limit.
+    :param currsize: the entries held now.
+    :param bytes: the estimated size of the values held now, in bytes (by ``sizeof``).
+    :param max_bytes: the size limit of the values held, in bytes.
+    """
+
     hits: int
     misses: int
     maxsize: int | None

@@ -34,7 +34,13 @@ class BudgetError(ValueError):
 
 @dataclass(frozen=True)
 class BudgetLimits:
-    """``None`` everywhere = no limit."""
+    """``None`` everywhere = no limit.
+
+    :param max_training_tokens: the most billable training tokens (examples' tokens x epochs) a job may have.
+    :param max_cost: the most a job may cost, in the price's currency; needs ``price_per_million_training_tokens``.
+    :param price_per_million_training_tokens: your price of this model's tuning per million training tokens
+        (no price is built in); used for the cost estimate.
+    """
 
     max_training_tokens: int | None = None
     max_cost: float | None = None
@@ -62,6 +68,16 @@ class BudgetLimits:
 
 @dataclass(frozen=True)
 class BudgetEstimate:
+    """What a tuning job will train, estimated from the dataset step's token count (:func:`estimate`).
+
+    :param training_tokens: the tokens of one epoch over the training examples (estimate: ``ceil(chars / 4)``).
+    :param epochs: the epochs that will be trained.
+    :param epochs_assumed: True: ``epochs`` is the backend's default (the job does not set it).
+    :param billable_tokens: ``training_tokens`` x ``epochs``, what :class:`BudgetLimits` caps.
+    :param cost: ``billable_tokens`` / 1e6 x the price; None when no price is given.
+    :param price_per_million_training_tokens: the price the cost was computed with; None: none given.
+    """
+
     training_tokens: int               # one epoch over the training examples (estimate)
     epochs: int
     epochs_assumed: bool               # True: the backend's default (the job does not set epochs)

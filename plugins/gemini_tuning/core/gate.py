@@ -261,12 +261,30 @@ def pairwise_rules(outcomes: Mapping[str, str], cfg: GateConfig) -> list[RuleRes
     return rules
 
 
+def dropped_rule(data_stats: Mapping[str, Any] | None, maximum: float) -> RuleResult:
+    """``max_dropped_fraction``: the share of the training examples the tuning service dropped (Vertex
+    ``totalTruncatedExampleCount`` / ``tuningDatasetExampleCount``) must not exceed ``maximum``. Skipped when the
+    service reported no counts (the Gemini API reports none): the rule judges the service's word, not a guess."""
+    stats = data_stats or {}
+    dropped, examples = stats.get("dropped"), stats.get("examples")
+    if dropped is None or not examples:
+        return RuleResult("max_dropped_fraction", "skipped", None, maximum,
+                          "the tuning service reported no dropped-example count (the Gemini API reports none)")
+    frac = int(dropped) / int(examples)
+    ok = frac <= maximum + EPS
+    return _rule("max_dropped_fraction", ok, frac, maximum,
+                 f"the service dropped {int(dropped)} of {int(examples)} training example(s): {_fmt(frac)} "
+                 f"{'<=' if ok else '>'} maximum {_fmt(maximum)}")
+
+
 def decide(challenger: Sequence[ExampleScores], champion: Sequence[ExampleScores] | None, config: GateConfig, *,
-           challenger_summary: dict | None = None, pairwise: Mapping[str, str] | None = None) -> GateDecision:
+           challenger_summary: dict | None = None, pairwise: Mapping[str, str] | None = None,
+           data_stats: Mapping[str, Any] | None = None) -> GateDecision:
     """Apply every rule of ``config`` and decide. Pure and deterministic (the bootstrap is seeded).
 
     ``challenger_summary`` (from :func:`metrics.summarize`) is needed only for thresholds on the label
     metrics. ``pairwise``: ``{prompt id: win|loss|tie|error}`` from the autorater (adds rule 7).
+    ``data_stats``: ``{"dropped", "examples"}`` as the tuning service counted them, for ``max_dropped_fraction``.
     Raises ValueError for inputs that are a programming error (duplicate prompt ids, missing primary
     metric in a score dict), never for data that merely fails a rule.
     """
@@ -298,6 +316,8 @@ def decide(challenger: Sequence[ExampleScores], champion: Sequence[ExampleScores
 
     for metric, minimum in config.thresholds.items():
         rules.append(_threshold_rule(metric, float(minimum), answered, challenger_summary))
+    if config.max_dropped_fraction is not None:
+        rules.append(dropped_rule(data_stats, float(config.max_dropped_fraction)))
 
     if champion is None:
         for name, thr in (("champion_min_pairs", config.min_prompts), ("champion_margin", config.min_margin),

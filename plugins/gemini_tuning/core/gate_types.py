@@ -31,6 +31,27 @@ def _is_real(v: Any) -> bool:
 
 @dataclass(frozen=True)
 class GateConfig:
+    """The promotion gate's rules and thresholds (:mod:`gemini_tuning.core.gate`); validated on construction.
+
+    :param min_prompts: the fewest challenger prompts evaluated without error, and the fewest pairs answered by both
+        models (``champion_min_pairs``).
+    :param max_error_rate: the highest share of failed calls, in [0, 1], for the challenger, the champion and the
+        judge (an evidence rule: failing it is "no_decision", not "delete").
+    :param thresholds: metric -> the challenger's minimum mean, in [0, 1]; one ``threshold:<metric>`` rule each.
+    :param primary_metric: the per-example metric the champion comparison (margin, paired test) is made on.
+    :param min_margin: the least mean (challenger - champion) on the primary metric, in [-1, 1]; negative:
+        non-inferiority.
+    :param confidence: 1 - alpha of the one-sided paired test and the pairwise sign test, in (0, 1).
+    :param test: the paired test: ``mcnemar``, ``bootstrap``, or ``auto`` (McNemar when every paired value is 0 or 1).
+    :param bootstrap_resamples: resamples of the paired bootstrap.
+    :param seed: the bootstrap's random seed (the gate is deterministic).
+    :param require_significance: False: the significance rule is skipped (only the margin is checked).
+    :param pairwise_min_decisive: the fewest non-tied judged pairs before the pairwise win rate counts.
+    :param pairwise_margin: the win rate over non-tied pairs must beat 0.5 + this, in [0, 0.5).
+    :param max_dropped_fraction: the largest share of the training examples the tuning service may have dropped,
+        in [0, 1]; None: no such rule.
+    """
+
     min_prompts: int = 20
     max_error_rate: float = 0.05
     thresholds: Mapping[str, float] = field(default_factory=dict)  # metric -> minimum
@@ -43,6 +64,8 @@ class GateConfig:
     require_significance: bool = True
     pairwise_min_decisive: int = 10   # non-tied judged pairs needed before the win rate means anything
     pairwise_margin: float = 0.0      # the win rate over non-tied pairs must beat 0.5 + this
+    # the most of the training examples the tuning service may have dropped (too many tokens, …); None: no rule
+    max_dropped_fraction: float | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -78,6 +101,9 @@ class GateConfig:
             problems.append(f"pairwise_min_decisive must be an integer >= 1, got {self.pairwise_min_decisive!r}")
         if not _is_real(self.pairwise_margin) or not 0 <= self.pairwise_margin < 0.5:
             problems.append(f"pairwise_margin must be in [0, 0.5), got {self.pairwise_margin!r}")
+        if self.max_dropped_fraction is not None and (not _is_real(self.max_dropped_fraction)
+                                                      or not 0 <= self.max_dropped_fraction <= 1):
+            problems.append(f"max_dropped_fraction must be in [0, 1] or None, got {self.max_dropped_fraction!r}")
         if not isinstance(self.require_significance, bool):
             problems.append(f"require_significance must be a boolean, got {self.require_significance!r}")
         if problems:
@@ -104,6 +130,16 @@ class GateConfig:
 
 @dataclass(frozen=True)
 class RuleResult:
+    """One gate rule's outcome.
+
+    :param name: the rule (``min_prompts``, ``threshold:<metric>``, ``champion_margin``, …).
+    :param verdict: ``pass``, ``fail`` or ``skipped`` (not applied: no champion, significance off, …).
+    :param observed: the value measured (a count, rate, mean or p-value); None when there was none.
+    :param threshold: the value it was compared with.
+    :param reason: one human-readable sentence: the observed value against the threshold, or why skipped.
+    :param details: extra numbers, e.g. the paired test's statistics; None when there are none.
+    """
+
     name: str
     verdict: Verdict
     observed: Any
@@ -119,6 +155,14 @@ class RuleResult:
 
 @dataclass(frozen=True)
 class GateDecision:
+    """What the gate decided, and why.
+
+    :param decision: ``promote`` (no rule failed), ``delete`` (a quality rule failed) or ``no_decision`` (an
+        evidence rule failed: too few scored prompts or too many errors; the candidate is kept for a rerun).
+    :param rules: every rule's result, in the gate's order.
+    :param summary: one human-readable line: the decision and the failed rules.
+    """
+
     decision: Literal["promote", "delete", "no_decision"]
     rules: tuple[RuleResult, ...]
     summary: str

@@ -7,6 +7,15 @@ from dataclasses import asdict, dataclass
 
 @dataclass(frozen=True)
 class GenerationSettings:
+    """How every model of one evaluation generates its answers (the same for challenger, champion and base).
+
+    :param temperature: sampling temperature (default 0.0: the most deterministic answers).
+    :param max_output_tokens: the longest answer, in tokens (default 256).
+    :param system_instruction: the system instruction sent with every prompt; None (or ""): none.
+    :param top_p: nucleus sampling's probability mass; None: not sent (the service's default).
+    :param seed: the generation seed, for repeatable answers; None: not sent.
+    """
+
     temperature: float = 0.0
     max_output_tokens: int = 256
     system_instruction: str | None = None
@@ -36,7 +45,11 @@ class GenerationSettings:
 
 class Generated(str):
     """A generated text that also carries the call's token use (``usageMetadata``): ``{"prompt", "output"}``.
-    It is the text everywhere a ``str`` is expected; the evaluation engine keeps ``usage`` on the Answer."""
+    It is the text everywhere a ``str`` is expected; the evaluation engine keeps ``usage`` on the Answer.
+
+    :param text: the generated text (the string's value).
+    :param usage: the call's token counts, ``{"prompt": n, "output": n}``, copied; None: empty.
+    """
 
     usage: dict
 

@@ -37,6 +37,13 @@ FingerprintPolicy = Literal["cancel_and_resubmit", "fail"]
 
 @dataclass(frozen=True)
 class Decision:
+    """What a (re)try does about the job an earlier try started (:func:`decide_launch`).
+
+    :param action: ``create``, ``reattach`` (to a running job), ``return`` (it already succeeded),
+        ``cancel_and_create`` (inputs changed) or ``fail``.
+    :param reason: one sentence saying why, for the task log.
+    """
+
     action: Action
     reason: str
 

@@ -34,7 +34,14 @@ SETTINGS_HINT = "settings [gemini_tuning] input_roots and allowed_buckets"
 
 
 class InputNotAllowed(ValueError):
-    """An input names a local path outside the input roots, a bucket that is not allowed, or another scheme."""
+    """An input names a local path outside the input roots, a bucket that is not allowed, or another scheme.
+
+    :param field: the argument or setting that named the input (``training_data``, …), in the message.
+    :param value: the path or URI refused.
+    :param reason: why it was refused (outside the roots, bucket not allowed, …).
+    :param roots: the allowed local roots (resolved real paths), listed in the message.
+    :param buckets: the allowed bucket names, listed in the message as ``gs://`` URIs.
+    """
 
     def __init__(self, field: str, value: str, reason: str, roots: Iterable[str], buckets: Iterable[str]):
         self.field, self.value, self.reason = field, value, reason
@@ -99,7 +106,11 @@ def split_setting(text: str | None, *, paths: bool) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class InputPolicy:
-    """The input roots and allowed buckets of one task (built by ``operators.inputs.input_policy``)."""
+    """The input roots and allowed buckets of one task (built by ``operators.inputs.input_policy``).
+
+    :param roots: local directories a local input must resolve under (empty: no local input is allowed).
+    :param buckets: bucket names (without ``gs://``) a ``gs://`` input may be in (empty: none is allowed).
+    """
 
     roots: tuple[str, ...]
     buckets: tuple[str, ...]

@@ -10,7 +10,14 @@ Severity = Literal["error", "warning"]
 
 @dataclass(frozen=True)
 class Issue:
-    """One finding: which file, which line (1-based; None for whole-file rules), which rule, what is wrong."""
+    """One finding: which file, which line (1-based; None for whole-file rules), which rule, what is wrong.
+
+    :param file: the input file (path or URI) the finding is in.
+    :param line: the 1-based line number; None for a whole-file rule.
+    :param rule: the rule's short name, shown in brackets.
+    :param message: what is wrong on that line, in one sentence.
+    :param severity: ``error`` (fatal: :class:`DataValidationError`) or ``warning`` (reported, not fatal).
+    """
 
     file: str
     line: int | None
@@ -27,7 +34,12 @@ class Issue:
 
 
 class DataValidationError(ValueError):
-    """Raised when input data breaks at least one fatal rule. Carries every issue found (up to a bound)."""
+    """Raised when input data breaks at least one fatal rule. Carries every issue found (up to a bound).
+
+    :param issues: every issue found, warnings included (kept in :attr:`issues`; the message lists the errors).
+    :param truncated: True: the validator stopped collecting at its limit, so there may be more.
+    :param max_shown: the most errors listed in the message ("... and N more" after them).
+    """
 
     def __init__(self, issues: list[Issue], *, truncated: bool = False, max_shown: int = 20):
         self.issues = list(issues)

@@ -68,7 +68,13 @@ class ModelLifecycle:
 
 @dataclass(frozen=True)
 class LifecycleTable:
-    """The whole table: its date, its sources and one :class:`ModelLifecycle` per family."""
+    """The whole table: its date, its sources and one :class:`ModelLifecycle` per family.
+
+    :param as_of: the day the table's facts were checked (its statements hold as of then).
+    :param source: the pages the facts come from (URLs), the first one named in messages.
+    :param models: family (model id) -> its row.
+    :param path: the file it was read from; None when parsed from data.
+    """
 
     as_of: date
     source: tuple[str, ...]

@@ -82,7 +82,14 @@ LABEL_MIN_PER_CLASS = 2.0  # n_prompts / n_distinct must be at least this
 
 @dataclass(frozen=True)
 class Answer:
-    """A model's answer to one prompt. ``text`` None and/or ``error`` set means the call failed."""
+    """A model's answer to one prompt. ``text`` None and/or ``error`` set means the call failed.
+
+    :param prompt_id: the prompt's id in the prompt set.
+    :param text: the generated text; None when the call failed.
+    :param error: why the call failed; None when it succeeded.
+    :param latency_s: how long the call took, in seconds; None when not measured.
+    :param usage: ``{"prompt", "output"}`` token counts of the call (``usageMetadata``); None when unknown.
+    """
 
     prompt_id: str
     text: str | None
@@ -97,7 +104,12 @@ class Answer:
 
 @dataclass(frozen=True)
 class ExampleScores:
-    """Scores for one prompt; ``scores`` is None (and ``error`` set) when the call failed."""
+    """Scores for one prompt; ``scores`` is None (and ``error`` set) when the call failed.
+
+    :param prompt_id: the prompt's id in the prompt set.
+    :param scores: metric name -> score (in [0, 1]); None when the call failed.
+    :param error: why the call failed; None when it succeeded.
+    """
 
     prompt_id: str
     scores: dict[str, float] | None

@@ -40,7 +40,13 @@ def _shown(value: object) -> str:
 
 class InvalidName(ValueError):
     """A value that may not become part of a URL or a resource name. ``field``: what it is (``location``,
-    ``api_base_url``, ``tuning job name``...); ``value``: what was given; ``rule``: what it must be, in words."""
+    ``api_base_url``, ``tuning job name``...); ``value``: what was given; ``rule``: what it must be, in words.
+
+    :param field: what the value is (``location``, ``api_base_url``, ``tuning job name``, …).
+    :param value: the value given (shown, shortened, in the default message).
+    :param rule: what it must be, in words.
+    :param message: the whole error message instead of ``invalid <field> <value>: <rule>``; None: that default.
+    """
 
     def __init__(self, field: str, value: object, rule: str, *, message: str | None = None):
         self.field, self.value, self.rule = field, value, rule

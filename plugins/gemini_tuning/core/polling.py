@@ -13,6 +13,17 @@ from dataclasses import asdict, dataclass
 
 @dataclass(frozen=True)
 class PollPolicy:
+    """How the interval between status polls is chosen (see the module docstring); all times in seconds.
+
+    :param initial_seconds: the first interval; each next one may grow by ``factor``.
+    :param min_seconds: with progress, the shortest interval (how soon the end is noticed).
+    :param max_seconds: with progress, the longest interval.
+    :param factor: the geometric growth of the interval per poll (it also caps the progress-based interval).
+    :param eta_fraction: with progress, the next poll lands at this fraction of the estimated remaining time.
+    :param fallback_max_seconds: without progress, the interval grows up to this.
+    :param jitter: ± fraction drawn per interval, so triggers started together do not poll in waves (0: none).
+    """
+
     initial_seconds: float = 10.0
     min_seconds: float = 15.0
     max_seconds: float = 300.0
@@ -27,6 +38,12 @@ class PollPolicy:
 
 @dataclass
 class PollState:
+    """One job's polling memory between two polls (:meth:`next_interval` updates it).
+
+    :param interval: the last interval chosen, before jitter; None: no poll yet (the next is ``initial_seconds``).
+    :param first: (time, percent) of the first progress sample above 0, the start of the rate estimate; None: none.
+    """
+
     interval: float | None = None
     first: tuple[float, float] | None = None      # (time, percent) of the first progress sample > 0
 

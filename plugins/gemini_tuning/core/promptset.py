@@ -62,7 +62,16 @@ _decoder = msgspec.json.Decoder()
 
 @dataclass(frozen=True)
 class Prompt:
-    """One evaluation item. ``metric`` None means "the default per-item metric" (see metrics.py)."""
+    """One evaluation item. ``metric`` None means "the default per-item metric" (see metrics.py).
+
+    :param id: the item's id: as given, or content-addressed (``p-<sha256>``, see the module docstring).
+    :param prompt: the text sent to each model.
+    :param reference: the expected answer the metrics compare with.
+    :param metric: the per-item metric (one of ``METRIC_NAMES``); None: the default one.
+    :param tags: tags to aggregate metrics by (``per_tag``), duplicates dropped, order kept.
+    :param judge_template: the autorater's pointwise metric prompt template for this item; None: the default.
+    :param pairwise_template: the autorater's pairwise prompt template for this item; None: the default.
+    """
 
     id: str
     prompt: str

@@ -50,6 +50,14 @@ HOW_TO_CONFIGURE = (
 
 @dataclass(frozen=True)
 class SafetyVerdict:
+    """What :func:`decide` says about one run's arguments.
+
+    :param allowed: False: the run is refused before any upload or create.
+    :param warn: allowed, but log loudly (a manual run with demo values against Google).
+    :param message: one paragraph for the task log: what was found and what to configure.
+    :param demo_arguments: ``"name=value (why)"`` of each argument that points at demo data (empty: none).
+    """
+
     allowed: bool
     warn: bool                       # allowed, but log loudly (a manual run with demo values against Google)
     message: str

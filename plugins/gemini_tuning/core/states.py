@@ -46,6 +46,13 @@ def normalize_state(state) -> str:
 
 @dataclass(frozen=True)
 class LossPoint:
+    """One point of a loss curve.
+
+    :param step: the training step it was measured at.
+    :param epoch: the epoch of that step; None when the service does not say.
+    :param loss: the loss value.
+    """
+
     step: int
     epoch: int | None
     loss: float
@@ -53,7 +60,13 @@ class LossPoint:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """One checkpoint of a Vertex tuning job (``tunedModel.checkpoints[]``): the weights after ``epoch``."""
+    """One checkpoint of a Vertex tuning job (``tunedModel.checkpoints[]``): the weights after ``epoch``.
+
+    :param checkpoint_id: the service's checkpoint id (what ``checkpoint_id`` in a tuning spec or a promotion names).
+    :param epoch: the epoch it was taken after; None when not reported.
+    :param step: the training step it was taken at; None when not reported.
+    :param endpoint: the endpoint that serves this checkpoint; None when not deployed (or not reported).
+    """
 
     checkpoint_id: str
     epoch: int | None = None
@@ -63,7 +76,37 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class JobStatus:
-    """What either service says about one tuning job, normalised."""
+    """What either service says about one tuning job, normalised.
+
+    :param backend: ``vertex`` or ``gemini_api`` (Vertex batch prediction jobs use ``vertex`` too).
+    :param name: the job's resource name: ``…/tuningJobs/…`` (Vertex) or ``tunedModels/…`` (Gemini API).
+    :param state: the normalised ``JOB_STATE_*`` state.
+    :param sub_state: Vertex v1beta1 ``tuningJobState``, e.g. ``TUNING_JOB_STATE_TUNING``; None when not reported.
+    :param completed_steps: training steps done so far; None when not reported.
+    :param total_steps: training steps in all; None when not reported.
+    :param progress_percent: percent done, 0-100; None when not reported.
+    :param loss_history: the training loss points, in step order.
+    :param validation_history: the validation loss points (Vertex with a validation dataset, from the metrics file).
+    :param tuned_model: the tuned model: ``…/models/M@1`` (Vertex) or ``tunedModels/x`` (Gemini API); None until
+        the job has made one.
+    :param endpoint: the Vertex endpoint that serves the tuned model; None until there is one.
+    :param error_code: the job's error code (``google.rpc.Status``); None unless it failed.
+    :param error_message: the job's error message; None unless it failed.
+    :param labels: the job's labels (Vertex: the identity labels among them; Gemini API: none).
+    :param create_time: when the job was created (RFC 3339 / ISO 8601 text); None when not reported.
+    :param end_time: when the job ended (RFC 3339 / ISO 8601 text); None while it runs.
+    :param example_count: the training examples the service counted; None when not reported.
+    :param metrics_uri: Vertex ``gcsMetricsUri``, where the job writes its training metrics.
+    :param operation: Gemini API: the create operation that reports progress and loss (:attr:`poll_name`).
+    :param output_uri: Vertex batch prediction: the folder holding ``predictions.jsonl``.
+    :param checkpoints: Vertex: the tuned model's checkpoints, one per epoch unless ``exportLastCheckpointOnly``.
+    :param continued_from: Vertex continuous tuning: the pre-tuned model version the job started from.
+    :param base_model: the Google base model the job tunes (``baseModel``; continuous tuning:
+        ``preTunedModel.baseModel``); a tuned model retires with it.
+    :param billable_tokens: Vertex ``totalBillableTokenCount`` of the training data; None when not reported.
+    :param dropped_count: Vertex ``totalTruncatedExampleCount``: examples the service dropped (too many tokens, …).
+    :param dropped: (1-based index in the training file, reason) of dropped examples the service listed.
+    """
 
     backend: str                      # "vertex" | "gemini_api"
     name: str                         # tuningJobs/… (Vertex) or tunedModels/… (Gemini API)
@@ -87,6 +130,7 @@ class JobStatus:
     output_uri: str | None = None     # Vertex batch prediction: the folder holding predictions.jsonl
     checkpoints: tuple[Checkpoint, ...] = ()   # Vertex: one per epoch unless exportLastCheckpointOnly
     continued_from: str | None = None  # Vertex continuous tuning: the pre-tuned model version it started from
+    base_model: str | None = None      # the Google base model (continuous tuning: preTunedModel.baseModel)
     # Vertex tuningDataStats.supervisedTuningDataStats (reference §3): what the service counted and dropped
     billable_tokens: int | None = None         # totalBillableTokenCount
     dropped_count: int | None = None           # totalTruncatedExampleCount ("dropped": too many tokens, …)

@@ -18,6 +18,27 @@ MODEL_VERSION = re.compile(r"^projects/[^/]+/locations/[^/]+/models/[^/@]+@[^/@]
 
 @dataclass(frozen=True)
 class TuningSpec:
+    """What to tune, for either service; :meth:`validate` checks it before any paid call.
+
+    :param backend: ``vertex`` or ``gemini_api``.
+    :param base_model: the model to tune (e.g. ``gemini-2.5-flash``).
+    :param training_uri: the ``gs://`` JSONL of training examples (Vertex format, or text_input/output for the
+        Gemini API).
+    :param validation_uri: Vertex only: the ``gs://`` JSONL of validation examples; None: no validation.
+    :param training_sha256: the training data's content hash from the prepare step (part of the fingerprint).
+    :param epochs: epochs to train, 1-100; None: the service's default.
+    :param learning_rate_multiplier: scales the service's default learning rate; None: the default.
+    :param learning_rate: Gemini API only: the learning rate itself (not with ``learning_rate_multiplier``).
+    :param adapter_size: Vertex only: the LoRA adapter size, one of ``ADAPTER_SIZES`` (1, 2, 4, 8, 16, 32).
+    :param batch_size: Gemini API only: the training batch size; None: the service's default.
+    :param display_name: the tuned model's display name (at most 40 characters on the Gemini API).
+    :param description: the tuned model's description (the Gemini API appends the identity marker).
+    :param labels: Google labels for the Vertex job (lowercase keys and values); not in the fingerprint.
+    :param continue_from: Vertex continuous tuning: the model version ``projects/P/locations/L/models/M@<versionId>``
+        to start from (resolved before the create); None: tune the base model.
+    :param checkpoint_id: with ``continue_from``: the checkpoint of that version to start from; None: its default.
+    """
+
     backend: Backend
     base_model: str
     training_uri: str                          # gs://… JSONL (Vertex format, or text_input/output for the Gemini API)

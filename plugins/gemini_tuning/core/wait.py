@@ -58,6 +58,11 @@ class SubStateClock:
     A sub-state's time runs from its first observation to the first observation of the next one (the poll interval
     is the resolution). ``queue_seconds`` sums the time in :data:`QUEUE_SUB_STATES`; ``tuning_since`` is the first
     :data:`TUNING` observation.
+
+    :param timeline: one ``{"state", "since", "seconds"}`` entry per sub-state, in the order observed (``since``: the
+        time of its first observation; ``seconds``: how long it lasted so far).
+    :param tuning_since: the time of the first :data:`TUNING` observation; None: not seen yet.
+    :param seen: some status carried a sub-state (False: the job reports none).
     """
 
     timeline: list[dict] = field(default_factory=list)
@@ -111,7 +116,14 @@ class Step:
     """What the driver does next. ``sleep``: wait ``delay`` seconds and poll again; ``done``: ``status`` is
     terminal; ``error``: give up with ``message`` (never cancel); ``deadline``: the job ran out of time;
     ``queue_timeout``: the job waited for quota or capacity longer than allowed. ``note``: the sub-state changed
-    (log it once)."""
+    (log it once).
+
+    :param kind: ``sleep``, ``done``, ``error``, ``deadline`` or ``queue_timeout``.
+    :param delay: with ``sleep``: the seconds to wait before the next poll (clamped to the deadline).
+    :param status: the status just polled (``done``: the terminal one); None after a failed poll.
+    :param message: why the wait ends (``error``, ``deadline``, ``queue_timeout``), or the transient error retried.
+    :param note: the sub-state change to log once; None when it did not change.
+    """
 
     kind: StepKind
     delay: float = 0.0
@@ -131,6 +143,11 @@ class WaitMachine:
         job that reports sub-states; None = the absolute ``deadline`` only (the behaviour before sub-states).
     :param max_queue_seconds: the most time the job may spend in ``WAITING_FOR_QUOTA`` / ``WAITING_FOR_CAPACITY``
         (summed) before the wait ends with a ``queue_timeout`` step; None = no limit.
+    :param poll: the polling state (last interval, first progress sample); normally left to its default.
+    :param failing_since: when polling started failing transiently (the error budget counts from it); None: the
+        last poll succeeded.
+    :param substates: the job's sub-state timeline (:class:`SubStateClock`); normally left to its default.
+    :param observed: some poll succeeded (until then a ``timeout_seconds`` deadline is not in force).
     """
 
     job_name: str
@@ -218,6 +235,8 @@ class LossThrottle:
     moved, at most once per ``min_interval`` seconds, and always at the end.
 
     :param min_interval: the shortest time between two reads, in seconds.
+    :param seen_steps: the ``completed_steps`` at the last read (a read is due only when progress moved); None: none.
+    :param last_read: the time of the last read (``-inf``: never read).
     """
 
     min_interval: float = 120.0

@@ -159,6 +159,7 @@ class PrepareTuningDatasetOperator(GeminiBaseOperator):
             self.log.info("%s %s (generation %s, %s bytes)", "uploaded" if up.created else "reused existing",
                           up.uri, up.generation, f"{up.bytes:,}")
         summary = {"train_uri": train.uri, "validation_uri": val.uri if val else None,
+                   "train_lines_uri": done.lines_uri,
                    "train_sha256": res.train_sha256, "validation_sha256": val_sha if val else None,
                    "train_count": res.train_count, "validation_count": val_count,
                    "dropped_duplicates": res.dropped_duplicates,

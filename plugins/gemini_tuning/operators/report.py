@@ -18,16 +18,19 @@ class GeminiTuningReportOperator(GeminiBaseOperator):
     :param gate: the gate's decision (XCom key ``gate``) (templated).
     :param report_uri: ``gs://`` URI of the HTML file (templated).
     :param decision_task_ids: the tasks whose result says what was done (promoted / deleted) (templated).
+    :param dataset: the prepare task's result (templated), or None: its token estimate is shown beside the
+        service's count, and its line map names the examples the service dropped by their source lines.
 
     And the connection arguments of :class:`~gemini_tuning.operators.base.GeminiBaseOperator`.
     """
 
-    template_fields = ("tuning", "evaluation", "gate", "report_uri", "decision_task_ids")
+    template_fields = ("tuning", "evaluation", "gate", "report_uri", "decision_task_ids", "dataset")
     operator_extra_links = (ReportLink(),)
 
     def __init__(self, *, tuning, evaluation, gate, report_uri: str, decision_task_ids=("promote", "delete"),
-                 **kwargs):
+                 dataset=None, **kwargs):
         super().__init__(**kwargs)
+        self.dataset = dataset
         self.tuning = tuning
         self.evaluation = evaluation
         self.gate = gate
@@ -36,6 +39,7 @@ class GeminiTuningReportOperator(GeminiBaseOperator):
 
     def execute(self, context):
         from ..services.eval_results import differing_examples, read_rows
+        from ..services.prepare import read_line_map
         from ..services.reporting import report_data, write_report
 
         storage = self.hook.storage()
@@ -50,9 +54,18 @@ class GeminiTuningReportOperator(GeminiBaseOperator):
             result = ti.xcom_pull(task_ids=task_id)
             if result is not None:
                 action = f"{task_id}: {json.dumps(result, default=str)[:300]}"
+        tuning = self.tuning if isinstance(self.tuning, dict) else {}
+        dataset = self.dataset if isinstance(self.dataset, dict) else {}
+        dropped = [i for i, _ in tuning.get("dropped") or ()]
+        try:
+            lines = read_line_map(storage, dataset.get("train_lines_uri"), dropped) if dropped else {}
+        except Exception as exc:  # noqa: BLE001 - the report is still written, with the service's indices
+            self.log.warning("the training line map could not be read (%s); dropped examples are listed by their "
+                             "index in the uploaded file", exc)
+            lines = {}
         data = report_data(dag_id=ti.dag_id, run_id=ti.run_id, generated_at=context.get("ts"),
-                           tuning=self.tuning or {}, evaluation=ev, gate=gate, action_taken=action,
-                           examples=differing_examples(rows))
+                           tuning=tuning, evaluation=ev, gate=gate, action_taken=action,
+                           examples=differing_examples(rows), dataset=dataset, dropped_lines=lines)
         url = write_report(storage, self.report_uri, data)
         self.log.info("report: %s (%s)", self.report_uri, url)
         return {"report_uri": self.report_uri, "url": url, "decision": gate.get("decision")}

@@ -99,6 +99,9 @@ class GeminiTuningOperator(GeminiBaseOperator):
         training examples), e.g. ``{{ ti.xcom_pull(task_ids='prepare_dataset')['stats'] }}`` (templated).
     :param retirement_warn_days: warn (XCom ``base_model``, the task log) this many days before the base model's
         tuning block or retirement, per the lifecycle table (templated).
+    :param on_base_retirement: ``rebase`` (default) or ``fail`` (templated): with ``continue_from="champion"``, when
+        the champion's base model (recorded in the pointer) is within ``retirement_warn_days`` of its tuning block,
+        blocked or retired: tune ``base_model`` afresh instead (XCom ``rebase``), or fail the task.
     :param lifecycle_table: a deployment's model lifecycle table (JSON like ``gemini_tuning/data/
         model_lifecycle.json``); default ``[gemini_tuning] model_lifecycle_table``, else the shipped table.
 
@@ -119,7 +122,8 @@ class GeminiTuningOperator(GeminiBaseOperator):
                        "description", "labels", "project_id", "location", "state_uri", "job_timeout", "max_queue_hours",
                        "poll_policy",
                        "on_fingerprint_change", "continue_from", "champion_pointer_uri", "max_training_tokens",
-                       "max_cost", "price_per_million_training_tokens", "dataset_stats", "retirement_warn_days")
+                       "max_cost", "price_per_million_training_tokens", "dataset_stats", "retirement_warn_days",
+                       "on_base_retirement")
     operator_extra_links = (TuningJobLink(),)
     ui_color = "#d6e4ff"
 
@@ -136,7 +140,7 @@ class GeminiTuningOperator(GeminiBaseOperator):
                  continue_from: str | None = None, champion_pointer_uri: str | None = None,
                  max_training_tokens=None, max_cost=None, price_per_million_training_tokens=None,
                  dataset_stats: dict | str | None = None, retirement_warn_days: int | str = 60,
-                 lifecycle_table: str | None = None, **kwargs):
+                 lifecycle_table: str | None = None, on_base_retirement: str = "rebase", **kwargs):
         super().__init__(**kwargs)
         self.backend = backend
         self.base_model = base_model
@@ -167,6 +171,7 @@ class GeminiTuningOperator(GeminiBaseOperator):
         self.price_per_million_training_tokens = price_per_million_training_tokens
         self.dataset_stats = dataset_stats
         self.retirement_warn_days = retirement_warn_days
+        self.on_base_retirement = on_base_retirement
         self.lifecycle_table = lifecycle_table or conf.get("gemini_tuning", "model_lifecycle_table", fallback=None)
         self._job_ref: str | None = None
 
@@ -195,7 +200,14 @@ class GeminiTuningOperator(GeminiBaseOperator):
             champion_pointer_uri=optional(self.champion_pointer_uri), on_fingerprint_change=self.on_fingerprint_change,
             limits=limits, dataset_stats=optional(self.dataset_stats), job_timeout_seconds=self._timeout_seconds(),
             run_type=run_type_of(context), api_base_url=self.hook.api_base_url,
-            lifecycle_table=self.lifecycle_table or None, retirement_warn_days=self._warn_days())
+            lifecycle_table=self.lifecycle_table or None, retirement_warn_days=self._warn_days(),
+            on_base_retirement=self._on_base_retirement())
+
+    def _on_base_retirement(self) -> str:
+        value = optional(self.on_base_retirement) or "rebase"
+        if value not in ("rebase", "fail"):
+            raise AirflowFailException(f"on_base_retirement must be 'rebase' or 'fail', got {value!r}")
+        return value
 
     def _warn_days(self) -> int:
         try:

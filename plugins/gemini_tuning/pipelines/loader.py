@@ -33,6 +33,7 @@ FLAT_FIELDS: dict[str, str] = {
     "epochs": "tuning.epochs", "learning_rate_multiplier": "tuning.learning_rate_multiplier",
     "adapter_size": "tuning.adapter_size", "batch_size": "tuning.batch_size", "display_name": "tuning.display_name",
     "job_timeout_hours": "tuning.job_timeout_hours", "poll_policy": "tuning.poll_policy",
+    "max_queue_hours": "tuning.max_queue_hours", "retirement_warn_days": "tuning.retirement_warn_days",
     "on_fingerprint_change": "tuning.on_fingerprint_change", "continue_from": "tuning.continue_from",
     "max_training_tokens": "policy.budget.max_training_tokens", "max_cost": "policy.budget.max_cost",
     "price_per_million_training_tokens": "policy.budget.price_per_million_training_tokens",
@@ -46,8 +47,10 @@ FLAT_FIELDS: dict[str, str] = {
     "gate_primary_metric": "policy.gate.primary_metric", "gate_min_score": "policy.gate.min_score",
     "gate_min_margin": "policy.gate.min_margin", "gate_confidence": "policy.gate.confidence",
     "gate_pairwise_min_decisive": "policy.gate.pairwise_min_decisive",
-    "gate_pairwise_margin": "policy.gate.pairwise_margin", "require_approval": "policy.require_approval",
+    "gate_pairwise_margin": "policy.gate.pairwise_margin",
+    "gate_max_dropped_fraction": "policy.gate.max_dropped_fraction", "require_approval": "policy.require_approval",
     "approval_timeout_hours": "policy.approval_timeout_hours",
+    "on_base_retirement": "policy.on_base_retirement",
 }
 
 

@@ -7,7 +7,8 @@ the ones a run may set:
   an allowed storage root), ``epochs``, ``learning_rate_multiplier``, ``continue_from``;
 * from an allowed list: ``project_id`` (``allowed_projects`` ∪ {``google.project``}), ``location``
   (``allowed_locations``), ``base_model`` (``allowed_base_models``); an empty list allows only the file's value;
-* tighten-only: the gate thresholds (``gate_max_error_rate`` down, the others up), ``require_approval`` (may be
+* tighten-only: the gate thresholds (``gate_max_error_rate`` and ``gate_max_dropped_fraction`` down, the others
+  up), ``require_approval`` (may be
   turned on, not off), ``approval_timeout_hours``, ``max_training_tokens`` and ``max_cost`` (down; ``null`` is
   "no limit", so it loosens a number).
 
@@ -41,12 +42,13 @@ TIGHTEN_FIELDS: dict[str, tuple[str, bool, dict]] = {
     "gate_pairwise_min_decisive": (">=", True, {"minimum": 1}),
     "gate_pairwise_margin": (">=", False, {"minimum": 0, "maximum": 0.49}),
     "gate_max_error_rate": ("<=", False, {"minimum": 0, "maximum": 1}),
+    "gate_max_dropped_fraction": ("<=", False, {"minimum": 0, "maximum": 1}),
     "approval_timeout_hours": ("<=", False, {"exclusiveMinimum": 0}),
     "max_training_tokens": ("<=", True, {"minimum": 1}),
     "max_cost": ("<=", False, {"minimum": 0}),
 }
 #: tighten-only fields where null means "no limit"
-NULLABLE_LIMITS = ("approval_timeout_hours", "max_training_tokens", "max_cost")
+NULLABLE_LIMITS = ("approval_timeout_hours", "max_training_tokens", "max_cost", "gate_max_dropped_fraction")
 #: free numeric fields → (integer?, bounds)
 FREE_NUMBERS: dict[str, tuple[bool, dict]] = {
     "epochs": (True, {"minimum": 1, "maximum": 100}),
@@ -66,7 +68,9 @@ TITLES = {
     "gate_confidence": "Gate: confidence of the paired test against the champion",
     "gate_pairwise_min_decisive": "Gate: minimum non-tied judged pairs (pairwise judge)",
     "gate_pairwise_margin": "Gate: win rate must beat 0.5 + this (pairwise judge)",
-    "gate_max_error_rate": "Gate: maximum error rate", "require_approval": "Require a human's approval to promote",
+    "gate_max_error_rate": "Gate: maximum error rate",
+    "gate_max_dropped_fraction": "Gate: most of the training examples the service may drop",
+    "require_approval": "Require a human's approval to promote",
     "approval_timeout_hours": "Approval timeout (h)", "max_training_tokens": "Budget: max training tokens",
     "max_cost": "Budget: max cost",
 }

@@ -183,7 +183,12 @@ class TuningSpec(_Model):
     :param batch_size: 1-64 or None (Gemini API).
     :param display_name: the tuned model's display name (≤ 40 characters).
     :param continue_from: None, ``champion`` or a Vertex model resource name (Vertex).
-    :param job_timeout_hours: > 0, ≤ 168.
+    :param job_timeout_hours: > 0, ≤ 168: how long the job may tune, counted (Vertex) from its first ``TUNING``
+        sub-state, so quota and capacity waits are not charged to it.
+    :param max_queue_hours: > 0, ≤ 168, or None (no limit): the most hours a Vertex job may wait for quota or
+        capacity (summed); past it the run fails and the job is cancelled.
+    :param retirement_warn_days: 0-365: warn this many days before the base model's tuning block or retirement
+        (the model lifecycle table).
     :param on_fingerprint_change: ``cancel_and_resubmit`` or ``fail``.
     :param poll_policy: :class:`PollPolicySpec`.
     """
@@ -195,6 +200,8 @@ class TuningSpec(_Model):
     display_name: Annotated[str, Field(min_length=1, max_length=40)] = "support-router"
     continue_from: NonEmpty | None = None
     job_timeout_hours: Annotated[float, Field(gt=0, le=168)] = 24.0
+    max_queue_hours: Annotated[float, Field(gt=0, le=168)] | None = None
+    retirement_warn_days: Annotated[int, Field(ge=0, le=365)] = 60
     on_fingerprint_change: Literal["cancel_and_resubmit", "fail"] = "cancel_and_resubmit"
     poll_policy: PollPolicySpec = Field(default_factory=PollPolicySpec)
 

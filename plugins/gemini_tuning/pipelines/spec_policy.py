@@ -37,6 +37,8 @@ class GateSpec(_Model):
     :param confidence: of the paired test against the champion (0.5 < c < 1).
     :param pairwise_min_decisive: the fewest non-tied judged pairs (≥ 1).
     :param pairwise_margin: the win rate must beat 0.5 + this (0-0.49).
+    :param max_dropped_fraction: the most of the training examples the tuning service may drop (0-1), or None
+        (no rule); above it the gate fails the candidate (the tuning itself succeeded).
     """
 
     min_prompts: Annotated[int, Field(ge=1)] = 20
@@ -47,6 +49,7 @@ class GateSpec(_Model):
     confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
     pairwise_min_decisive: Annotated[int, Field(ge=1)] = 10
     pairwise_margin: Annotated[float, Field(ge=0, le=0.49)] = 0.0
+    max_dropped_fraction: Annotated[float, Field(ge=0, le=1)] | None = None
 
 
 class BudgetSpec(_Model):
@@ -75,6 +78,9 @@ class PolicySpec(_Model):
     :param allowed_locations: the locations allowed (empty: the file's location is not restricted, a run may not
         change it).
     :param allowed_base_models: the base models allowed (empty: likewise).
+    :param on_base_retirement: ``rebase`` (default) or ``fail``: what a ``continue_from: champion`` run does when
+        the champion's base model nears its tuning block or retirement (``tuning.retirement_warn_days``): tune
+        ``google.base_model`` afresh, judged against the still-serving champion, or stop with a clear message.
     """
 
     gate: GateSpec = Field(default_factory=GateSpec)
@@ -85,6 +91,7 @@ class PolicySpec(_Model):
     allowed_projects: list[Project] = Field(default_factory=list)
     allowed_locations: list[Location] = Field(default_factory=list)
     allowed_base_models: list[NonEmpty] = Field(default_factory=list)
+    on_base_retirement: Literal["rebase", "fail"] = "rebase"
 
     @field_validator("allowed_storage_roots")
     @classmethod

@@ -119,7 +119,14 @@ RECONCILE_ROUNDS = 5
 
 # ----------------------------------------------------------------------------------------------- errors
 class ChampionChanged(Exception):
-    """The pointer moved since the evaluation read it: this run's model was not promoted."""
+    """The pointer moved since the evaluation read it: this run's model was not promoted.
+
+    :param pointer_uri: the ``gs://`` champion pointer.
+    :param candidate: this run's candidate (``tuned_model``, …), which was not promoted.
+    :param current: the pointer as it is now (the other run's champion); None: it was removed.
+    :param expected_generation: the pointer generation the evaluation read (0: there was no pointer).
+    :param actual_generation: the pointer's generation now.
+    """
 
     def __init__(self, pointer_uri: str, candidate: dict, current: dict | None, expected_generation: int,
                  actual_generation: int):
@@ -143,7 +150,14 @@ class ChampionChanged(Exception):
 
 
 class RollbackConflict(ChampionChanged):
-    """The pointer moved since the rollback read it (or since ``expected_generation``): nothing was rolled back."""
+    """The pointer moved since the rollback read it (or since ``expected_generation``): nothing was rolled back.
+
+    :param pointer_uri: the ``gs://`` champion pointer.
+    :param target: the champion the rollback would have restored (kept as :attr:`candidate`); None: unknown.
+    :param current: the pointer as it is now; None: it was removed.
+    :param expected_generation: the pointer generation the rollback read, or the caller's ``expected_generation``.
+    :param actual_generation: the pointer's generation now.
+    """
 
     def __init__(self, pointer_uri: str, target: dict | None, current: dict | None, expected_generation: int,
                  actual_generation: int):

@@ -14,8 +14,8 @@ from ..core.constants import MAX_POINTER_BYTES
 from ..core.names import InvalidName, validate_resource_name
 from ..core.tuning import BACKENDS
 
-POINTER_FIELDS = ("backend", "tuned_model", "endpoint", "checkpoint_id", "display_name", "promoted_at", "run_id",
-                  "dag_id", "metrics", "verdict_id", "policy_hash", "previous")
+POINTER_FIELDS = ("backend", "tuned_model", "endpoint", "checkpoint_id", "display_name", "base_model", "promoted_at",
+                  "run_id", "dag_id", "metrics", "verdict_id", "policy_hash", "previous")
 # MAX_POINTER_BYTES (re-exported): core.constants', 64 KiB, the bound of every read and of the writes
 # (services.champion.promote / rollback refuse a larger pointer); a pointer is a few KB
 VIA_ROLLBACK = "rollback"
@@ -85,6 +85,8 @@ def build_pointer(candidate: dict, run: dict, previous: dict | None, *, now: str
         "endpoint": cand["endpoint"],
         "checkpoint_id": cand["checkpoint_id"],
         "display_name": cand["display_name"],
+        # the Google base model it was tuned from: a tuned model retires with it (core.lifecycle)
+        "base_model": cand.get("base_model") or None,
         "promoted_at": now or _now(),
         "run_id": run.get("run_id"),
         "dag_id": run.get("dag_id"),

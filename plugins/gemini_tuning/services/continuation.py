@@ -29,6 +29,13 @@ class ContinuationError(ValueError):
 
 @dataclass(frozen=True)
 class Continuation:
+    """What ``continue_from`` resolved to (:func:`resolve`): the exact starting point of a continuous tuning job.
+
+    :param model_version: the exact model version, ``projects/P/locations/L/models/M@<versionId>``.
+    :param checkpoint_id: its checkpoint to start from; None: the service's default (the version lists none).
+    :param source: what the user asked for (``"champion"``, an alias name, …), for the logs.
+    """
+
     model_version: str            # projects/P/locations/L/models/M@<versionId>
     checkpoint_id: str | None     # None: the service's default checkpoint (the version has none listed)
     source: str                   # what the user asked for ("champion", an alias name, ...), for the logs

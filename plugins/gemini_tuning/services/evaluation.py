@@ -150,12 +150,15 @@ def gate_evaluation(storage, evaluation: Mapping[str, Any], *, candidate: Mappin
     ``verdict_uri`` (None: ``verdict.json`` beside the results) and ``gate.json`` beside the results.
 
     :param candidate: the tuning result the verdict names (None: the evaluated challenger); the evaluation's
-        chosen checkpoint is added (``core.verdict.promotion_candidate``).
+        chosen checkpoint is added (``core.verdict.promotion_candidate``). Its ``dropped_count`` and
+        ``example_count`` (the service's data stats) feed the ``max_dropped_fraction`` rule.
     :param gate_config: ``core.gate.GateConfig`` fields; the resolved configuration is the policy recorded.
     :param pipeline: the reviewed pipeline file's provenance (``core.verdict.build_verdict``), or None.
     """
     ev = evaluation
     config = GateConfig.from_dict(gate_config)
+    tuned = candidate or {}
+    data_stats = {"dropped": tuned.get("dropped_count"), "examples": tuned.get("example_count")}
     candidate = promotion_candidate(candidate or {"tuned_model": ev["models"].get("challenger")}, ev)
     rows = read_rows(storage, ev["results_uri"])
     has_champion = "champion" in ev["models"]
@@ -163,7 +166,8 @@ def gate_evaluation(storage, evaluation: Mapping[str, Any], *, candidate: Mappin
     pairwise = {r["prompt_id"]: r["pairwise"]["outcome"] for r in rows if r.get("pairwise")}
     judged_pairs = (ev.get("judge") or {}).get("mode") in ("pairwise", "both")
     decision = decide(example_scores(rows, "challenger"), champion, config,
-                      challenger_summary=ev["summary"]["challenger"], pairwise=pairwise if judged_pairs else None)
+                      challenger_summary=ev["summary"]["challenger"], pairwise=pairwise if judged_pairs else None,
+                      data_stats=data_stats)
     for rule in decision.rules:
         log.info("gate %-28s %-7s observed=%s threshold=%s — %s", rule.name, rule.verdict.upper(), rule.observed,
                  rule.threshold, rule.reason)

@@ -51,7 +51,19 @@ class FingerprintChanged(RuntimeError):
 # ------------------------------------------------------------------------------------------------ intent records
 @dataclass
 class Intent:
-    """The record of one task instance's tuning job: written before the paid call, completed right after it."""
+    """The record of one task instance's tuning job: written before the paid call, completed right after it.
+
+    :param key: the task instance's run-stable identity key; also the record's name (``intents/<key>.json``).
+    :param fingerprint: the fingerprint of the job's inputs.
+    :param attempt: 1, 2, … (a new attempt after a failed, cancelled or changed job); part of the job's identity.
+    :param backend: the backend's ``kind`` (``vertex`` / ``gemini_api``).
+    :param job_name: what to poll and cancel (the job, or the Gemini API operation); None while the create is in
+        flight, or when it never went through.
+    :param created_at: when the record was made, epoch seconds.
+    :param task: dag_id, task_id, run_id, map_index (for people reading the record).
+    :param history: earlier attempts, ``[{attempt, job_name, fingerprint, state}]``, oldest first.
+    :param continuation: ``continue_from`` as given and what the first try resolved it to; None: no continuation.
+    """
 
     key: str
     fingerprint: str
@@ -97,6 +109,13 @@ class IntentStore:
 # ------------------------------------------------------------------------------------------------ launcher
 @dataclass
 class Launch:
+    """What :meth:`JobLauncher.launch` did.
+
+    :param status: the job's status: the one created, or the earlier try's job it returns or reattaches to.
+    :param decision: what was decided, and why (create, reattach, return, cancel_and_create).
+    :param intent: the intent record as saved.
+    """
+
     status: JobStatus
     decision: Decision
     intent: Intent

@@ -8,12 +8,21 @@ settings (every location given here has been checked by it), the summary it retu
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import uuid
 from dataclasses import dataclass, replace
 
 from ..backends import gcs
-from ..core.dataset import DatasetOptions, iter_lines, prepare_dataset, prepare_validation_dataset
+from ..core.dataset import (
+    DatasetOptions,
+    iter_lines,
+    line_ranges,
+    prepare_dataset,
+    prepare_validation_dataset,
+    source_lines,
+)
 from ..core.promptset import parse_prompt_set
 from .eval_results import MAX_PROMPT_SET_BYTES
 
@@ -24,7 +33,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LineLimits:
-    """How lines are read (``core.dataset.iter_lines``): the longest line and the largest decompressed stream."""
+    """How lines are read (``core.dataset.iter_lines``): the longest line and the largest decompressed stream.
+
+    :param max_line_bytes: the longest line, in bytes; a longer one is reported (``line-too-long``), not read.
+    :param max_decompressed_bytes: the most bytes a gzip input may decompress to (``DecompressedTooLarge`` above).
+    """
 
     max_line_bytes: int
     max_decompressed_bytes: int
@@ -39,7 +52,16 @@ class LineLimits:
 class Prepared:
     """What :func:`prepare_and_upload` produced: the training set's result (``core.dataset``), the uploads
     (``backends.gcs.UploadResult``; ``validation`` None without validation examples), the validation set's digest
-    and count (split off or separate), and every warning."""
+    and count (split off or separate), and every warning.
+
+    :param result: the training file's ``core.dataset.PrepareResult`` (counts, digests, stats).
+    :param train: the training set's upload (``UploadResult``), at ``<destination>/<sha256[:16]>/train.jsonl``.
+    :param validation: the validation set's upload; None without validation examples.
+    :param validation_sha256: SHA-256 of the validation bytes; None when nothing was split off or given.
+    :param validation_count: validation examples (0: none).
+    :param warnings: the warning-severity issues of the training file and of a separate validation file.
+    :param lines_uri: the line map (:func:`write_line_map`): each training example's line in the source file.
+    """
 
     result: object
     train: object
@@ -47,6 +69,37 @@ class Prepared:
     validation_sha256: str | None
     validation_count: int
     warnings: list
+    lines_uri: str | None = None
+
+
+def write_line_map(client, train_uri: str, source_name: str, train_lines) -> str:
+    """Write ``{"source", "train_uri", "ranges"}`` beside ``train_uri``: the source line of each training example
+    (``core.dataset.line_ranges``), so that the examples Vertex reports as dropped (1-based indices into the
+    written file) can be named by the user's own lines. Named by its content's hash: two runs whose training
+    files are the same bytes from different sources keep a map each.
+
+    :param client: a ``google.cloud.storage.Client``.
+    :param train_uri: the uploaded training file.
+    :param source_name: the source file as the user named it.
+    :param train_lines: ``PrepareResult.train_lines``.
+    :returns: the map's ``gs://`` URI.
+    """
+    body = json.dumps({"source": source_name, "train_uri": train_uri, "ranges": line_ranges(train_lines)},
+                      separators=(",", ":")).encode()
+    uri = f"{train_uri.rsplit('/', 1)[0]}/lines-{hashlib.sha256(body).hexdigest()[:16]}.json"
+    gcs.write_bytes(client, uri, body, "application/json")
+    return uri
+
+
+def read_line_map(client, uri: str | None, indices) -> dict:
+    """``{"source", "lines": {index: source line or None}}`` of the 1-based ``indices`` from the map at ``uri``;
+    ``{}`` without a map (a run prepared before maps existed, or none given)."""
+    if not uri or uri == "None":
+        return {}
+    obj, _ = gcs.read_json(client, uri, max_bytes=64 << 20, what="a training line map")
+    if obj is None:
+        return {}
+    return {"source": obj.get("source"), "lines": source_lines(obj.get("ranges") or [], indices)}
 
 
 def read_leakage_prompts(client, location: str, *, source_name: str, limits: LineLimits) -> list[str]:
@@ -128,4 +181,5 @@ def prepare_and_upload(client, destination: str, *, source: tuple[str, str], opt
         key = res.train_sha256[:16]
         train = t_up.finish(path(key, "train.jsonl"), sha256=res.train_sha256)
         val = v_up.finish(path(key, f"validation-{val_sha[:16]}.jsonl"), sha256=val_sha) if val_count else None
-    return Prepared(res, train, val, val_sha, val_count, warnings)
+    lines_uri = write_line_map(client, train.uri, source[1], res.train_lines)
+    return Prepared(res, train, val, val_sha, val_count, warnings, lines_uri)

@@ -31,7 +31,11 @@ _SHOWN = 40
 
 
 class Unreadable(ValueError):
-    """A value the page cannot read: ``where`` it is and ``why`` (the message is ``"<where>: <why>"``)."""
+    """A value the page cannot read: ``where`` it is and ``why`` (the message is ``"<where>: <why>"``).
+
+    :param where: where the value is, e.g. ``"tune result: checkpoints[0].step"`` ("": the message is ``why`` alone).
+    :param why: what it is and what was expected, e.g. ``"is a string ('50'), expected a number"``.
+    """
 
     def __init__(self, where: str, why: str):
         self.where, self.why = where, why
@@ -40,7 +44,10 @@ class Unreadable(ValueError):
 
 class Undecodable:
     """An XCom value Airflow's own decoder refused (``ui.data`` keeps it in place of the value: the views then say
-    the field is unreadable, instead of the whole query failing)."""
+    the field is unreadable, instead of the whole query failing).
+
+    :param why: why the decoder refused it (shown as the value's repr, ``<why>``).
+    """
 
     def __init__(self, why: str):
         self.why = why

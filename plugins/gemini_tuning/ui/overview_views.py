@@ -5,11 +5,43 @@ checked like any XCom (:func:`champion_view`). Re-exported by :mod:`.views`.
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Iterable, Mapping
+from datetime import date, datetime, timezone
 
 from ..core.tuning import BACKENDS
 from . import fields as F
 from .fields import Unreadable
+
+log = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=4)
+def _table(path: str | None):
+    from ..core import lifecycle
+
+    return lifecycle.load_table(path or None)
+
+
+def base_model_view(model: str | None, today: date | None = None) -> dict | None:
+    """The champion's base model and its retirement (``core.lifecycle``; ``[gemini_tuning] model_lifecycle_table``,
+    else the shipped table): ``{"model", "state", "retirement", "days_left", "message"}``; None without a model.
+    A table that cannot be read leaves the date out (logged), never the page."""
+    if not model:
+        return None
+    from ..core import lifecycle
+    from .data import setting
+
+    try:
+        status = lifecycle.base_status(model, today or datetime.now(timezone.utc).date(),
+                                       _table(setting("model_lifecycle_table", "") or None))
+    except (OSError, ValueError) as exc:
+        log.warning("model lifecycle table not readable: %s", exc)
+        return {"model": model, "state": "unknown", "retirement": None, "days_left": None,
+                "message": "the model lifecycle table could not be read"}
+    return {"model": model, "state": status.state, "days_left": status.days_left, "message": status.message,
+            "retirement": status.retirement.isoformat() if status.retirement else None}
 
 RESTRICTED = "only state and times: you may not read this DAG's XCom"
 
@@ -71,7 +103,8 @@ def champion_view(pointer: Mapping | None, xcom_dags: set | frozenset | None = N
             "since": F.name(p, "promoted_at", w), "run_id": run_id if visible else None,
             "dag_id": dag_id if visible else None, "backend": backend,
             "metrics": F.numbers(p.get("metrics"), f"{w}.metrics"),
-            "previous": F.name(previous, "tuned_model", f"{w}.previous")}
+            "previous": F.name(previous, "tuned_model", f"{w}.previous"),
+            "base": base_model_view(F.name(p, "base_model", w))}
 
 
 def assign_pipelines(views: list[dict]) -> None:

@@ -41,6 +41,19 @@ _PREFIX_OBJECT = re.compile(r"[^\s?#\x00-\x1f]{0,900}")
 
 @dataclass
 class RunRecord:
+    """One DAG run as the UI reads it (built by ``ui.data``); nothing in it is trusted (:mod:`.fields`).
+
+    :param dag_id: the run's DAG.
+    :param run_id: the run's id.
+    :param state: the run's state (``running``, ``success``, …); None when not set.
+    :param start_date: when the run started, ISO 8601; None: not started.
+    :param end_date: when the run ended, ISO 8601; None: not ended.
+    :param run_after: the run's ``run_after``, ISO 8601 (the runs are listed newest first by it).
+    :param conf: the run's conf ({} when none, or not an object).
+    :param tasks: task_id -> ``{"operator", "state", "try_number"}`` of its task instances.
+    :param xcom: (task_id, key) -> value of this package's operators' XComs (:data:`XCOM_KEYS`).
+    """
+
     dag_id: str
     run_id: str
     state: str | None

@@ -112,6 +112,26 @@ def tuning_view(rec: RunRecord, live: Mapping | None) -> dict:
            "describe": _describe(summary) if source != "none" else None}
     if source == "final" and out["state"] == "JOB_STATE_SUCCEEDED":
         out["progress_percent"] = 100.0
+    out["substates"] = _substates(final) if source == "final" else []
+    stats = F.obj(final, "tune result") if source == "final" else {}
+    out.update(billable_tokens=F.integer(stats, "billable_tokens", "tune result"),
+               dropped_count=F.integer(stats, "dropped_count", "tune result"),
+               example_count=F.integer(stats, "example_count", "tune result"))
+    return out
+
+
+def _substates(final) -> list[dict]:
+    """The Vertex sub-state timeline of the tune task's result (``[{"state", "since", "seconds"}]``): quota and
+    capacity waits, dataset processing, tuning, post-processing, each with how long it lasted."""
+    where = "tune result.substates"
+    out = []
+    for i, row in enumerate(F.items(F.obj(final, "tune result").get("substates"), where)):
+        w = f"{where}[{i}]"
+        row = F.obj(row, w, required=True)
+        state = F.name(row, "state", w)
+        since = F.number(row, "since", w)
+        out.append({"state": (state or "").removeprefix("TUNING_JOB_STATE_"), "since": _when(since),
+                    "seconds": F.number(row, "seconds", w)})
     return out
 
 
@@ -121,7 +141,8 @@ def _no_tuning(job: dict | None = None) -> dict:
             "state": None, "sub_state": None, "progress_percent": None, "completed_steps": None, "total_steps": None,
             "tuned_model": None, "endpoint": None, "continued_from": None, "checkpoints": [], "loss": [],
             "validation": [], "latest_loss": None, "eta_seconds": None, "checked_at": None, "error": None,
-            "status_note": None, "describe": None}
+            "status_note": None, "describe": None, "substates": [], "billable_tokens": None, "dropped_count": None,
+            "example_count": None}
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
@@ -197,8 +218,15 @@ def gate_view(rec: RunRecord) -> dict | None:
                       "observed": F.plain(r.get("observed"), f"{rw}.observed"),
                       "threshold": F.plain(r.get("threshold"), f"{rw}.threshold"),
                       "reason": F.text(r, "reason", rw), "details": details})
+    pw = f"{w}.pipeline"
+    pipe = F.obj(g.get("pipeline"), pw)     # the reviewed pipeline file the run was built from (None: the open DAG)
+    provenance = [(label, value) for label, value in (
+        ("Pipeline", F.name(pipe, "id", pw)), ("Pipeline file", F.text(pipe, "file", pw)),
+        ("File revision", F.name(pipe, "revision", pw)), ("Pipeline policy", F.name(pipe, "policy_hash", pw)),
+        ("Verdict", F.name(g, "verdict_id", w)), ("Gate policy", F.name(g, "policy_hash", w))) if value]
     return {"decision": decision, "label": DECISION_LABELS[decision], "summary": F.text(g, "summary", w),
-            "rules": rules, "policy_hash": F.name(g, "policy_hash", w), "verdict_id": F.name(g, "verdict_id", w)}
+            "rules": rules, "policy_hash": F.name(g, "policy_hash", w), "verdict_id": F.name(g, "verdict_id", w),
+            "provenance": provenance}
 
 
 def primary_metric(gate: Mapping | None) -> str:

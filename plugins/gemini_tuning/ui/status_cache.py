@@ -24,7 +24,13 @@ Fetch = Callable[[str, str], dict]     # (backend, poll name) -> JobStatus.summa
 
 
 class StatusCache:
-    """:param directory: where the entries live (created). :param fetch: asks the service. :param ttl: seconds."""
+    """One cache directory of job statuses.
+
+    :param directory: where the entries live (created).
+    :param fetch: asks the service: (backend, poll name) -> a ``JobStatus.summary()``.
+    :param ttl: how long an entry of a job that is not terminal stays fresh, in seconds.
+    :param clock: the time function, epoch seconds (tests pass a fake one).
+    """
 
     def __init__(self, directory: str | os.PathLike, fetch: Fetch, ttl: float = 30.0, clock=time.time):
         self.dir = Path(directory)

@@ -499,3 +499,31 @@ def test_judge_outage_is_no_decision_not_delete():
     # without a champion nothing is judged pairwise: no judge rule, no outage
     d = decide(run([1] * 20), None, GateConfig(), pairwise={})
     assert "judge_error_rate" not in verdicts(d) and d.decision == "promote"
+
+
+# ------------------------------------------------------------------------- dropped examples (Vertex data stats)
+
+def test_max_dropped_fraction_fails_the_gate_not_the_tuning():
+    ch = run([1] * 20)
+    assert "max_dropped_fraction" not in verdicts(decide(ch, None, cfg()))       # off by default
+    d = decide(ch, None, cfg(max_dropped_fraction=0.04), data_stats={"dropped": 5, "examples": 100})
+    r = d.rule("max_dropped_fraction")
+    assert (r.verdict, r.observed, r.threshold) == ("fail", 0.05, 0.04)
+    assert r.reason == "the service dropped 5 of 100 training example(s): 0.05 > maximum 0.04"
+    assert d.decision == "delete"                 # a verdict: the data is the problem, not missing evidence
+    ok = decide(ch, None, cfg(max_dropped_fraction=0.05), data_stats={"dropped": 5, "examples": 100})
+    assert ok.rule("max_dropped_fraction").verdict == "pass" and ok.decision == "promote"
+
+
+@pytest.mark.parametrize("stats", [None, {}, {"dropped": None, "examples": 100}, {"dropped": 3, "examples": 0}])
+def test_max_dropped_fraction_without_the_services_counts_is_skipped(stats):
+    d = decide(run([1] * 20), None, cfg(max_dropped_fraction=0.0), data_stats=stats)
+    r = d.rule("max_dropped_fraction")
+    assert r.verdict == "skipped" and "reported no dropped-example count" in r.reason
+    assert d.decision == "promote"
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), "0.1", True])
+def test_max_dropped_fraction_is_validated(bad):
+    with pytest.raises(ValueError, match="max_dropped_fraction must be in"):
+        GateConfig(max_dropped_fraction=bad)

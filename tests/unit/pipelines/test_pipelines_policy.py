@@ -199,3 +199,20 @@ def test_run_param_schemas_follow_the_policy(router, strict):
     assert strict_schemas["approval_timeout_hours"]["maximum"] == 72
     assert strict_schemas["max_cost"]["maximum"] == 5 and strict_schemas["max_cost"]["type"] == "number"
     assert strict_schemas["project_id"]["enum"] == ["main-project-1", "team-project-1"]
+
+
+def test_max_dropped_fraction_may_be_set_and_lowered_never_raised_or_removed(router, tmp_path):
+    assert router.defaults()["gate_max_dropped_fraction"] is None           # the demo file: no rule
+    assert check_conf(router, {"gate_max_dropped_fraction": 0.02})["gate_max_dropped_fraction"] == 0.02
+    text = (ROOT / "pipelines" / "router.yaml").read_text()
+    text = text.replace("max_error_rate:", "max_dropped_fraction: 0.05\n    max_error_rate:", 1)
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    (folder / "router.yaml").write_text(text)
+    (tmp_path / "include").symlink_to(INCLUDE)
+    locked = load_file(folder / "router.yaml")
+    assert locked.defaults()["gate_max_dropped_fraction"] == 0.05
+    assert check_conf(locked, {"gate_max_dropped_fraction": 0.01})["gate_max_dropped_fraction"] == 0.01
+    for looser in (0.2, None):
+        (v,) = violations(locked, {"gate_max_dropped_fraction": looser}).violations
+        assert v.field == "gate_max_dropped_fraction" and v.policy == 0.05

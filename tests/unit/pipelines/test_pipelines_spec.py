@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gemini_tuning.pipelines.loader import Pipeline, PipelineFileError, load_file, load_folder
 from harness.paths import PIPELINE_FILES, ROOT
@@ -171,7 +172,8 @@ def test_the_demo_files_load_and_mirror_the_demo():
     pipeline = by_id["router"]
     assert pipeline.dag_id == "gemini_tuning__router"
     assert pipeline.rollback_dag_id == "gemini_tuning__router__rollback"
-    assert len(pipeline.defaults()) == 42
+    assert len(pipeline.defaults()) == 46
+    assert (pipeline.defaults()["max_queue_hours"], pipeline.defaults()["retirement_warn_days"]) == (None, 60)
     again = Pipeline.from_record(pipeline.to_record())
     assert again == pipeline
 
@@ -190,3 +192,29 @@ def test_missing_folder_is_empty_and_fifty_files_load_fast(tmp_path):
     took = time.perf_counter() - t0
     assert not result.errors and len(result.pipelines) == 50
     assert took < 0.5, took
+
+
+@pytest.mark.parametrize("tuning, field, rule", [
+    ({"max_queue_hours": 0}, "tuning.max_queue_hours", "greater than 0"),
+    ({"max_queue_hours": 200}, "tuning.max_queue_hours", "less than or equal to 168"),
+    ({"retirement_warn_days": -1}, "tuning.retirement_warn_days", "greater than or equal to 0"),
+])
+def test_queue_and_retirement_settings_are_checked_with_the_field_path(tmp_path, tuning, field, rule):
+    spec = yaml.safe_load((ROOT / "pipelines" / "router.yaml").read_text())
+    spec["tuning"].update(tuning)
+    path = tmp_path / "router.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    os.symlink(ROOT / "include", tmp_path / "include")
+    with pytest.raises(PipelineFileError) as info:
+        load_file(path)
+    assert any(e.field == field and rule in e.rule for e in info.value.errors), [str(e) for e in info.value.errors]
+
+
+def test_queue_and_retirement_settings_reach_the_run_params(tmp_path):
+    spec = yaml.safe_load((ROOT / "pipelines" / "router.yaml").read_text())
+    spec["tuning"].update(max_queue_hours=6, retirement_warn_days=30)
+    path = tmp_path / "router.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    os.symlink(ROOT / "include", tmp_path / "include")
+    values = load_file(path).defaults()
+    assert (values["max_queue_hours"], values["retirement_warn_days"]) == (6, 30)

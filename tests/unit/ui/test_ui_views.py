@@ -238,3 +238,61 @@ def test_the_page_knows_every_gate_decision():
     assert 'data-decision="no_decision">no decision</span>' in pages.run_page(v)
     row = run_row(views.run_summary(v))
     assert "no decision" in row and "no decision: 3 of 120 scored" in row
+
+
+def test_the_run_page_traces_the_decision_to_the_pipeline_file_and_the_verdict():
+    """Issue 20: every promotion traced to the reviewed policy it was judged by, on the run page as in the report."""
+    rec = record()
+    rec.xcom[("gate", "gate")] = {**GATE, "verdict_id": "v-9f1c", "policy_hash": "ab12cd",
+                                  "pipeline": {"id": "router", "file": "pipelines/router.yaml", "revision": "77aa01",
+                                               "policy_hash": "efe39e"}}
+    v = views.run_view(rec)
+    assert v["gate"]["provenance"] == [("Pipeline", "router"), ("Pipeline file", "pipelines/router.yaml"),
+                                       ("File revision", "77aa01"), ("Pipeline policy", "efe39e"),
+                                       ("Verdict", "v-9f1c"), ("Gate policy", "ab12cd")]
+    html = pages.run_page(v)
+    (line,) = re.findall(r'<p class="small provenance" id="provenance">.*?</p>', html, flags=re.S)
+    text = re.sub(r"<[^>]+>", "", line)
+    assert "Pipeline router" in text and "File revision 77aa01" in text and "Verdict v-9f1c" in text
+    # the open DAG (no pipeline file): only the verdict's part; no verdict at all: no line
+    rec.xcom[("gate", "gate")] = {**GATE, "verdict_id": "v-1"}
+    assert views.run_view(rec)["gate"]["provenance"] == [("Verdict", "v-1")]
+    rec.xcom[("gate", "gate")] = GATE
+    assert 'id="provenance"' not in pages.run_page(views.run_view(rec))
+
+
+def test_the_run_page_shows_the_sub_state_timeline_and_the_services_data_stats():
+    rec = record()
+    rec.xcom[("tune", "return_value")].update(
+        billable_tokens=91234, dropped_count=5, example_count=360,
+        substates=[{"state": "TUNING_JOB_STATE_WAITING_FOR_QUOTA", "since": 1796000000.0, "seconds": 1800.0},
+                   {"state": "TUNING_JOB_STATE_TUNING", "since": 1796001800.0, "seconds": 600.5}])
+    t = views.run_view(rec)["tuning"]
+    assert [s["state"] for s in t["substates"]] == ["WAITING_FOR_QUOTA", "TUNING"]
+    assert t["substates"][0]["since"].endswith(" UTC") and t["billable_tokens"] == 91234
+    html = pages.run_page(views.run_view(rec))
+    (table,) = re.findall(r'<table class="substates" id="substates">.*?</table>', html, flags=re.S)
+    assert "WAITING_FOR_QUOTA" in table and "1800" in table and "TUNING" in table
+    assert "91,234" in html and "5 of 360 example(s)" in html
+    rec.xcom[("tune", "return_value")]["substates"] = [{"state": 7}]      # hostile XCom: unreadable, not a 500
+    with pytest.raises(views.Unreadable):
+        views.tuning_view(rec, None)
+
+
+def test_the_overview_shows_the_champions_base_model_and_its_retirement():
+    from datetime import date
+
+    from gemini_tuning.ui.overview_views import base_model_view
+
+    pointer = {"backend": "vertex", "tuned_model": MODEL, "promoted_at": "2026-12-01T10:30:00Z", "run_id": "r1",
+               "dag_id": "d", "metrics": {}, "base_model": "gemini-2.5-flash"}
+    base = views.champion_view(pointer)["base"]
+    assert base["model"] == "gemini-2.5-flash" and base["retirement"] == "2026-10-20"
+    assert base_model_view("gemini-3.5-flash", date(2027, 1, 1))["state"] == "ok"
+    assert base_model_view("gemini-3.5-flash", date(2027, 4, 1))["state"] in ("warn", "blocked")
+    page = pages.overview_page({"pipelines": [{"pointer_uri": POINTER, "dag_ids": ["d"], "champion":
+                                               views.champion_view(pointer), "champion_unreadable": None,
+                                               "history": [], "runs": []}], "n_runs": 0})
+    (cell,) = re.findall(r'<td class="champion-base">.*?</td>', page, flags=re.S)
+    assert "gemini-2.5-flash" in cell and "retires 2026-10-20" in cell and "retired" in cell
+    assert views.champion_view({k: v for k, v in pointer.items() if k != "base_model"})["base"] is None

@@ -6,7 +6,12 @@ from google.api_core.exceptions import PreconditionFailed
 
 
 class GenerationMismatch(Exception):
-    """A compare-and-swap write found another generation than the expected one (HTTP 412)."""
+    """A compare-and-swap write found another generation than the expected one (HTTP 412).
+
+    :param uri: the ``gs://`` object written.
+    :param expected: the generation the write was conditioned on (0: the object had to be absent).
+    :param actual: the generation found (0: absent); None when unknown.
+    """
 
     def __init__(self, uri: str, expected: int, actual: int | None = None):
         self.uri = uri
@@ -23,7 +28,13 @@ class ContentMismatch(Exception):
 
 class ObjectTooLarge(ValueError):
     """An object or local file is larger than a read allows (raised before it is downloaded), or a record larger
-    than its readers allow (raised by its writer before it is uploaded: ``services.champion_pointer``)."""
+    than its readers allow (raised by its writer before it is uploaded: ``services.champion_pointer``).
+
+    :param uri: the object or local file (or record) that is too large.
+    :param size: its size in bytes.
+    :param max_bytes: the limit it exceeds, in bytes.
+    :param what: what the limit is for, in the message (``"this read"`` when not said).
+    """
 
     def __init__(self, uri: str, size: int, max_bytes: int, what: str = "this read"):
         self.uri, self.size, self.max_bytes = uri, size, max_bytes

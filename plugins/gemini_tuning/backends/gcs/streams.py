@@ -94,7 +94,14 @@ def read_jsonl(client: Client, uri: str, *, max_bytes: int, what: str = "this re
 
 # ----------------------------------------------------------------------------------------------- progress
 class ProgressLog:
-    """``progress(done_bytes)`` callback that logs bytes and MB/s at most every ``every_bytes`` or ``every_s``."""
+    """``progress(done_bytes)`` callback that logs bytes and MB/s at most every ``every_bytes`` or ``every_s``.
+
+    :param label: what is being read or uploaded, the start of each log line (``"read train.jsonl"``).
+    :param total: the expected size in bytes, logged as "of N MB"; None: unknown, not logged.
+    :param logger: where to log (INFO); None: this package's logger.
+    :param every_bytes: log again once this many more bytes are done (default 128 MiB)...
+    :param every_s: ...or once this many seconds have passed since the last line (default 15).
+    """
 
     def __init__(self, label: str, *, total: int | None = None, logger: logging.Logger | None = None,
                  every_bytes: int = 128 * 1024 * 1024, every_s: float = 15.0):
@@ -120,7 +127,12 @@ class ProgressLog:
 
 
 class CountingReader:
-    """Read-through wrapper that reports the cumulative bytes read (progress of a local read or upload)."""
+    """Read-through wrapper that reports the cumulative bytes read (progress of a local read or upload).
+
+    :param raw: the binary stream read through; other attributes are passed on to it.
+    :param progress: called with the cumulative byte count after each non-empty read; None: count only.
+    :param base: the count to start from (bytes already done before this stream).
+    """
 
     def __init__(self, raw: IO[bytes], progress: Callable[[int], None] | None, base: int = 0):
         self._raw = raw
@@ -139,7 +151,12 @@ class CountingReader:
 
 
 class FileSlice:
-    """``length`` bytes of a file from ``start``, seen as a stream that starts at 0 (what the client requires)."""
+    """``length`` bytes of a file from ``start``, seen as a stream that starts at 0 (what the client requires).
+
+    :param path: the local file, opened for reading until :meth:`close`.
+    :param start: the byte offset in the file where the slice begins.
+    :param length: the slice's size in bytes; reads stop there.
+    """
 
     def __init__(self, path: str, start: int, length: int):
         self._fh = open(path, "rb")  # noqa: SIM115

@@ -68,6 +68,14 @@ SHA256_KEY = "sha256"  # custom metadata key holding the hex SHA-256 of an uploa
 
 @dataclass(frozen=True)
 class UploadResult:
+    """What a create-only upload left at its name.
+
+    :param uri: the ``gs://`` object.
+    :param generation: the object's GCS generation (the uploaded one, or the reused one's).
+    :param created: True: this upload created it; False: an identical object already existed and was reused.
+    :param bytes: the object's size in bytes.
+    """
+
     uri: str
     generation: int
     created: bool  # False: an identical object already existed and was reused
@@ -150,6 +158,14 @@ class StagedUpload:
     parts into the final ``uri`` create-only (or, when nothing was staged yet, uploads the spool file straight to
     ``uri``) and deletes the parts. Use it as a context manager: leaving the block without :meth:`finish`, or
     with an exception, calls :meth:`abort`, which deletes every staged part. See the module docstring for why.
+
+    :param client: the GCS client the parts are uploaded and composed with.
+    :param staging_uri: ``gs://`` name prefix of the staged parts (``.part-NNNNN`` appended); the final object must
+        be in the same bucket (compose is within one bucket).
+    :param part_size: bytes per staged part; None: the package's ``DEFAULT_PART_SIZE`` (64 MiB) at creation.
+    :param content_type: the final object's content type.
+    :param progress: called with the bytes uploaded so far, as parts (or the direct upload) progress; None: silent.
+    :param spool_dir: the directory of the local spool file; None: the system temp directory.
     """
 
     def __init__(self, client: Client, staging_uri: str, *, part_size: int | None = None,

@@ -10,7 +10,9 @@ as a short note, never an error::
     {"title", "dag_id", "run_id", "generated_at",
      "tuning": {"backend", "job_name", "base_model", "tuned_model", "endpoint",
                 "loss_history": [[step, epoch, loss], ...], "validation_history": [...], "hyperparameters": {...},
-                "example_count", "continued_from", "checkpoints": [{"checkpoint_id", "epoch", "step", "endpoint"}]},
+                "example_count", "continued_from", "checkpoints": [{"checkpoint_id", "epoch", "step", "endpoint"}],
+                "billable_tokens" (the service's count), "estimated_tokens" (the prepare step's chars / 4 x epochs),
+                "dropped_count", "dropped": [{"index", "line", "source", "reason"}, ...] (line: the source file's)},
      "evaluation": {"n_prompts", "results_uri", "models": {"challenger", "champion"}, "judge", "tokens",
                     "summary": {"challenger": summarize(), "champion": summarize() | None},
                     "primary_metric": str (optional; else read from the gate's champion_margin rule),
@@ -42,8 +44,28 @@ __all__ = ["CHALLENGER_COLOR", "CHAMPION_COLOR", "DELETE_COLOR", "LOSS_COLOR", "
            "MAX_TEXT_CHARS", "NEUTRAL_COLOR", "PROMOTE_COLOR", "render_report", "report_data"]
 
 
+def _retirement(model: str | None) -> str | None:
+    """``retires YYYY-MM-DD (N days left)`` of a base model, from the shipped lifecycle table; None when unknown."""
+    if not model:
+        return None
+    from datetime import UTC, datetime
+
+    from ...core import lifecycle
+
+    try:
+        status = lifecycle.base_status(model, datetime.now(UTC).date())
+    except (OSError, ValueError):
+        return None
+    if status.retirement is None:
+        return None
+    when = "retired" if status.state == "retired" else "retires"
+    return f"{when} {status.retirement.isoformat()} ({status.days_left} days left)" if status.days_left > 0 \
+        else f"{when} {status.retirement.isoformat()}"
+
+
 def report_data(*, dag_id: str, run_id: str, generated_at: str | None, tuning: Mapping, evaluation: Mapping,
-                gate: Mapping, action_taken: str | None, examples: list[dict]) -> dict:
+                gate: Mapping, action_taken: str | None, examples: list[dict], dataset: Mapping | None = None,
+                dropped_lines: Mapping | None = None) -> dict:
     """The report's input from the pipeline's results (XCom of the tune, evaluate and gate tasks).
 
     :param dag_id: the run's DAG.
@@ -54,16 +76,26 @@ def report_data(*, dag_id: str, run_id: str, generated_at: str | None, tuning: M
     :param gate: the gate's decision (``GateDecision.to_dict()``).
     :param action_taken: what the run did (promoted / deleted), if anything yet.
     :param examples: the examples where the models differ (``eval_results.differing_examples``).
+    :param dataset: the prepare task's result (its token estimate), or None.
+    :param dropped_lines: ``services.prepare.read_line_map`` of the dropped indices (``{"source", "lines"}``).
     """
     summary = evaluation.get("summary", {})
+    mapped = dropped_lines or {}
+    lines = mapped.get("lines") or {}
+    dropped = [{"index": int(i), "line": lines.get(int(i)), "source": mapped.get("source"), "reason": reason}
+               for i, reason in tuning.get("dropped") or ()]
+    estimate = ((dataset or {}).get("stats") or {}).get("billable_tokens")
     return {"title": f"Gemini tuning report — {dag_id}", "dag_id": dag_id, "run_id": run_id,
             "generated_at": generated_at,
             "tuning": {"backend": tuning.get("backend"), "job_name": tuning.get("name"),
+                       "base_model": tuning.get("base_model"), "base_retirement": _retirement(tuning.get("base_model")),
                        "tuned_model": tuning.get("tuned_model"), "endpoint": tuning.get("endpoint"),
                        "loss_history": tuning.get("loss_history") or [],
                        "validation_history": tuning.get("validation_history") or [],
                        "example_count": tuning.get("example_count"), "continued_from": tuning.get("continued_from"),
-                       "checkpoints": tuning.get("checkpoints") or []},
+                       "checkpoints": tuning.get("checkpoints") or [],
+                       "billable_tokens": tuning.get("billable_tokens"), "estimated_tokens": estimate,
+                       "dropped_count": tuning.get("dropped_count"), "dropped": dropped},
             "evaluation": {"n_prompts": evaluation.get("n_prompts"), "results_uri": evaluation.get("results_uri"),
                            "models": evaluation.get("models", {}), "best_checkpoint": evaluation.get("best_checkpoint"),
                            "judge": evaluation.get("judge"), "tokens": evaluation.get("tokens"),

@@ -288,6 +288,34 @@ def _tags(ch: Mapping | None, cp: Mapping | None, pm: str) -> dict | None:
             "n_tags": len(tags), "max_chart": MAX_TAG_CHART}
 
 
+MAX_DROPPED_ROWS = 20
+
+
+def _data_stats_rows(tuning: Mapping) -> list[dict]:
+    """The service's own count of billable tokens beside the prepare step's estimate, and the examples it dropped
+    (by the source file's line when the line map was kept; Vertex lists "a partial sample" of the indices)."""
+    rows = []
+    billed, estimate = tuning.get("billable_tokens"), tuning.get("estimated_tokens")
+    if billed is not None or estimate is not None:
+        def tokens(n):
+            return f"{int(n):,}" if isinstance(n, (int, float)) and not isinstance(n, bool) else "—"
+
+        rows.append(_row("Billable tokens", f"service {tokens(billed)} · estimate (chars / 4 × epochs) "
+                                            f"{tokens(estimate)}"))
+    count, dropped = tuning.get("dropped_count"), list(tuning.get("dropped") or ())
+    if count:
+        total = tuning.get("example_count")
+        share = f" ({100 * count / total:.1f} % of {fmt(total)})" if total else ""
+        rows.append(_row("Dropped by the service", f"{fmt(count)} example(s){share}"))
+    for d in dropped[:MAX_DROPPED_ROWS]:
+        where = (f"line {d['line']} of {d.get('source') or 'the training file'}" if d.get("line")
+                 else f"example {d['index']} of the uploaded file")
+        rows.append(_row(f"  {where}", d.get("reason") or "no reason given", cls="hp"))
+    if len(dropped) > MAX_DROPPED_ROWS:
+        rows.append(_row("", f"… and {len(dropped) - MAX_DROPPED_ROWS} more listed by the service", muted=True))
+    return rows
+
+
 def _setup(data: Mapping) -> dict | None:
     tuning, ev = as_dict(data.get("tuning")), as_dict(data.get("evaluation"))
     if not tuning and not ev:
@@ -300,8 +328,11 @@ def _setup(data: Mapping) -> dict | None:
                       ("tuned_model", "Tuned model"), ("endpoint", "Endpoint")):
         if tuning.get(key):
             left.append(_row(name, code=tuning[key]))
+    if tuning.get("base_retirement"):
+        left.append(_row("Base model lifecycle", tuning["base_retirement"]))
     if tuning.get("example_count") is not None:
         left.append(_row("Training examples", fmt(tuning["example_count"])))
+    left += _data_stats_rows(tuning)
     left += [_row(str(k), fmt(v), cls="hp") for k, v in as_dict(tuning.get("hyperparameters")).items()]
     right = []
     if models.get("challenger"):

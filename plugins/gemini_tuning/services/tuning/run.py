@@ -140,6 +140,9 @@ class TuningRequest:
     :param lifecycle_table: a deployment's model lifecycle table (JSON, ``core.lifecycle``); None: the shipped one.
     :param retirement_warn_days: warn this many days before the base model's tuning block (or retirement).
     :param today: the day the lifecycle table is read for (None: today, UTC).
+    :param on_base_retirement: ``rebase`` or ``fail``: what a ``continue_from="champion"`` run does when the
+        champion's base model is within ``retirement_warn_days`` of its tuning block, blocked or retired
+        (``core.lifecycle.rebase_decision``): tune ``spec.base_model`` afresh instead, or stop.
     """
 
     spec: TuningSpec
@@ -157,6 +160,7 @@ class TuningRequest:
     lifecycle_table: str | None = None
     retirement_warn_days: int = 60
     today: date | None = None
+    on_base_retirement: str = "rebase"
 
 
 @dataclass(frozen=True)
@@ -205,12 +209,14 @@ class TuningRun:
         if req.on_fingerprint_change not in POLICIES:
             raise ValueError("on_fingerprint_change must be 'cancel_and_resubmit' or 'fail', "
                              f"got {req.on_fingerprint_change!r}")
+        if req.on_base_retirement not in ("rebase", "fail"):
+            raise ValueError(f"on_base_retirement must be 'rebase' or 'fail', got {req.on_base_retirement!r}")
         demo_guard(run_type=req.run_type, api_base_url=req.api_base_url, log=self.log, arguments={
             "training_uri": req.spec.training_uri, "validation_uri": req.spec.validation_uri,
             "state_uri": req.state_uri, "champion_pointer_uri": req.champion_pointer_uri})
         state_uri = state_uri_for(req.spec.training_uri, req.state_uri)
         estimate = self.budget(publish)
-        continuation = self.continuation(state_uri)
+        continuation = None if self.rebase(publish) else self.continuation(state_uri)
         spec = dataclasses.replace(req.spec, continue_from=continuation.model_version if continuation else None,
                                    checkpoint_id=continuation.checkpoint_id if continuation else None)
         spec.validate()
@@ -240,12 +246,8 @@ class TuningRun:
             return None
         req, model = self.request, spec.base_model
         location = getattr(backend, "location", None) or req.location
-        try:
-            table = lifecycle.load_table(req.lifecycle_table)
-        except (OSError, ValueError) as exc:
-            raise Refused(f"nothing was created: the model lifecycle table cannot be read: {exc}") from exc
-        status = lifecycle.base_status(model, req.today or datetime.now(timezone.utc).date(), table,
-                                       warn_days=int(req.retirement_warn_days))
+        table = self._lifecycle()
+        status = lifecycle.base_status(model, self._today(), table, warn_days=int(req.retirement_warn_days))
         info = {"model": model, "location": location, "state": status.state, "message": status.message,
                 "retirement": status.retirement.isoformat() if status.retirement else None,
                 "tuning_blocked_from": status.tuning_blocked_from.isoformat() if status.tuning_blocked_from else None,
@@ -301,6 +303,55 @@ class TuningRun:
             publish("budget", {**est.to_dict(), "max_training_tokens": limits.max_training_tokens,
                                "max_cost": limits.max_cost})
         return est
+
+    def _lifecycle(self):
+        from ...core import lifecycle
+
+        try:
+            return lifecycle.load_table(self.request.lifecycle_table)
+        except (OSError, ValueError) as exc:
+            raise Refused(f"nothing was created: the model lifecycle table cannot be read: {exc}") from exc
+
+    def _today(self) -> date:
+        return self.request.today or datetime.now(timezone.utc).date()
+
+    def rebase(self, publish: Callable[[str, Any], None]) -> bool:
+        """``continue_from="champion"`` and the champion's base model retiring (the pointer's ``base_model``, the
+        lifecycle table, ``on_base_retirement``): True when this run tunes ``spec.base_model`` afresh instead
+        (a warning, and ``("rebase", {…})`` published); False to continue as asked. The new model is judged
+        against the still-serving champion as usual.
+
+        :raises Refused: ``on_base_retirement="fail"``, or a rebase that would not help (the message says why).
+        """
+        from ...core import lifecycle
+        from ..champion_pointer import read_champion
+
+        req = self.request
+        if req.continue_from != "champion" or req.spec.backend != "vertex" or not req.champion_pointer_uri:
+            return False
+        try:
+            champion, _ = read_champion(self._storage(), req.champion_pointer_uri)
+        except Exception as exc:  # noqa: BLE001 - the continuation reads it again and says what is wrong
+            self.log.debug("champion pointer not readable for the base-model check: %s", exc)
+            return False
+        base = (champion or {}).get("base_model")
+        if not base:
+            if champion:
+                self.log.info("the champion pointer names no base model (promoted before it was recorded): its "
+                              "retirement date is not checked")
+            return False
+        decision, message = lifecycle.rebase_decision(base, self._today(), self._lifecycle(),
+                                                      int(req.retirement_warn_days), req.on_base_retirement,
+                                                      base_model=req.spec.base_model)
+        if decision == "continue":
+            self.log.info("%s", message)
+            return False
+        if decision == "fail":
+            raise Refused(f"nothing was created: {message}")
+        self.log.warning("%s", message)
+        publish("rebase", {"champion": champion.get("tuned_model"), "champion_base_model": base,
+                           "base_model": req.spec.base_model, "message": message})
+        return True
 
     def continuation(self, state_uri: str):
         """``continue_from`` resolved to an exact model version and checkpoint (None: from the base model).

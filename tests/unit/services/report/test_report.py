@@ -381,3 +381,32 @@ def test_the_header_traces_the_decision_to_the_pipeline_file_and_the_verdict():
     # a run not built from a pipeline file: no empty provenance rows
     plain = render_report({"title": "T", "run_id": "r1", "gate": {"decision": "delete", "rules": []}})
     assert "Pipeline file" not in plain and "File revision" not in plain
+
+
+def test_the_service_token_count_and_the_dropped_examples_by_source_line():
+    """Vertex's data stats in the report: billable tokens (service vs the prepare step's estimate) and the examples
+    it dropped, named by the user's own lines (the line map), in order, escaped; more than 20 are summarised."""
+    from gemini_tuning.core.dataset import line_ranges
+    from gemini_tuning.core.dataset.prepare import source_lines
+
+    tuning = {"backend": "vertex", "name": "projects/p/locations/l/tuningJobs/1", "example_count": 400,
+              "billable_tokens": 123456, "dropped_count": 25,
+              "dropped": [[i, f"The example has {9000 + i} tokens <script>"] for i in range(1, 26)]}
+    ranges = line_ranges([2 * n for n in range(1, 401)])      # every other source line became an example
+    lines = {"source": "tickets.jsonl", "lines": source_lines(ranges, range(1, 26))}
+    data = report.report_data(dag_id="d", run_id="r", generated_at=None, tuning=tuning, evaluation={}, gate={},
+                              action_taken=None, examples=[], dataset={"stats": {"billable_tokens": 120000}},
+                              dropped_lines=lines)
+    assert data["tuning"]["dropped"][0] == {"index": 1, "line": 2, "source": "tickets.jsonl",
+                                            "reason": "The example has 9001 tokens <script>"}
+    html = render_report(data)
+    text = re.sub(r"<[^>]+>", " ", html)
+    assert "service 123,456 · estimate (chars / 4 × epochs) 120,000" in text
+    assert "25 example(s) (6.2 % of 400)" in text
+    assert "line 2 of tickets.jsonl" in text and "line 40 of tickets.jsonl" in text   # the 20th
+    assert "line 42 of tickets.jsonl" not in text and "and 5 more listed by the service" in text
+    assert "<script>" not in html and "tokens &lt;script&gt;" in html
+    # without the line map: the service's own index
+    plain = render_report(report.report_data(dag_id="d", run_id="r", generated_at=None, tuning=tuning,
+                                             evaluation={}, gate={}, action_taken=None, examples=[]))
+    assert "example 1 of the uploaded file" in re.sub(r"<[^>]+>", " ", plain)

@@ -109,3 +109,54 @@ def test_a_model_id_that_would_change_the_url_is_refused(model):
 
 def test_the_run_module_documents_the_step():
     assert "publishers/google/models/{id}" in run_module.__doc__
+
+
+# ------------------------------------------------------------------------------ rebase (continue_from=champion)
+def rebase_run(monkeypatch, champion: dict | None, **req):
+    monkeypatch.setattr("gemini_tuning.services.champion_pointer.read_champion",
+                        lambda storage, uri: (champion, 3 if champion else 0))
+    spec = TuningSpec(backend="vertex", base_model=req.pop("base_model", "gemini-3.5-flash"),
+                      training_uri="gs://acme-ml/train.jsonl")
+    request = TuningRequest(spec=spec, task=TaskRef("d", "tune", "r"), continue_from="champion",
+                            champion_pointer_uri="gs://acme-ml/champion.json",
+                            today=req.pop("today", date(2026, 12, 8)), **req)
+    return TuningRun(request, backend=lambda kind: None, storage=lambda: object(), registry=lambda: None,
+                     log=logging.getLogger("test"))
+
+
+CHAMPION = {"backend": "vertex", "tuned_model": "projects/p/locations/us-central1/models/9@2",
+            "base_model": "gemini-2.5-flash"}
+
+
+def test_a_champion_on_a_retired_base_is_rebased_onto_the_configured_model(monkeypatch, caplog):
+    published = {}
+    with caplog.at_level(logging.WARNING, "test"):
+        assert rebase_run(monkeypatch, CHAMPION).rebase(published.__setitem__) is True
+    assert published["rebase"]["champion_base_model"] == "gemini-2.5-flash"
+    assert published["rebase"]["base_model"] == "gemini-3.5-flash"
+    assert "replaced by a fresh tuning of base_model=gemini-3.5-flash" in published["rebase"]["message"]
+    assert any("the champion's base model gemini-2.5-flash retired on 2026-10-20" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_on_base_retirement_fail_stops_with_what_to_do(monkeypatch):
+    with pytest.raises(Refused, match=r"nothing was created: the champion's base model gemini-2.5-flash retired on "
+                                      r"2026-10-20 .*on_base_retirement='fail': stopping\. Set "
+                                      r"on_base_retirement='rebase'"):
+        rebase_run(monkeypatch, CHAMPION, on_base_retirement="fail").rebase(lambda k, v: None)
+
+
+def test_a_rebase_onto_the_champions_own_family_would_not_help(monkeypatch):
+    with pytest.raises(Refused, match="Rebasing onto base_model=gemini-2.5-flash would not help"):
+        rebase_run(monkeypatch, CHAMPION, base_model="gemini-2.5-flash").rebase(lambda k, v: None)
+
+
+def test_a_healthy_or_unknown_champion_base_continues(monkeypatch):
+    healthy = {**CHAMPION, "base_model": "gemini-3.5-flash"}
+    assert rebase_run(monkeypatch, healthy).rebase(lambda k, v: None) is False
+    # the warning window: 60 days before 3.5-flash's tuning block (2027-04-19), with the default warn_days
+    assert rebase_run(monkeypatch, healthy, today=date(2027, 3, 1),
+                      base_model="gemini-3.5-flash-lite").rebase(lambda k, v: None) is True
+    assert rebase_run(monkeypatch, {k: v for k, v in CHAMPION.items() if k != "base_model"}).rebase(
+        lambda k, v: None) is False                                  # an older pointer: nothing to judge by
+    assert rebase_run(monkeypatch, None).rebase(lambda k, v: None) is False   # no champion yet
