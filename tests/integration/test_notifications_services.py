@@ -111,9 +111,14 @@ def test_promote_delete_and_failure_notify_from_the_real_components_with_working
         (msg,) = [m for m in sink.messages if str(m["Subject"]) == payload["subject"]]
         text = body_text(msg)
         assert f"Decision: {decision}" in text and SECRET not in text and "4111" not in text
-        # the links are the api-server's: the run page answers there for a logged-in user
+        # the links are the api-server's own: Airflow's run page answers there for a logged-in user; the plugin's
+        # run page route answers too (these small DAGs use no Gemini tuning operator, so it says it does not know
+        # the run: its own 404 page; a pipeline run's page is checked in test_ui_browser.py)
         for key in ("run_url", "report_url"):
             assert payload[key].startswith(af.base_url + "/gemini-tuning/"), payload[key]
-        page = af.request("GET", urlsplit(payload["run_url"]).path)
-        assert page.status_code == 200 and run_id in page.text, (payload["run_url"], page.status_code)
+        assert payload["airflow_run_url"].startswith(af.base_url + "/dags/"), payload["airflow_run_url"]
+        page = af.request("GET", urlsplit(payload["airflow_run_url"]).path)
+        assert page.status_code == 200 and "<html" in page.text.lower(), (payload["airflow_run_url"], page.status_code)
+        ours = af.request("GET", urlsplit(payload["run_url"]).path, expect=None)
+        assert ours.status_code == 404 and "Gemini tuning" in ours.text, ours.status_code
     assert "Task: tune" in body_text(next(m for m in sink.messages if "run failed" in str(m["Subject"])))
