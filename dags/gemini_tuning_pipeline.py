@@ -46,7 +46,7 @@ from gemini_tuning.operators.prepare import PrepareTuningDatasetOperator
 from gemini_tuning.operators.promote import GeminiDeleteTunedModelOperator, GeminiPromoteOperator
 from gemini_tuning.operators.report import GeminiTuningReportOperator
 from gemini_tuning.operators.tune import GeminiTuningOperator
-from gemini_tuning.team_dag import team_dag
+from gemini_tuning.team_dag import params_set_aside, team_dag
 
 DEMO = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "include", "demo")
 RAW_TRAINING_DATA = Asset(name="gemini_tuning_raw_training_data")   # emitted by whatever produces new raw data
@@ -240,7 +240,7 @@ def pipeline_dag(dag_id: str = "gemini_tuning_pipeline", *, params: dict | None 
         access_control=access_control,
         **(dag_callbacks or {}),
     )
-    with dag:
+    with dag, params_set_aside(dag):
         prepare = PrepareTuningDatasetOperator(
             task_id="prepare_dataset",
             source="{{ params.training_data }}",

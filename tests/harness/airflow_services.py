@@ -663,7 +663,8 @@ class AirflowServices:
                 time.sleep(1)
                 continue
             if expect is not None and r.status_code not in set(expect):
-                raise ServicesError(f"{method} {path} -> {r.status_code}: {r.text[:2000]}")
+                tail = f"\napi-server log:\n{self.log_tail('api-server', 30)}" if r.status_code >= 500 else ""
+                raise ServicesError(f"{method} {path} -> {r.status_code}: {r.text[:2000]}{tail}")
             return r
 
     def get(self, path: str, **kw) -> Any:
