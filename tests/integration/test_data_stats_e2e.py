@@ -66,5 +66,5 @@ def test_dropped_examples_are_reported_by_source_line_and_can_fail_the_gate(pipe
     listed = [int(n) for n in re.findall(r"line (\d+) of \S*tickets\.jsonl", text)]      # the name as given
     assert listed == in_training, (listed, in_training)
     assert text.count("which exceeds the maximum of 400 tokens per example") == len(in_training)
-    assert re.search(r"Billable tokens\s+service [\d,]+ · estimate \(chars / 4 × epochs\) [\d,]+", text)
+    assert re.search(r"Billable tokens\s+service [\d,]+ · estimate \(chars / 4\) [\d,]+", text)
     assert f"{len(in_training)} example(s) (" in text

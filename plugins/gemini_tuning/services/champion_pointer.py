@@ -7,7 +7,7 @@ The pointer's format, and why it is the source of truth, is in :mod:`.champion` 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 from ..backends.gcs import ObjectTooLarge, json_size, read_json
 from ..core.constants import MAX_POINTER_BYTES
@@ -23,7 +23,7 @@ VIA_ROLLBACK = "rollback"
 
 # ----------------------------------------------------------------------------------------------- build, compare
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def normalize_candidate(candidate: dict) -> dict:

@@ -18,7 +18,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from ..backends import gcs
@@ -140,7 +140,7 @@ class GateOutcome:
 
 def utcnow() -> str:
     """Now, as the verdict records it (``2026-12-01T09:00:00.000000Z``)."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def gate_evaluation(storage, evaluation: Mapping[str, Any], *, candidate: Mapping[str, Any] | None,
@@ -157,7 +157,7 @@ def gate_evaluation(storage, evaluation: Mapping[str, Any], *, candidate: Mappin
     """
     ev = evaluation
     config = GateConfig.from_dict(gate_config)
-    tuned = candidate or {}
+    tuned = candidate if isinstance(candidate, Mapping) else {}
     data_stats = {"dropped": tuned.get("dropped_count"), "examples": tuned.get("example_count")}
     candidate = promotion_candidate(candidate or {"tuned_model": ev["models"].get("challenger")}, ev)
     rows = read_rows(storage, ev["results_uri"])

@@ -164,6 +164,18 @@ def prepare_validation_dataset(
     return _prepare(lines, source_name, options, None, validation_sink, None, int(train_count))
 
 
+def _buffered(buf: bytearray, out: bytes, hasher, sink, limit: int) -> bytearray:
+    """``out`` and a newline appended to ``buf``; at ``limit`` bytes the buffer is hashed and written, and a new
+    one returned (a fresh object each time: the sink may keep the old one)."""
+    buf += out
+    buf += b"\n"
+    if len(buf) >= limit:
+        hasher.update(buf)
+        sink.write(buf)
+        return bytearray()
+    return buf
+
+
 def _prepare(lines: Iterable[bytes], source_name: str, options: DatasetOptions, train_sink: BinaryIO | None,
              validation_sink: BinaryIO | None, eval_prompts: Iterable[str] | None,
              train_of: int | None) -> PrepareResult:
@@ -280,12 +292,7 @@ def _prepare(lines: Iterable[bytes], source_name: str, options: DatasetOptions, 
                 val_count += 1
                 val_bytes += len(out) + 1
                 if not run.errors:
-                    val_buf += out
-                    val_buf += b"\n"
-                    if len(val_buf) >= buffer_bytes:
-                        val_hash.update(val_buf)
-                        validation_sink.write(val_buf)  # type: ignore[union-attr]
-                        val_buf = bytearray()
+                    val_buf = _buffered(val_buf, out, val_hash, validation_sink, buffer_bytes)
                 if vertex and val_bytes > VERTEX_MAX_FILE_BYTES and not size_reported:
                     size_reported = True
                     add(ln, "file-too-large", f"the validation file exceeds {VERTEX_MAX_FILE_BYTES:,} bytes here")
@@ -303,12 +310,7 @@ def _prepare(lines: Iterable[bytes], source_name: str, options: DatasetOptions, 
                         add(ln, "leakage", "the user prompt equals an evaluation prompt", leak_severity)
                         break
             if not run.errors:
-                train_buf += out
-                train_buf += b"\n"
-                if len(train_buf) >= buffer_bytes:
-                    train_hash.update(train_buf)
-                    train_sink.write(train_buf)  # type: ignore[union-attr]
-                    train_buf = bytearray()
+                train_buf = _buffered(train_buf, out, train_hash, train_sink, buffer_bytes)
             if train_bytes > file_limit and not size_reported:
                 size_reported = True
                 if vertex:

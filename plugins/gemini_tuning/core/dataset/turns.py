@@ -36,6 +36,16 @@ def _turn_text(parts: list) -> str:
     return "".join(p.text if type(p) is _TextPart else (p.get("text") or "") for p in parts)
 
 
+def _single_text(c, role: str) -> int:
+    """The length of turn ``c``'s text when it is ``role``'s one non-blank text part; -1 for anything else (the
+    full walk, :meth:`_TurnChecks._turns_full`, then decides and reports)."""
+    parts = c.parts
+    if c.role != role or len(parts) != 1 or type(parts[0]) is not _TextPart:
+        return -1
+    t = parts[0].text
+    return -1 if not t or t.isspace() else len(t)
+
+
 class _TurnChecks:
     """The turn checks, mixed into the run (which provides ``add``, ``vertex``, ``eval_set`` and ``_target``)."""
 
@@ -62,23 +72,15 @@ class _TurnChecks:
         user_c = model_c = 0
         it = iter(contents)
         for c in it:
-            parts = c.parts
-            if c.role != "user" or len(parts) != 1 or type(parts[0]) is not _TextPart:
+            n = _single_text(c, "user")
+            if n < 0:
                 return full(ln, ex, si, contents, where, offset, model_name)
-            t = parts[0].text
-            if not t or t.isspace():
-                return full(ln, ex, si, contents, where, offset, model_name)
-            user_c += len(t)
+            user_c += n
             c = next(it, None)
-            if c is None:
+            n = -1 if c is None else _single_text(c, "model")
+            if n < 0:
                 return full(ln, ex, si, contents, where, offset, model_name)
-            parts = c.parts
-            if c.role != "model" or len(parts) != 1 or type(parts[0]) is not _TextPart:
-                return full(ln, ex, si, contents, where, offset, model_name)
-            t = parts[0].text
-            if not t or t.isspace():
-                return full(ln, ex, si, contents, where, offset, model_name)
-            model_c += len(t)
+            model_c += n
         if self.vertex and sys_c + user_c + model_c <= _VERTEX_MAX_CHARS:
             if self.eval_set is None:
                 return ex, sys_c, user_c, model_c, ()

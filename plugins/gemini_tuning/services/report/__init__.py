@@ -11,7 +11,7 @@ as a short note, never an error::
      "tuning": {"backend", "job_name", "base_model", "tuned_model", "endpoint",
                 "loss_history": [[step, epoch, loss], ...], "validation_history": [...], "hyperparameters": {...},
                 "example_count", "continued_from", "checkpoints": [{"checkpoint_id", "epoch", "step", "endpoint"}],
-                "billable_tokens" (the service's count), "estimated_tokens" (the prepare step's chars / 4 x epochs),
+                "billable_tokens" (the service's count), "estimated_tokens" (the prepare step's chars / 4, one pass),
                 "dropped_count", "dropped": [{"index", "line", "source", "reason"}, ...] (line: the source file's)},
      "evaluation": {"n_prompts", "results_uri", "models": {"challenger", "champion"}, "judge", "tokens",
                     "summary": {"challenger": summarize(), "champion": summarize() | None},
@@ -48,12 +48,12 @@ def _retirement(model: str | None) -> str | None:
     """``retires YYYY-MM-DD (N days left)`` of a base model, from the shipped lifecycle table; None when unknown."""
     if not model:
         return None
-    from datetime import UTC, datetime
+    from datetime import datetime, timezone
 
     from ...core import lifecycle
 
     try:
-        status = lifecycle.base_status(model, datetime.now(UTC).date())
+        status = lifecycle.base_status(model, datetime.now(timezone.utc).date())
     except (OSError, ValueError):
         return None
     if status.retirement is None:
@@ -84,7 +84,8 @@ def report_data(*, dag_id: str, run_id: str, generated_at: str | None, tuning: M
     lines = mapped.get("lines") or {}
     dropped = [{"index": int(i), "line": lines.get(int(i)), "source": mapped.get("source"), "reason": reason}
                for i, reason in tuning.get("dropped") or ()]
-    estimate = ((dataset or {}).get("stats") or {}).get("billable_tokens")
+    # the service counts the dataset's tokens once ("in the tuning dataset"), so compare the per-pass estimate
+    estimate = ((dataset or {}).get("stats") or {}).get("train_tokens")
     return {"title": f"Gemini tuning report — {dag_id}", "dag_id": dag_id, "run_id": run_id,
             "generated_at": generated_at,
             "tuning": {"backend": tuning.get("backend"), "job_name": tuning.get("name"),

@@ -300,8 +300,8 @@ def _data_stats_rows(tuning: Mapping) -> list[dict]:
         def tokens(n):
             return f"{int(n):,}" if isinstance(n, (int, float)) and not isinstance(n, bool) else "—"
 
-        rows.append(_row("Billable tokens", f"service {tokens(billed)} · estimate (chars / 4 × epochs) "
-                                            f"{tokens(estimate)}"))
+        rows.append(_row("Billable tokens", f"service {tokens(billed)} · estimate (chars / 4) {tokens(estimate)} "
+                                            "(the training examples, one pass)"))
     count, dropped = tuning.get("dropped_count"), list(tuning.get("dropped") or ())
     if count:
         total = tuning.get("example_count")

@@ -216,14 +216,15 @@ class TuningRun:
             "state_uri": req.state_uri, "champion_pointer_uri": req.champion_pointer_uri})
         state_uri = state_uri_for(req.spec.training_uri, req.state_uri)
         estimate = self.budget(publish)
-        continuation = None if self.rebase(publish) else self.continuation(state_uri)
+        rebased = self.rebase(publish, state_uri)
+        continuation = None if rebased else self.continuation(state_uri)
         spec = dataclasses.replace(req.spec, continue_from=continuation.model_version if continuation else None,
                                    checkpoint_id=continuation.checkpoint_id if continuation else None)
         spec.validate()
         backend = self._backend(spec.backend)
         if continuation is None:
             self.check_base_model(backend, spec, state_uri, publish)
-        launch = self._launcher(spec, backend, state_uri, continuation).launch(spec)
+        launch = self._launcher(spec, backend, state_uri, continuation, rebased).launch(spec)
         return Started(launch.status, launch.decision.action, backend,
                        deadline_of(launch.status, req.job_timeout_seconds), estimate)
 
@@ -238,7 +239,7 @@ class TuningRun:
 
         :raises Refused: the service does not serve the model (nothing was created).
         """
-        from ...backends.errors import NotFoundError
+        from ...backends.errors import NotFoundError, TuningApiError
         from ...core import lifecycle
 
         ask = getattr(backend, "base_model", None)
@@ -254,19 +255,17 @@ class TuningRun:
                 "days_left": status.days_left, "table_as_of": table.as_of.isoformat(), "served": None}
         try:
             ask(model)
-        except NotFoundError as exc:
-            info["served"] = False
-            publish("base_model", info)
-            row = lifecycle.resolve_model(model, table)
-            tunable = [r for r in (row.replacements if row else ()) if getattr(table.models.get(r), "tunable", None)]
-            instead = (f"{' or '.join(tunable)} (Google's listed replacements that the table lists as tunable)"
-                       if tunable else f"a currently tunable model such as {lifecycle.DEFAULT_BASE_MODEL}")
-            known = f"; the lifecycle table (as of {table.as_of}) says: {status.message}" \
-                if status.state != "unknown" else ""
-            raise Refused(f"nothing was created: base model {model} is not served in {location} (Vertex AI "
-                          f"answered {exc.code} {exc.status or ''}: {exc.message}). It is retired, not yet released "
-                          f"or not offered in this location{known}. Set base_model to {instead}, or choose a "
-                          "location that offers it.") from exc
+        except ValueError as exc:            # not a model id (base_model_id): a retry would not change it
+            raise Refused(f"nothing was created: {exc}") from exc
+        except TuningApiError as exc:
+            if isinstance(exc, NotFoundError):
+                raise self._not_served(model, location, table, status, info, publish, exc) from exc
+            if exc.code in (401, 403):       # e.g. a role without aiplatform.publisherModels.get: not a verdict
+                self.log.warning("base model %s: the service did not say whether it serves it (%s); going on to "
+                                 "the create, whose own answer counts", model, exc)
+                publish("base_model", info)
+                return info
+            raise
         info["served"] = True
         publish("base_model", info)
         if status.state in ("warn", "blocked", "retired"):
@@ -275,14 +274,25 @@ class TuningRun:
             self.log.info("base model %s is served in %s; %s", model, location, status.message)
         return info
 
-    def _job_recorded(self, state_uri: str) -> bool:
-        from ..idempotence import IntentStore
+    def _not_served(self, model, location, table, status, info, publish, exc) -> Refused:
+        """The refusal of a base model the service does not serve (404), naming what to use instead."""
+        from ...core import lifecycle
 
-        try:
-            intent, _ = IntentStore(self._storage(), state_uri).read(self.request.task.key)
-        except Exception as exc:  # noqa: BLE001 - the launcher reads it again and raises what is wrong
-            self.log.debug("intent record not readable before the base-model check: %s", exc)
-            return False
+        info["served"] = False
+        publish("base_model", info)
+        row = lifecycle.resolve_model(model, table)
+        tunable = [r for r in (row.replacements if row else ()) if getattr(table.models.get(r), "tunable", None)]
+        instead = (f"{' or '.join(tunable)} (Google's listed replacements that the table lists as tunable)"
+                   if tunable else f"a currently tunable model such as {lifecycle.DEFAULT_BASE_MODEL}")
+        known = f"; the lifecycle table (as of {table.as_of}) says: {status.message}" \
+            if status.state != "unknown" else ""
+        return Refused(f"nothing was created: base model {model} is not served in {location} (Vertex AI "
+                       f"answered {exc.code} {exc.status or ''}: {exc.message}). It is retired, not yet released "
+                       f"or not offered in this location{known}. Set base_model to {instead}, or choose a "
+                       "location that offers it.")
+
+    def _job_recorded(self, state_uri: str) -> bool:
+        intent = self._intent(state_uri)
         return intent is not None and bool(intent.job_name)
 
     def budget(self, publish: Callable[[str, Any], None]) -> BudgetEstimate | None:
@@ -315,7 +325,18 @@ class TuningRun:
     def _today(self) -> date:
         return self.request.today or datetime.now(timezone.utc).date()
 
-    def rebase(self, publish: Callable[[str, Any], None]) -> bool:
+    def _intent(self, state_uri: str):
+        """This task instance's intent record (None: none yet, or unreadable: the launcher reads it again)."""
+        from ..idempotence import IntentStore
+
+        try:
+            intent, _ = IntentStore(self._storage(), state_uri).read(self.request.task.key)
+        except Exception as exc:  # noqa: BLE001 - an unreadable record is raised by the launcher itself
+            self.log.debug("intent record not readable: %s", exc)
+            return None
+        return intent
+
+    def rebase(self, publish: Callable[[str, Any], None], state_uri: str | None = None) -> bool:
         """``continue_from="champion"`` and the champion's base model retiring (the pointer's ``base_model``, the
         lifecycle table, ``on_base_retirement``): True when this run tunes ``spec.base_model`` afresh instead
         (a warning, and ``("rebase", {…})`` published); False to continue as asked. The new model is judged
@@ -329,6 +350,15 @@ class TuningRun:
         req = self.request
         if req.continue_from != "champion" or req.spec.backend != "vertex" or not req.champion_pointer_uri:
             return False
+        # what an earlier try of this task instance decided holds for every later one: a promotion or another
+        # day in between must not turn its job into a different one (cancelled and paid for again)
+        intent = self._intent(state_uri) if state_uri else None
+        earlier = (intent.continuation if intent is not None else None) or {}
+        if earlier.get("raw") == req.continue_from and (earlier.get("rebased") or earlier.get("model_version")):
+            if earlier.get("rebased"):
+                self.log.info("continue_from=champion: the first try rebased onto %s; so does this one",
+                              req.spec.base_model)
+            return bool(earlier.get("rebased"))
         try:
             champion, _ = read_champion(self._storage(), req.champion_pointer_uri)
         except Exception as exc:  # noqa: BLE001 - the continuation reads it again and says what is wrong
@@ -347,6 +377,13 @@ class TuningRun:
             self.log.info("%s", message)
             return False
         if decision == "fail":
+            if lifecycle.base_status(base, self._today(), self._lifecycle(),
+                                     int(req.retirement_warn_days)).state == "warn":
+                # only warned (tuning on it still works): keep continuing until it is blocked, and say what to do
+                self.log.warning("%s (continuing from the champion until its base is blocked)", message)
+                publish("rebase", {"champion": champion.get("tuned_model"), "champion_base_model": base,
+                                   "base_model": req.spec.base_model, "message": message, "rebased": False})
+                return False
             raise Refused(f"nothing was created: {message}")
         self.log.warning("%s", message)
         publish("rebase", {"champion": champion.get("tuned_model"), "champion_base_model": base,
@@ -397,7 +434,7 @@ class TuningRun:
                       earlier["model_version"], earlier.get("checkpoint_id") or "default")
         return Continuation(earlier["model_version"], earlier.get("checkpoint_id"), value)
 
-    def _launcher(self, spec: TuningSpec, backend, state_uri: str, continuation):
+    def _launcher(self, spec: TuningSpec, backend, state_uri: str, continuation, rebased: bool = False):
         from ..idempotence import IntentStore, JobLauncher
 
         req = self.request
@@ -405,5 +442,7 @@ class TuningRun:
                           "location": req.location})
         kept = ({"raw": continuation.source, "model_version": continuation.model_version,
                  "checkpoint_id": continuation.checkpoint_id} if continuation else None)
+        if rebased:     # kept, so that every later try of this task instance tunes afresh too
+            kept = {"raw": req.continue_from, "rebased": True, "model_version": None, "checkpoint_id": None}
         return JobLauncher(backend, IntentStore(self._storage(), state_uri), key=req.task.key, fingerprint=fp,
                            policy=req.on_fingerprint_change, continuation=kept, task=dataclasses.asdict(req.task))

@@ -395,13 +395,13 @@ def test_the_service_token_count_and_the_dropped_examples_by_source_line():
     ranges = line_ranges([2 * n for n in range(1, 401)])      # every other source line became an example
     lines = {"source": "tickets.jsonl", "lines": source_lines(ranges, range(1, 26))}
     data = report.report_data(dag_id="d", run_id="r", generated_at=None, tuning=tuning, evaluation={}, gate={},
-                              action_taken=None, examples=[], dataset={"stats": {"billable_tokens": 120000}},
+                              action_taken=None, examples=[], dataset={"stats": {"train_tokens": 120000}},
                               dropped_lines=lines)
     assert data["tuning"]["dropped"][0] == {"index": 1, "line": 2, "source": "tickets.jsonl",
                                             "reason": "The example has 9001 tokens <script>"}
     html = render_report(data)
     text = re.sub(r"<[^>]+>", " ", html)
-    assert "service 123,456 · estimate (chars / 4 × epochs) 120,000" in text
+    assert "service 123,456 · estimate (chars / 4) 120,000 (the training examples, one pass)" in text
     assert "25 example(s) (6.2 % of 400)" in text
     assert "line 2 of tickets.jsonl" in text and "line 40 of tickets.jsonl" in text   # the 20th
     assert "line 42 of tickets.jsonl" not in text and "and 5 more listed by the service" in text

@@ -160,3 +160,43 @@ def test_a_healthy_or_unknown_champion_base_continues(monkeypatch):
     assert rebase_run(monkeypatch, {k: v for k, v in CHAMPION.items() if k != "base_model"}).rebase(
         lambda k, v: None) is False                                  # an older pointer: nothing to judge by
     assert rebase_run(monkeypatch, None).rebase(lambda k, v: None) is False   # no champion yet
+
+
+def test_a_retry_keeps_what_the_first_try_decided(monkeypatch):
+    """A rebased first try is rebased again on every retry (its job is not cancelled for a continuation), and a
+    first try that continued is not rebased later (another day may be inside the warning window)."""
+    rebased = SimpleNamespace(job_name="projects/p/locations/l/tuningJobs/1",
+                              continuation={"raw": "champion", "rebased": True, "model_version": None})
+    continued = SimpleNamespace(job_name="projects/p/locations/l/tuningJobs/2",
+                                continuation={"raw": "champion", "model_version": "projects/p/locations/l/models/9@2"})
+    for intent, expected in ((rebased, True), (continued, False)):
+        run = rebase_run(monkeypatch, CHAMPION)
+        monkeypatch.setattr(run, "_intent", lambda uri, i=intent: i)
+        assert run.rebase(lambda k, v: None, "gs://acme-ml/state") is expected
+
+
+def test_only_warned_and_still_on_the_same_family_keeps_continuing(monkeypatch):
+    healthy_soon = {**CHAMPION, "base_model": "gemini-3.5-flash"}
+    published = {}
+    run = rebase_run(monkeypatch, healthy_soon, today=date(2027, 3, 1))      # warn window, base_model same family
+    assert run.rebase(published.__setitem__) is False
+    assert published["rebase"]["rebased"] is False
+
+
+def test_a_403_is_not_a_verdict_and_a_bad_id_is_a_refusal(monkeypatch):
+    from gemini_tuning.backends.errors import TuningApiError
+
+    class Forbidden(Backend):
+        def base_model(self, model):
+            raise TuningApiError(403, "Permission 'aiplatform.publisherModels.get' denied", status="PERMISSION_DENIED")
+
+    tr, spec = tuning_run(monkeypatch)
+    assert tr.check_base_model(Forbidden(True), spec, "gs://acme-ml/state", lambda k, v: None)["served"] is None
+
+    class Bad(Backend):
+        def base_model(self, model):
+            return base_model_request(model)
+
+    with pytest.raises(Refused, match="is not a Gemini model id"):
+        tr.check_base_model(Bad(True), TuningSpec(backend="vertex", base_model="Gemini 3", training_uri="gs://a/b"),
+                            "gs://acme-ml/state", lambda k, v: None)
