@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,10 +38,23 @@ def start_emulator() -> tuple[subprocess.Popen, dict]:
     return proc, json.loads(proc.stdout.readline())
 
 
+def fernet_key(home: Path) -> str:
+    """The demo's own Fernet key (kept beside its metadata DB), so Airflow stores connection and XCom secrets
+    encrypted instead of warning "empty cryptography key" (a deployment sets ``[core] fernet_key`` itself)."""
+    path = home / "fernet.key"
+    if not path.exists():
+        from cryptography.fernet import Fernet
+
+        path.write_bytes(Fernet.generate_key())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def configure(info: dict) -> None:
     home = DEMO / "airflow"
     home.mkdir(parents=True, exist_ok=True)
     os.environ.update({
+        "AIRFLOW__CORE__FERNET_KEY": fernet_key(home),
         "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
@@ -56,6 +70,13 @@ def configure(info: dict) -> None:
         "GEMINI_TUNING_EMULATOR_URL": info["url"], "STORAGE_EMULATOR_HOST": info["gcs_url"], "NO_GCE_CHECK": "true",
     })
     sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "dags")]
+    # Airflow 3.3's DAG-file discovery (airflow/_shared/module_loading/file_discovery.py) still asks pathspec for its
+    # old "gitwildmatch" pattern name, and pathspec 1.x warns "GitWildMatchPattern ('gitwildmatch') is deprecated" on
+    # every DagBag: Airflow's to change, harmless, nothing a newcomer can act on. Exactly that warning is silenced,
+    # after airflow.configuration has put its own "default" filter for airflow's DeprecationWarnings first.
+    import airflow.configuration  # noqa: F401
+
+    warnings.filterwarnings("ignore", message=r"GitWildMatchPattern", category=DeprecationWarning)
 
 
 REPLIES_DIR = ROOT / "include" / "demo" / "replies"
