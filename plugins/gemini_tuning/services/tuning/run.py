@@ -420,13 +420,8 @@ class TuningRun:
         ``"champion"`` resolves to this run's own model once it is promoted, and a retry must not become a new
         job for that."""
         from ..continuation import Continuation
-        from ..idempotence import IntentStore
 
-        try:
-            intent, _ = IntentStore(self._storage(), state_uri).read(self.request.task.key)
-        except Exception as exc:  # noqa: BLE001 - an unreadable record is raised by the launcher itself
-            self.log.debug("no earlier continuation: %s", exc)
-            return None
+        intent = self._intent(state_uri)
         earlier = (intent.continuation if intent is not None else None) or {}
         if earlier.get("raw") != value or not earlier.get("model_version"):
             return None
